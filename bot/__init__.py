@@ -1,0 +1,1 @@
+"""Peer support: a Slack app that connects clinicians with trained peer supporters."""

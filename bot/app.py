@@ -1,0 +1,55 @@
+"""The Bolt app factory: middleware, the error handler, and every listener from handlers/."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import App, BoltResponse
+
+import handlers
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
+    """Build the Bolt app for HTTP or Socket Mode from a runtime."""
+    settings = runtime.settings
+    app = App(
+        signing_secret=settings.slack_signing_secret or "",
+        client=runtime.client,
+        # Listeners run on this pool after ack(); a generous size keeps a slow Web API call
+        # from queueing the acknowledgements of other requests behind it.
+        listener_executor=ThreadPoolExecutor(
+            max_workers=settings.listener_threads, thread_name_prefix="listener"),
+        request_verification_enabled=not settings.socket_mode,
+        token_verification_enabled=verify_token,
+        raise_error_for_unhandled_request=False,
+        logger=logging.getLogger("peersupport.bolt"),
+    )
+
+    @app.use
+    def provide_runtime(context: dict[str, Any], next: Any) -> None:  # noqa: A002 - Bolt's name
+        # Cheap references only: the database session is opened per listener (handlers.middleware).
+        context["runtime"] = runtime
+        context["messenger"] = runtime.messenger
+        context["clock"] = runtime.clock
+        next()
+
+    @app.error
+    def on_error(error: Exception, context: dict[str, Any], response: BoltResponse | None
+                 ) -> BoltResponse | None:
+        # Type and traceback only: the request body (what someone typed) is never logged.
+        log.error("unhandled %s in a Slack listener", type(error).__name__,
+                  exc_info=(type(error), error, error.__traceback__))
+        if isinstance(error, (KeyError, TypeError, ValueError, AttributeError)) and (
+            response is None or response.status >= 500
+        ):
+            # A payload missing the fields Slack always sends is a bad request, not our failure.
+            return BoltResponse(status=400, body="")
+        return None
+
+    handlers.register(app)
+    return app

@@ -1,0 +1,128 @@
+"""`python -m bot [run|web|clock|socket|migrate]`: start-up, with one clear line for any bad setting."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from urllib.error import URLError
+
+from slack_bolt.error import BoltError
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import OperationalError
+
+from bot.settings import Settings, SettingsError
+
+log = logging.getLogger("peersupport")
+
+COMMANDS = {
+    "run": "everything in one process: migrations, the Slack app and the scheduler (default)",
+    "web": "the HTTP server alone (several workers); pair it with a 'clock' process",
+    "clock": "the due-work scheduler alone",
+    "socket": "the Slack app over Socket Mode, without the scheduler",
+    "migrate": "apply database migrations and exit",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line, build settings once, and run the chosen process."""
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Peer support Slack app")
+    parser.add_argument("command", nargs="?", default="run", choices=list(COMMANDS),
+                        help="; ".join(f"{name}: {text}" for name, text in COMMANDS.items()))
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ)
+        from bot.logs import configure_logging
+
+        configure_logging(settings.log_level)
+        return _COMMANDS[args.command](settings)
+    except SettingsError as error:
+        print(f"peersupport: {error}", file=sys.stderr)
+        return 2
+    except OperationalError as error:
+        reason = str(error.orig).splitlines()[0] if error.orig else type(error).__name__
+        print(f"peersupport: DATABASE_URL could not be used ({reason}); check the address, "
+              "that the server is running, and the credentials.", file=sys.stderr)
+        return 2
+    except (BoltError, SlackApiError) as error:
+        code = error.response.get("error") if isinstance(error, SlackApiError) else None
+        detail = code or str(error).splitlines()[0]
+        print(f"peersupport: Slack refused the SLACK_BOT_TOKEN ({detail}); copy the Bot User "
+              "OAuth Token again from https://api.slack.com/apps (OAuth & Permissions).",
+              file=sys.stderr)
+        return 2
+    except URLError as error:
+        print(f"peersupport: could not reach Slack at SLACK_API_URL ({error.reason}); check the "
+              "network, or leave SLACK_API_URL unset to use Slack's own address.", file=sys.stderr)
+        return 2
+
+
+def _migrate(settings: Settings) -> int:
+    from bot.db import make_engine, migrate
+
+    migrate(make_engine(settings.database_url))
+    print("peersupport: database is up to date")
+    return 0
+
+
+def _run(settings: Settings) -> int:
+    transport = "socket" if settings.socket_mode else "http"
+    settings.require_slack(transport=transport)
+    from bot.app import create_app
+    from bot.runtime import build_runtime
+    from bot.scheduler import build_scheduler
+
+    runtime = build_runtime(settings)
+    bolt = create_app(runtime)
+    scheduler = build_scheduler(runtime.duework(), settings.tick_seconds, blocking=False)
+    if settings.socket_mode:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        scheduler.start()
+        log.info("connecting to Slack over Socket Mode")
+        SocketModeHandler(bolt, settings.slack_app_token).start()
+        return 0
+    from bot.web import serve
+
+    # The scheduler starts in gunicorn's master just before the single worker is forked.
+    serve(runtime, bolt, workers=1, on_ready=scheduler.start)
+    return 0
+
+
+def _web(settings: Settings) -> int:
+    settings.require_slack(transport="http")
+    from bot.app import create_app
+    from bot.runtime import build_runtime
+    from bot.web import serve
+
+    runtime = build_runtime(settings)
+    serve(runtime, create_app(runtime), workers=settings.web_workers)
+    return 0
+
+
+def _clock(settings: Settings) -> int:
+    settings.require_slack(transport="clock")
+    from bot.runtime import build_runtime
+    from bot.scheduler import build_scheduler
+
+    runtime = build_runtime(settings)
+    log.info("clock started: ticking every %.1f s", settings.tick_seconds)
+    build_scheduler(runtime.duework(), settings.tick_seconds, blocking=True).start()
+    return 0
+
+
+def _socket(settings: Settings) -> int:
+    settings.require_slack(transport="socket")
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.app import create_app
+    from bot.runtime import build_runtime
+
+    runtime = build_runtime(settings)
+    SocketModeHandler(create_app(runtime), settings.slack_app_token).start()
+    return 0
+
+
+_COMMANDS = {"run": _run, "web": _web, "clock": _clock, "socket": _socket, "migrate": _migrate}

@@ -1,0 +1,343 @@
+"""The due-work engine: timers kept as database rows, claimed atomically, run once each.
+
+Any process may schedule work; whichever clock process claims a due row runs it. A claim is a
+single conditional UPDATE (with FOR UPDATE SKIP LOCKED on PostgreSQL), so two clocks never run
+the same item at once. A claim carries a lease: if the process dies, the row becomes claimable
+again when the lease expires (work is therefore at-least-once across crashes, exactly-once
+among live clocks; kinds that talk to people record what they sent to stay idempotent).
+
+Catch-up policy: an item found more than its kind's grace period late (the clock was down) is not
+run in a burst; it is rescheduled by its kind's policy, by default spread evenly over the
+catch-up window from now. Kinds whose lateness must never delay them (escalations) set no grace.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import Clock
+from bot.models import DueWork, WorkState
+
+log = logging.getLogger(__name__)
+
+# Finished rows are kept this long so coordinators and operators can see recent history.
+FINISHED_RETENTION = timedelta(days=7)
+MAX_RETRY_DELAY = timedelta(hours=1)
+PURGE_EVERY = timedelta(minutes=10)
+
+
+class RetryLater(Exception):
+    """Raised by a job to be run again after `seconds` (for example Slack answered 429)."""
+
+    def __init__(self, seconds: float, reason: str = "retry"):
+        super().__init__(reason)
+        self.seconds = max(1.0, float(seconds))
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a running job receives: its own session, its payload and the time it runs at."""
+
+    session: Session
+    item_id: int
+    kind: str
+    payload: Mapping[str, Any]
+    due_at: datetime
+    now: datetime
+    attempt: int
+
+
+Reschedule = Callable[[DueWork, datetime, timedelta], datetime]
+
+
+def spread_over_window(item: DueWork, now: datetime, window: timedelta) -> datetime:
+    """Default catch-up: place a late item at a stable point within `window` from now."""
+    seconds = int(window.total_seconds())
+    # Multiplying by a large prime scatters consecutive ids evenly over the window.
+    return now + timedelta(seconds=(item.id * 2654435761) % max(seconds, 1))
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A kind of due work: the function that runs it and how it behaves when late or failing."""
+
+    name: str
+    run: Callable[[JobContext], None]
+    grace: timedelta | None = None  # None: use the engine's default grace
+    always_run: bool = False  # True: run however late (escalations must never wait)
+    reschedule: Reschedule = spread_over_window
+    max_attempts: int = 6
+
+
+@dataclass
+class JobRegistry:
+    """The kinds of due work this process knows how to run."""
+
+    kinds: dict[str, JobKind] = field(default_factory=dict)
+
+    def register(self, kind: JobKind) -> None:
+        """Add a kind; registering the same name twice is a programming error."""
+        if kind.name in self.kinds:
+            raise ValueError(f"due-work kind {kind.name!r} is already registered")
+        self.kinds[kind.name] = kind
+
+    def get(self, name: str) -> JobKind | None:
+        """The kind with that name, or None."""
+        return self.kinds.get(name)
+
+
+def schedule(
+    session: Session,
+    kind: str,
+    due_at: datetime,
+    *,
+    now: datetime,
+    payload: Mapping[str, Any] | None = None,
+    key: str | None = None,
+) -> bool:
+    """Schedule work; with a `key`, scheduling the same key twice keeps the first. True if added."""
+    values = {
+        "kind": kind,
+        "key": key,
+        "payload": dict(payload or {}),
+        "due_at": due_at,
+        "state": WorkState.PENDING,
+        "attempts": 0,
+        "rescheduled": 0,
+        "created_at": now,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(DueWork).values(**values)
+    if key is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=["key"])
+    return session.execute(statement.returning(DueWork.id)).scalar() is not None
+
+
+def cancel(session: Session, *, now: datetime, key: str | None = None, kind: str | None = None,
+           payload_match: Mapping[str, Any] | None = None) -> int:
+    """Cancel pending work by key, or by kind and payload values; returns how many were cancelled."""
+    if key is None and kind is None:
+        raise ValueError("cancel needs a key or a kind")
+    query = select(DueWork).where(DueWork.state == WorkState.PENDING)
+    if key is not None:
+        query = query.where(DueWork.key == key)
+    if kind is not None:
+        query = query.where(DueWork.kind == kind)
+    count = 0
+    for item in session.scalars(query):
+        if payload_match and any(item.payload.get(k) != v for k, v in payload_match.items()):
+            continue
+        item.state = WorkState.CANCELLED
+        item.finished_at = now
+        count += 1
+    return count
+
+
+@dataclass
+class TickReport:
+    """What one tick did, for logs, tests and benchmarks."""
+
+    claimed: int = 0
+    done: int = 0
+    retried: int = 0
+    failed: int = 0
+    rescheduled: int = 0
+    lost_lease: int = 0
+
+
+class DueWorkEngine:
+    """Claims due rows and runs them, each in its own session."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        registry: JobRegistry,
+        clock: Clock,
+        *,
+        batch_size: int = 100,
+        lease: timedelta = timedelta(minutes=5),
+        grace: timedelta = timedelta(minutes=15),
+        catchup_window: timedelta = timedelta(minutes=30),
+        worker_id: str | None = None,
+    ):
+        self.sessions = sessions
+        self.registry = registry
+        self.clock = clock
+        self.batch_size = batch_size
+        self.lease = lease
+        self.grace = grace
+        self.catchup_window = catchup_window
+        self.worker_id = worker_id or uuid.uuid4().hex[:12]
+        self._last_purge: datetime | None = None
+
+    def tick(self) -> TickReport:
+        """Claim what is due and run it; call repeatedly (APScheduler does) until nothing is due."""
+        report = TickReport()
+        token, items = self.claim()
+        report.claimed = len(items)
+        for item in items:
+            self._run_one(item, token, report)
+        self._purge_finished_now_and_then()
+        if report.claimed:
+            log.info(
+                "due work tick: claimed=%d done=%d retried=%d failed=%d rescheduled=%d lost=%d",
+                report.claimed, report.done, report.retried, report.failed,
+                report.rescheduled, report.lost_lease,
+            )
+        return report
+
+    def run_until_idle(self, max_ticks: int = 1000) -> TickReport:
+        """Tick until a tick claims nothing; used by tests, the demo and benchmarks."""
+        total = TickReport()
+        for _ in range(max_ticks):
+            report = self.tick()
+            for name in vars(total):
+                setattr(total, name, getattr(total, name) + getattr(report, name))
+            if report.claimed == 0:
+                break
+        return total
+
+    def claim(self) -> tuple[str, list[DueWork]]:
+        """Atomically mark up to batch_size due (or lease-expired) rows as ours and return them."""
+        now = self.clock.now()
+        token = f"{self.worker_id}:{uuid.uuid4().hex[:12]}"
+        claimable = or_(
+            and_(DueWork.state == WorkState.PENDING, DueWork.due_at <= now),
+            and_(DueWork.state == WorkState.RUNNING, DueWork.lease_until < now),
+        )
+        # SKIP LOCKED lets two PostgreSQL clocks take disjoint batches without waiting;
+        # SQLite ignores it and serialises the single UPDATE statement instead.
+        chosen = (
+            select(DueWork.id)
+            .where(claimable)
+            .order_by(DueWork.due_at, DueWork.id)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(DueWork)
+            .where(DueWork.id.in_(chosen), claimable)
+            .values(
+                state=WorkState.RUNNING,
+                claim_token=token,
+                lease_until=now + self.lease,
+                attempts=DueWork.attempts + 1,
+            )
+            .returning(DueWork.id)
+            .execution_options(synchronize_session=False)
+        )
+        with self.sessions.begin() as session:
+            ids = list(session.scalars(statement))
+            items = list(session.scalars(select(DueWork).where(DueWork.id.in_(ids)).order_by(
+                DueWork.due_at, DueWork.id))) if ids else []
+            session.expunge_all()
+        return token, items
+
+    def _run_one(self, item: DueWork, token: str, report: TickReport) -> None:
+        now = self.clock.now()
+        kind = self.registry.get(item.kind)
+        if kind is None:
+            self._finish(item, token, WorkState.FAILED, now, error="unknown kind")
+            report.failed += 1
+            log.error("due work %d has unknown kind %s", item.id, item.kind)
+            return
+        grace = kind.grace if kind.grace is not None else self.grace
+        if not kind.always_run and item.due_at < now - grace:
+            new_due = kind.reschedule(item, now, self.catchup_window)
+            if new_due > now - grace:
+                self._release(item, token, due_at=new_due, error="late: rescheduled",
+                              rescheduled=True, attempts_back=True)
+                report.rescheduled += 1
+                return
+        try:
+            with self.sessions.begin() as session:
+                kind.run(JobContext(session=session, item_id=item.id, kind=item.kind,
+                                    payload=item.payload, due_at=item.due_at, now=now,
+                                    attempt=item.attempts))
+                finished = session.execute(
+                    update(DueWork)
+                    .where(DueWork.id == item.id, DueWork.claim_token == token)
+                    .values(state=WorkState.DONE, finished_at=self.clock.now(), lease_until=None)
+                    .execution_options(synchronize_session=False)
+                )
+                if finished.rowcount != 1:
+                    # Our lease ran out and another clock took the item: undo our database work.
+                    raise _LostLease()
+            report.done += 1
+        except _LostLease:
+            report.lost_lease += 1
+            log.warning("due work %d (%s): lease lost, left to its new owner", item.id, item.kind)
+        except RetryLater as retry:
+            self._release(item, token, due_at=now + timedelta(seconds=retry.seconds),
+                          error=retry.reason[:200])
+            report.retried += 1
+        except Exception as error:  # noqa: BLE001 - one failing job must not stop the others
+            # Only the exception's type is kept: its message might carry data we never store.
+            name = type(error).__name__
+            if item.attempts >= kind.max_attempts:
+                self._finish(item, token, WorkState.FAILED, now, error=name)
+                report.failed += 1
+                log.error("due work %d (%s) failed for good after %d attempts: %s",
+                          item.id, item.kind, item.attempts, name)
+            else:
+                delay = min(timedelta(seconds=30 * 2 ** (item.attempts - 1)), MAX_RETRY_DELAY)
+                self._release(item, token, due_at=now + delay, error=name)
+                report.retried += 1
+                log.warning("due work %d (%s) attempt %d failed (%s); retrying in %s",
+                            item.id, item.kind, item.attempts, name, delay)
+
+    def _release(self, item: DueWork, token: str, *, due_at: datetime, error: str,
+                 rescheduled: bool = False, attempts_back: bool = False) -> None:
+        values: dict[str, Any] = {
+            "state": WorkState.PENDING, "due_at": due_at, "claim_token": None,
+            "lease_until": None, "last_error": error,
+        }
+        if rescheduled:
+            values["rescheduled"] = DueWork.rescheduled + 1
+        if attempts_back:
+            values["attempts"] = DueWork.attempts - 1
+        with self.sessions.begin() as session:
+            session.execute(
+                update(DueWork).where(DueWork.id == item.id, DueWork.claim_token == token)
+                .values(**values).execution_options(synchronize_session=False)
+            )
+
+    def _finish(self, item: DueWork, token: str, state: WorkState, now: datetime,
+                *, error: str | None = None) -> None:
+        with self.sessions.begin() as session:
+            session.execute(
+                update(DueWork).where(DueWork.id == item.id, DueWork.claim_token == token)
+                .values(state=state, finished_at=now, lease_until=None, last_error=error)
+                .execution_options(synchronize_session=False)
+            )
+
+    def _purge_finished_now_and_then(self) -> None:
+        now = self.clock.now()
+        if self._last_purge is not None and now - self._last_purge < PURGE_EVERY:
+            return
+        self._last_purge = now
+        cutoff = now - FINISHED_RETENTION
+        with self.sessions.begin() as session:
+            session.execute(
+                delete(DueWork).where(
+                    DueWork.state.in_([WorkState.DONE, WorkState.CANCELLED]),
+                    DueWork.finished_at < cutoff,
+                )
+            )
+
+
+class _LostLease(Exception):
+    pass
+

@@ -1,0 +1,142 @@
+"""Every outgoing Slack Web API call goes through here.
+
+One place means one set of retry rules, one list of the methods (and so the scopes) the app
+uses, and one place where Slack's errors become outcomes the rest of the code understands.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+)
+
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The Web API methods this module calls; tests check them against Slack's spec and the manifest.
+METHODS_USED = (
+    "auth.test",
+    "chat.postMessage",
+    "chat.postEphemeral",
+    "chat.update",
+    "conversations.open",
+    "users.info",
+    "views.open",
+    "views.update",
+    "views.publish",
+)
+
+# Errors after which trying the same call again cannot help: the person or channel is gone.
+UNREACHABLE = frozenset(
+    {"user_not_found", "account_inactive", "channel_not_found", "is_archived",
+     "cannot_dm_bot", "user_disabled", "not_in_channel", "users_not_found"}
+)
+
+
+def build_client(settings: Settings, *, timeout: int = 10) -> WebClient:
+    """A WebClient that honours SLACK_API_URL and retries 429s and dropped connections."""
+    return WebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        timeout=timeout,
+        retry_handlers=[
+            RateLimitErrorRetryHandler(max_retry_count=2),
+            ConnectionErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+class SlackUnreachable(Exception):
+    """The recipient cannot be reached (deleted, deactivated, channel gone); carry on without them."""
+
+    def __init__(self, error: str):
+        super().__init__(error)
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Posted:
+    """Where a message went, so it can be updated later."""
+
+    channel: str
+    ts: str
+
+
+class Messenger:
+    """Thin, typed wrappers over the Web API calls the app makes."""
+
+    def __init__(self, client: WebClient):
+        self.client = client
+
+    def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        if method not in METHODS_USED:
+            raise ValueError(f"{method} is not in METHODS_USED; add it there and to manifest.yml")
+        # slack_sdk's named methods know which HTTP verb and encoding each method wants.
+        call = getattr(self.client, method.replace(".", "_"))
+        try:
+            response = call(**kwargs)
+        except SlackApiError as error:
+            code = str(error.response.get("error", "unknown_error"))
+            # Only the method and Slack's error code are logged, never the arguments.
+            log.warning("slack %s failed: %s", method, code)
+            if code in UNREACHABLE:
+                raise SlackUnreachable(code) from None
+            raise
+        return dict(response.data) if isinstance(response.data, dict) else {}
+
+    def auth_test(self) -> dict[str, Any]:
+        """Check the bot token and learn the bot's own ids."""
+        return self._call("auth.test")
+
+    def post_message(self, channel: str, text: str, blocks: Sequence[dict] | None = None) -> Posted:
+        """Post a message to a channel or DM and return where it landed."""
+        data = self._call("chat.postMessage", channel=channel, text=text,
+                          **({"blocks": list(blocks)} if blocks else {}))
+        return Posted(channel=data.get("channel", channel), ts=data.get("ts", ""))
+
+    def post_dm(self, user_id: str, text: str, blocks: Sequence[dict] | None = None) -> Posted:
+        """Open (or reuse) the DM with one person and post there."""
+        channel = self.open_conversation([user_id])
+        return self.post_message(channel, text, blocks)
+
+    def post_ephemeral(self, channel: str, user_id: str, text: str,
+                       blocks: Sequence[dict] | None = None) -> None:
+        """Post a message only `user_id` can see."""
+        self._call("chat.postEphemeral", channel=channel, user=user_id, text=text,
+                   **({"blocks": list(blocks)} if blocks else {}))
+
+    def update_message(self, channel: str, ts: str, text: str,
+                       blocks: Sequence[dict] | None = None) -> None:
+        """Replace a message the bot posted earlier."""
+        self._call("chat.update", channel=channel, ts=ts, text=text,
+                   blocks=list(blocks) if blocks else [])
+
+    def open_conversation(self, user_ids: Sequence[str]) -> str:
+        """Open a DM (one user) or group DM (several) with the bot; returns the channel id."""
+        data = self._call("conversations.open", users=",".join(user_ids))
+        return str(data["channel"]["id"])
+
+    def user_info(self, user_id: str) -> dict[str, Any]:
+        """The Slack profile of one user (time zone, deleted flag)."""
+        return dict(self._call("users.info", user=user_id)["user"])
+
+    def open_view(self, trigger_id: str, view: dict) -> dict[str, Any]:
+        """Open a modal in answer to a click or command."""
+        return self._call("views.open", trigger_id=trigger_id, view=view)
+
+    def update_view(self, view_id: str, view: dict) -> dict[str, Any]:
+        """Replace an open modal."""
+        return self._call("views.update", view_id=view_id, view=view)
+
+    def publish_home(self, user_id: str, view: dict) -> None:
+        """Publish a person's App Home tab."""
+        self._call("views.publish", user_id=user_id, view=view)

@@ -1,0 +1,346 @@
+"""A Slack Web API stand-in on loopback: answers as Slack does and records every call.
+
+Used by the test suite (and grown into the local sandbox): point SLACK_API_URL at `.api_url`.
+Each call is checked against Slack's published spec when one is given; a call to a method that
+does not exist or that lacks a required argument is answered as Slack would and kept in
+`.violations`, which the tests fail on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from bot.sandbox.spec import WebApiSpec
+
+JsonDict = dict[str, Any]
+
+
+@dataclass
+class Call:
+    """One Web API call as the stand-in received it."""
+
+    method: str
+    args: JsonDict
+    token: str | None
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Fault:
+    """A failure to answer with instead of success, for the next `times` calls of a method."""
+
+    method: str
+    error: str | None = None
+    status: int = 200
+    retry_after: int | None = None
+    delay: float = 0.0
+    times: int = 1
+
+
+@dataclass
+class SlackUser:
+    """A workspace member as users.info describes them."""
+
+    id: str
+    name: str
+    tz: str = "America/New_York"
+    deleted: bool = False
+    is_bot: bool = False
+
+    def as_api(self) -> JsonDict:
+        return {
+            "id": self.id, "team_id": "T0PEERSUP", "name": self.name, "real_name": self.name,
+            "deleted": self.deleted, "is_bot": self.is_bot, "tz": self.tz,
+            "tz_label": self.tz, "tz_offset": 0,
+            "profile": {"real_name": self.name, "display_name": self.name},
+        }
+
+
+class FakeSlack:
+    """The Web API stand-in; start() it, use .api_url, stop() it."""
+
+    bot_user_id = "UBOTPEER1"
+    team_id = "T0PEERSUP"
+
+    def __init__(self, spec: WebApiSpec | None = None, *, latency: float = 0.0):
+        self.spec = spec
+        self.latency = latency
+        self.calls: list[Call] = []
+        self.responses: list[JsonDict] = []  # what the app sent to response_url
+        self.violations: list[str] = []
+        self.users: dict[str, SlackUser] = {}
+        self.views: dict[str, JsonDict] = {}
+        self.homes: dict[str, JsonDict] = {}
+        self.messages: dict[str, list[JsonDict]] = {}
+        self._conversations: dict[frozenset[str], str] = {}
+        self._faults: list[Fault] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Condition()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FakeSlack:
+        """Listen on a free loopback port in a background thread."""
+        handler = _make_handler(self)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="fake-slack")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "start() the stand-in first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    @property
+    def api_url(self) -> str:
+        """The value for SLACK_API_URL."""
+        return self.base_url + "api/"
+
+    def response_url(self) -> str:
+        """A fresh response_url for a slash command or interaction."""
+        return f"{self.base_url}respond/{next(self._ids)}"
+
+    # -- test-facing helpers -----------------------------------------------------------------
+
+    def add_user(self, user_id: str, name: str | None = None, tz: str = "America/New_York",
+                 deleted: bool = False) -> SlackUser:
+        """Make a workspace member known to users.info."""
+        user = SlackUser(user_id, name or user_id.lower(), tz=tz, deleted=deleted)
+        self.users[user_id] = user
+        return user
+
+    def fail(self, method: str, error: str | None = None, *, status: int = 200,
+             retry_after: int | None = None, delay: float = 0.0, times: int = 1) -> None:
+        """Make the next `times` calls of `method` fail with a Slack error or HTTP status."""
+        with self._lock:
+            self._faults.append(Fault(method, error, status, retry_after, delay, times))
+
+    def calls_to(self, method: str) -> list[Call]:
+        """Every recorded call of one method, oldest first."""
+        with self._lock:
+            return [call for call in self.calls if call.method == method]
+
+    def wait_for(self, method: str, predicate: Callable[[Call], bool] | None = None,
+                 *, count: int = 1, timeout: float = 5.0) -> list[Call]:
+        """Wait until `count` calls of `method` (matching `predicate`) arrived; return them."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                found = [c for c in self.calls if c.method == method
+                         and (predicate is None or predicate(c))]
+                if len(found) >= count:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    seen = sorted({c.method for c in self.calls})
+                    raise AssertionError(
+                        f"expected {count} call(s) to {method}, got {len(found)}; saw {seen}")
+                self._lock.wait(remaining)
+
+    def wait_for_response(self, *, count: int = 1, timeout: float = 5.0) -> list[JsonDict]:
+        """Wait until the app has posted `count` bodies to response_url addresses."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self.responses) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"expected {count} response_url post(s), got "
+                                         f"{len(self.responses)}")
+                self._lock.wait(remaining)
+            return list(self.responses)
+
+    # -- request handling --------------------------------------------------------------------
+
+    def handle(self, method: str, args: JsonDict, token: str | None) -> tuple[int, JsonDict, dict]:
+        """Answer one Web API call: (HTTP status, JSON body, extra headers)."""
+        if self.latency:
+            time.sleep(self.latency)
+        with self._lock:
+            self.calls.append(Call(method, args, token))
+            self._lock.notify_all()
+            fault = self._take_fault(method)
+        if fault is not None:
+            if fault.delay:
+                time.sleep(fault.delay)
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+            if fault.status != 200:
+                return fault.status, {"ok": False, "error": fault.error or "ratelimited"}, headers
+            return 200, {"ok": False, "error": fault.error}, headers
+        if not token:
+            return 200, {"ok": False, "error": "not_authed"}, {}
+        if self.spec is not None:
+            problems = self.spec.problems(method, args)
+            if problems:
+                with self._lock:
+                    self.violations.extend(problems)
+                error = "unknown_method" if method not in self.spec.methods else "invalid_arguments"
+                return 200, {"ok": False, "error": error}, {}
+        answer = getattr(self, "_api_" + method.replace(".", "_"), None)
+        if answer is None:
+            return 200, {"ok": True}, {}
+        return 200, answer(args), {}
+
+    def record_response(self, body: JsonDict) -> None:
+        with self._lock:
+            self.responses.append(body)
+            self._lock.notify_all()
+
+    def _take_fault(self, method: str) -> Fault | None:
+        for fault in self._faults:
+            if fault.method == method:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    def _ts(self) -> str:
+        return f"{time.time():.0f}.{next(self._ids):06d}"
+
+    # -- the methods the stand-in answers with data ------------------------------------------
+
+    def _api_auth_test(self, args: JsonDict) -> JsonDict:
+        return {"ok": True, "url": "https://peersupport.example.slack.com/", "team": "Hospital",
+                "user": "peersupport", "team_id": self.team_id, "user_id": self.bot_user_id,
+                "bot_id": "BPEERSUP1"}
+
+    def _api_users_info(self, args: JsonDict) -> JsonDict:
+        user = self.users.get(str(args.get("user")))
+        if user is None:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": user.as_api()}
+
+    def _api_conversations_open(self, args: JsonDict) -> JsonDict:
+        users = [u for u in str(args.get("users", "")).split(",") if u]
+        if not users and args.get("channel"):
+            return {"ok": True, "channel": {"id": args["channel"]}}
+        for user_id in users:
+            user = self.users.get(user_id)
+            if user is not None and user.deleted:
+                return {"ok": False, "error": "user_disabled"}
+        with self._lock:
+            key = frozenset(users)
+            if key not in self._conversations:
+                prefix = "D" if len(users) == 1 else "G"
+                self._conversations[key] = f"{prefix}{next(self._ids):08d}"
+            channel = self._conversations[key]
+        return {"ok": True, "channel": {"id": channel, "is_im": len(users) == 1,
+                                        "is_mpim": len(users) > 1}}
+
+    def _api_chat_postMessage(self, args: JsonDict) -> JsonDict:
+        channel = str(args["channel"])
+        message = {"ts": self._ts(), "text": args.get("text", ""), "blocks": args.get("blocks"),
+                   "user": self.bot_user_id}
+        with self._lock:
+            self.messages.setdefault(channel, []).append(message)
+        return {"ok": True, "channel": channel, "ts": message["ts"], "message": message}
+
+    def _api_chat_postEphemeral(self, args: JsonDict) -> JsonDict:
+        return {"ok": True, "message_ts": self._ts()}
+
+    def _api_chat_update(self, args: JsonDict) -> JsonDict:
+        channel, ts = str(args["channel"]), str(args["ts"])
+        with self._lock:
+            for message in self.messages.get(channel, []):
+                if message["ts"] == ts:
+                    message.update(text=args.get("text", ""), blocks=args.get("blocks"))
+                    return {"ok": True, "channel": channel, "ts": ts}
+        return {"ok": False, "error": "message_not_found"}
+
+    def _view(self, view: Any, view_id: str | None = None) -> JsonDict:
+        if isinstance(view, str):
+            view = json.loads(view)
+        view_id = view_id or f"V{next(self._ids):08d}"
+        stored = {**view, "id": view_id, "team_id": self.team_id, "hash": self._ts()}
+        with self._lock:
+            self.views[view_id] = stored
+        return stored
+
+    def _api_views_open(self, args: JsonDict) -> JsonDict:
+        return {"ok": True, "view": self._view(args["view"])}
+
+    def _api_views_update(self, args: JsonDict) -> JsonDict:
+        view_id = str(args.get("view_id") or "")
+        if view_id not in self.views:
+            return {"ok": False, "error": "not_found"}
+        return {"ok": True, "view": self._view(args["view"], view_id)}
+
+    def _api_views_publish(self, args: JsonDict) -> JsonDict:
+        view = self._view(args["view"])
+        with self._lock:
+            self.homes[str(args["user_id"])] = view
+        return {"ok": True, "view": view}
+
+
+def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            return  # keep test output quiet
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+            self._dispatch()
+
+        def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+            self._dispatch()
+
+        def _dispatch(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if parts.path.startswith("/respond/"):
+                fake.record_response(json.loads(raw or b"{}"))
+                self._send(200, {"ok": True}, {})
+                return
+            if not parts.path.startswith("/api/"):
+                self._send(404, {"ok": False, "error": "not_found"}, {})
+                return
+            method = parts.path[len("/api/"):]
+            args: JsonDict = dict(parse_qsl(parts.query))
+            content_type = self.headers.get("Content-Type", "")
+            if raw and "json" in content_type:
+                args.update(json.loads(raw))
+            elif raw:
+                args.update(dict(parse_qsl(raw.decode("utf-8"))))
+            token = args.pop("token", None)
+            auth = self.headers.get("Authorization", "")
+            if auth.startswith("Bearer "):
+                token = auth[len("Bearer "):]
+            status, body, headers = fake.handle(method, args, token)
+            self._send(status, body, headers)
+
+        def _send(self, status: int, body: JsonDict, headers: dict) -> None:
+            data = json.dumps(body).encode("utf-8")
+            self.send_response(status, HTTPStatus(status).phrase if status in
+                               HTTPStatus._value2member_map_ else None)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler

@@ -1,0 +1,197 @@
+"""The one settings object, built once at start from the environment and `.env`, then passed down."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+SLACK_APPS_URL = "https://api.slack.com/apps"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_DATABASE_URL = "sqlite:///peersupport.sqlite3"
+
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message is one line naming the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app reads from its environment, validated."""
+
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    port: int = 3000
+    coordinators: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    web_workers: int = 2
+    web_threads: int = 8
+    listener_threads: int = 16
+    tick_seconds: float = 15.0
+    duework_batch: int = 100
+    duework_lease_seconds: int = 300
+    duework_grace_seconds: int = 900
+    duework_catchup_seconds: int = 1800
+
+    @property
+    def socket_mode(self) -> bool:
+        """True when an app-level token is set, so Slack is reached over Socket Mode."""
+        return bool(self.slack_app_token)
+
+    def require_slack(self, *, transport: str) -> None:
+        """Check the Slack credentials a process needs: 'http', 'socket' or 'clock'."""
+        if not self.slack_bot_token:
+            raise SettingsError(
+                "SLACK_BOT_TOKEN is not set: create the Slack app from manifest.yml at "
+                f"{SLACK_APPS_URL}, install it to your workspace, and put its Bot User OAuth Token "
+                "(xoxb-...) in .env (see .env.example)."
+            )
+        if transport == "http" and not self.slack_signing_secret:
+            raise SettingsError(
+                "SLACK_SIGNING_SECRET is not set: copy the Signing Secret from your app's "
+                f"'Basic Information' page at {SLACK_APPS_URL} into .env, or set SLACK_APP_TOKEN "
+                "to use Socket Mode instead."
+            )
+        if transport == "socket" and not self.slack_app_token:
+            raise SettingsError(
+                "SLACK_APP_TOKEN is not set: Socket Mode needs an app-level token with the "
+                f"connections:write scope ('Basic Information' at {SLACK_APPS_URL}), put it in .env."
+            )
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str], dotenv_path: str | Path | None = ".env"
+    ) -> Settings:
+        """Build settings from `.env` (if present) overlaid by the real environment."""
+        values: dict[str, str] = {}
+        if dotenv_path is not None and Path(dotenv_path).is_file():
+            values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        values.update(environ)
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, str]) -> Settings:
+        """Build and validate settings from a plain mapping of variable names to strings."""
+        reader = _Reader(values)
+        return cls(
+            slack_bot_token=reader.token("SLACK_BOT_TOKEN", "xoxb-", "the Bot User OAuth Token"),
+            slack_signing_secret=reader.text("SLACK_SIGNING_SECRET"),
+            slack_app_token=reader.token("SLACK_APP_TOKEN", "xapp-", "an app-level token"),
+            slack_api_url=reader.url("SLACK_API_URL", DEFAULT_SLACK_API_URL),
+            database_url=reader.database_url("DATABASE_URL", DEFAULT_DATABASE_URL),
+            port=reader.integer("PORT", 3000, low=1, high=65535),
+            coordinators=reader.user_ids("PEERSUPPORT_COORDINATORS"),
+            log_level=reader.choice(
+                "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
+            ),
+            web_workers=reader.integer("WEB_CONCURRENCY", 2, low=1, high=64),
+            web_threads=reader.integer("PEERSUPPORT_WEB_THREADS", 8, low=1, high=256),
+            listener_threads=reader.integer("PEERSUPPORT_LISTENER_THREADS", 16, low=1, high=256),
+            tick_seconds=reader.number("PEERSUPPORT_TICK_SECONDS", 15.0, low=0.05, high=3600),
+            duework_batch=reader.integer("PEERSUPPORT_DUEWORK_BATCH", 100, low=1, high=10000),
+            duework_lease_seconds=reader.integer(
+                "PEERSUPPORT_DUEWORK_LEASE_SECONDS", 300, low=5, high=86400
+            ),
+            duework_grace_seconds=reader.integer(
+                "PEERSUPPORT_DUEWORK_GRACE_SECONDS", 900, low=0, high=7 * 86400
+            ),
+            duework_catchup_seconds=reader.integer(
+                "PEERSUPPORT_DUEWORK_CATCHUP_SECONDS", 1800, low=1, high=7 * 86400
+            ),
+        )
+
+
+class _Reader:
+    """Reads one variable at a time and turns a bad value into a one-line SettingsError."""
+
+    def __init__(self, values: Mapping[str, str]):
+        self._values = values
+
+    def raw(self, name: str) -> str | None:
+        value = self._values.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def text(self, name: str) -> str | None:
+        return self.raw(name)
+
+    def token(self, name: str, prefix: str, what: str) -> str | None:
+        value = self.raw(name)
+        if value is not None and not value.startswith(prefix):
+            raise SettingsError(
+                f"{name} does not look like {what}: it should start with '{prefix}'; copy it again "
+                f"from your app's settings at {SLACK_APPS_URL}."
+            )
+        return value
+
+    def url(self, name: str, default: str) -> str:
+        value = self.raw(name) or default
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise SettingsError(f"{name} must be an http(s) URL such as {default}, got {value!r}.")
+        return value if value.endswith("/") else value + "/"
+
+    def database_url(self, name: str, default: str) -> str:
+        value = self.raw(name) or default
+        if value.startswith("postgres://"):
+            value = "postgresql+psycopg://" + value[len("postgres://") :]
+        elif value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value[len("postgresql://") :]
+        if not (value.startswith("sqlite:///") or value.startswith("postgresql+psycopg://")):
+            raise SettingsError(
+                f"{name} must be a SQLite URL (sqlite:///path/to/file.sqlite3) or a PostgreSQL URL "
+                "(postgresql://user:password@host:5432/dbname)."
+            )
+        return value
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {value!r}.") from None
+        if not low <= number <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {number}.")
+        return number
+
+    def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number of seconds, got {value!r}.") from None
+        if not low <= number <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {number}.")
+        return number
+
+    def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
+        value = (self.raw(name) or default).upper()
+        if value not in options:
+            raise SettingsError(f"{name} must be one of {', '.join(options)}, got {value!r}.")
+        return value
+
+    def user_ids(self, name: str) -> tuple[str, ...]:
+        value = self.raw(name)
+        if value is None:
+            return ()
+        ids = tuple(part.strip() for part in value.split(",") if part.strip())
+        bad = [uid for uid in ids if not _USER_ID.match(uid)]
+        if bad:
+            raise SettingsError(
+                f"{name} must be comma-separated Slack user ids like U012ABCDEF (found {bad[0]!r}); "
+                "in Slack, open a profile, choose 'More' and 'Copy member ID'."
+            )
+        return ids

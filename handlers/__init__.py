@@ -1,0 +1,11 @@
+"""Slack listeners, one module per surface; each module has `register(app)`."""
+
+from slack_bolt import App
+
+from handlers import commands, fallback
+
+
+def register(app: App) -> None:
+    """Register every listener; the catch-all fallbacks go last so they only see the unmatched."""
+    commands.register(app)
+    fallback.register(app)

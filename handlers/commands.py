@@ -1,0 +1,73 @@
+"""The /peersupport slash command: one entry point, dispatched by its first word."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+
+from handlers.blocks.help import help_message
+from handlers.ids import PEERSUPPORT_COMMAND
+from handlers.middleware import db_session
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One /peersupport call, with the payload values subcommands need."""
+
+    ack: Ack
+    respond: Respond
+    user_id: str
+    channel_id: str
+    trigger_id: str
+    args: str
+    context: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """A word after /peersupport, what it does, and the function that does it."""
+
+    name: str
+    usage: str
+    summary: str
+    run: Callable[[Invocation], None]
+
+
+def _help(call: Invocation) -> None:
+    call.ack(response_type="ephemeral", **help_message(_listing()))
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    sub.name: sub
+    for sub in (
+        Subcommand("help", "help", "Show this list.", _help),
+    )
+}
+
+
+def _listing() -> list[tuple[str, str]]:
+    return [(sub.usage, sub.summary) for sub in SUBCOMMANDS.values()]
+
+
+def register(app: App) -> None:
+    """Listen for /peersupport."""
+    app.command(PEERSUPPORT_COMMAND, middleware=[db_session])(on_peersupport)
+
+
+def on_peersupport(ack: Ack, respond: Respond, command: dict[str, Any],
+                   context: dict[str, Any]) -> None:
+    """Dispatch /peersupport by its first word; an empty or unknown word gets the help list."""
+    text = str(command.get("text") or "").strip()
+    word, _, rest = text.partition(" ")
+    sub = SUBCOMMANDS.get(word.lower()) if word else SUBCOMMANDS["help"]
+    if sub is None:
+        ack(response_type="ephemeral", **help_message(_listing(), unknown=word))
+        return
+    sub.run(Invocation(
+        ack=ack, respond=respond, user_id=str(command.get("user_id", "")),
+        channel_id=str(command.get("channel_id", "")),
+        trigger_id=str(command.get("trigger_id", "")), args=rest.strip(), context=context,
+    ))

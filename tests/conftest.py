@@ -1,0 +1,197 @@
+"""Shared fixtures: real databases (SQLite, and PostgreSQL when TEST_DATABASE_URL is set), the
+loopback Slack stand-in checked against Slack's spec, and the real app served over HTTP."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from werkzeug.serving import make_server
+
+from bot.app import create_app
+from bot.clock import ManualClock
+from bot.db import make_engine, make_sessions, migrate
+from bot.messaging import Messenger, build_client
+from bot.runtime import Runtime
+from bot.sandbox.driver import SlackDriver
+from bot.sandbox.slack_api import FakeSlack
+from bot.sandbox.spec import WebApiSpec, load_default_spec
+from bot.settings import Settings
+
+PG_URL = os.environ.get("TEST_DATABASE_URL")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
+START = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if PG_URL:
+        return [f"PostgreSQL: database tests also run on {_redacted(PG_URL)}"]
+    return ["PostgreSQL: SKIPPED (TEST_DATABASE_URL is not set): database tests ran on SQLite only"]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not PG_URL:
+        terminalreporter.write_line(
+            "PostgreSQL was skipped: set TEST_DATABASE_URL (as .ci/run does) to test it too.",
+            yellow=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if IN_CI and not PG_URL:
+        raise pytest.UsageError("CI must test PostgreSQL: TEST_DATABASE_URL is not set")
+    config.addinivalue_line("markers", "postgres_only: needs PostgreSQL (concurrency proofs)")
+
+
+def _redacted(url: str) -> str:
+    head, _, tail = url.rpartition("@")
+    return f"...@{tail}" if head else url
+
+
+def _to_psycopg(url: str) -> str:
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not PG_URL, reason="PostgreSQL skipped: TEST_DATABASE_URL is not set"))]
+
+
+class Database:
+    """A migrated, empty database of one backend, private to one test."""
+
+    def __init__(self, backend: str, url: str, engine: Engine, schema: str | None = None):
+        self.backend = backend
+        self.url = url
+        self.engine = engine
+        self.schema = schema
+        self.sessions = make_sessions(engine)
+
+    def new_engine(self) -> Engine:
+        """A second, independent engine on the same database (as another process would have)."""
+        return _engine_for(self.url, self.schema)
+
+
+def _engine_for(url: str, schema: str | None) -> Engine:
+    if schema is None:
+        return make_engine(url)
+    return make_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """An empty migrated database: a SQLite file, or a fresh schema on the PostgreSQL server."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'peersupport.sqlite3'}"
+        engine = make_engine(url)
+        migrate(engine)
+        yield Database("sqlite", url, engine)
+        engine.dispose()
+        return
+    url = _to_psycopg(PG_URL or "")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = _engine_for(url, schema)
+    migrate(engine)
+    try:
+        yield Database("postgresql", url, engine, schema)
+    finally:
+        engine.dispose()
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_database(database: Database) -> Database:
+    """The `database` fixture, for tests whose claim only PostgreSQL can prove."""
+    if database.backend != "postgresql":
+        pytest.skip("a concurrency proof that needs PostgreSQL")
+    return database
+
+
+@pytest.fixture(scope="session")
+def slack_spec() -> WebApiSpec | None:
+    """Slack's published Web API spec from ../shared, required in CI."""
+    spec = load_default_spec()
+    if spec is None and IN_CI:
+        raise AssertionError("Slack's API specs (../shared/slack-api-specs) are missing in CI")
+    return spec
+
+
+@pytest.fixture
+def fake_slack(slack_spec: WebApiSpec | None) -> Iterator[FakeSlack]:
+    """The loopback Slack Web API; the test fails if any call broke Slack's spec."""
+    fake = FakeSlack(slack_spec).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+    assert not fake.violations, f"calls that break Slack's Web API spec: {fake.violations}"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+def make_settings(fake: FakeSlack, database_url: str, **overrides: str) -> Settings:
+    """Settings as a deployment would give them, pointed at the stand-in and a test database."""
+    values = {
+        "SLACK_BOT_TOKEN": "xoxb-test-token",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": fake.api_url,
+        "DATABASE_URL": database_url,
+        "PEERSUPPORT_COORDINATORS": "UCOORD0001",
+        "PEERSUPPORT_LISTENER_THREADS": "8",
+    }
+    values.update(overrides)
+    return Settings.from_mapping(values)
+
+
+@pytest.fixture
+def runtime(database: Database, fake_slack: FakeSlack, clock: ManualClock) -> Runtime:
+    """A runtime on the test database, the stand-in and the manual clock."""
+    settings = make_settings(fake_slack, database.url)
+    client = build_client(settings, timeout=5)
+    return Runtime(settings=settings, engine=database.engine, sessions=database.sessions,
+                   clock=clock, client=client, messenger=Messenger(client))
+
+
+class AppServer:
+    """The real Bolt app behind the real Flask adapter, served on loopback."""
+
+    def __init__(self, runtime: Runtime, fake: FakeSlack):
+        from bot.web import create_wsgi_app
+
+        self.runtime = runtime
+        self.bolt = create_app(runtime)
+        self._server = make_server("127.0.0.1", 0, create_wsgi_app(runtime, self.bolt),
+                                   threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_port}/slack/events"
+        self.slack = SlackDriver(self.url, runtime.settings.slack_signing_secret or "", fake)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def app_server(runtime: Runtime, fake_slack: FakeSlack) -> Iterator[AppServer]:
+    server = AppServer(runtime, fake_slack)
+    try:
+        yield server
+    finally:
+        server.stop()

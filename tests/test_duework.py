@@ -1,0 +1,311 @@
+"""The due-work engine on real databases, driven by a manual clock."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.clock import ManualClock
+from bot.db import make_sessions
+from bot.duework import DueWorkEngine, JobContext, JobKind, JobRegistry, RetryLater, cancel, schedule
+from bot.models import DueWork, WorkState
+from tests.conftest import Database
+
+
+class Recorder:
+    """A job kind's body that records each run, thread-safely."""
+
+    def __init__(self) -> None:
+        self.runs: list[int] = []
+        self.payloads: list[dict] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, ctx: JobContext) -> None:
+        with self._lock:
+            self.runs.append(ctx.item_id)
+            self.payloads.append(dict(ctx.payload))
+
+
+def make_engine(db: Database, clock: ManualClock, *kinds: JobKind, **options) -> DueWorkEngine:
+    registry = JobRegistry()
+    for kind in kinds:
+        registry.register(kind)
+    return DueWorkEngine(db.sessions, registry, clock, **options)
+
+
+def add(db: Database, clock: ManualClock, kind: str, in_seconds: float, **extra) -> None:
+    with db.sessions.begin() as session:
+        schedule(session, kind, clock.now() + timedelta(seconds=in_seconds), now=clock.now(),
+                 **extra)
+
+
+def states(db: Database) -> Counter:
+    with db.sessions() as session:
+        return Counter(session.scalars(select(DueWork.state)))
+
+
+def test_work_runs_when_due_and_not_before(database: Database, clock: ManualClock) -> None:
+    recorder = Recorder()
+    engine = make_engine(database, clock, JobKind("ping", recorder))
+    add(database, clock, "ping", 60, payload={"request_id": 7})
+
+    assert engine.tick().claimed == 0
+    clock.advance(59)
+    assert engine.tick().claimed == 0
+    clock.advance(1)
+    report = engine.tick()
+
+    assert (report.claimed, report.done) == (1, 1)
+    assert recorder.payloads == [{"request_id": 7}]
+    assert engine.tick().claimed == 0, "a finished item never runs again"
+    assert states(database) == Counter({WorkState.DONE: 1})
+
+
+def test_same_key_is_scheduled_once(database: Database, clock: ManualClock) -> None:
+    with database.sessions.begin() as session:
+        first = schedule(session, "ping", clock.now(), now=clock.now(), key="checkin:1:day1")
+        second = schedule(session, "ping", clock.now(), now=clock.now(), key="checkin:1:day1")
+    assert (first, second) == (True, False)
+    with database.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(DueWork)) == 1
+
+
+def test_items_run_in_due_order_in_batches(database: Database, clock: ManualClock) -> None:
+    recorder = Recorder()
+    engine = make_engine(database, clock, JobKind("ping", recorder), batch_size=2)
+    for seconds, label in [(30, "c"), (10, "a"), (20, "b")]:
+        add(database, clock, "ping", seconds, payload={"label": label})
+    clock.advance(30)
+
+    assert engine.tick().claimed == 2
+    assert engine.tick().claimed == 1
+    assert [p["label"] for p in recorder.payloads] == ["a", "b", "c"]
+
+
+def test_retry_later_runs_again_after_the_delay(database: Database, clock: ManualClock) -> None:
+    calls: list[int] = []
+
+    def rate_limited_once(ctx: JobContext) -> None:
+        calls.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise RetryLater(30, "ratelimited")
+
+    engine = make_engine(database, clock, JobKind("dm", rate_limited_once))
+    add(database, clock, "dm", 0)
+    assert engine.tick().retried == 1
+    clock.advance(29)
+    assert engine.tick().claimed == 0
+    clock.advance(1)
+    assert engine.tick().done == 1
+    assert calls == [1, 2]
+
+
+def test_failing_work_backs_off_then_fails_visibly(database: Database, clock: ManualClock) -> None:
+    def broken(ctx: JobContext) -> None:
+        raise RuntimeError("secret text must not be stored")
+
+    engine = make_engine(database, clock, JobKind("dm", broken, max_attempts=3))
+    add(database, clock, "dm", 0)
+    assert engine.tick().retried == 1
+    clock.advance(29)
+    assert engine.tick().claimed == 0, "the first retry waits 30 seconds"
+    clock.advance(1)
+    assert engine.tick().retried == 1
+    clock.advance(60)
+    assert engine.tick().failed == 1
+    clock.advance(3600)
+    assert engine.tick().claimed == 0
+    with database.sessions() as session:
+        item = session.scalars(select(DueWork)).one()
+    assert (item.state, item.attempts, item.last_error) == (WorkState.FAILED, 3, "RuntimeError")
+
+
+def test_job_database_work_rolls_back_when_it_fails(database: Database, clock: ManualClock) -> None:
+    def schedules_then_fails(ctx: JobContext) -> None:
+        schedule(ctx.session, "follow", ctx.now, now=ctx.now, key="follow-up")
+        raise RuntimeError("boom")
+
+    engine = make_engine(database, clock, JobKind("dm", schedules_then_fails))
+    add(database, clock, "dm", 0)
+    engine.tick()
+    with database.sessions() as session:
+        assert session.scalar(select(DueWork).where(DueWork.key == "follow-up")) is None
+
+
+def test_claim_of_a_dead_process_is_retaken_after_its_lease(database: Database,
+                                                            clock: ManualClock) -> None:
+    recorder = Recorder()
+    dead = make_engine(database, clock, JobKind("ping", recorder), lease=timedelta(minutes=5))
+    alive = make_engine(database, clock, JobKind("ping", recorder), lease=timedelta(minutes=5))
+    add(database, clock, "ping", 0)
+
+    _, claimed = dead.claim()  # claimed, then the process "dies" before running it
+    assert len(claimed) == 1
+    clock.advance(timedelta(minutes=4))
+    assert alive.tick().claimed == 0, "a live lease is respected"
+    clock.advance(timedelta(minutes=2))
+    assert alive.tick().done == 1
+    assert len(recorder.runs) == 1
+
+
+def test_a_job_that_outlives_its_lease_does_not_finish_twice(database: Database,
+                                                             clock: ManualClock) -> None:
+    recorder = Recorder()
+    other = make_engine(database, clock, JobKind("ping", recorder), lease=timedelta(seconds=60))
+
+    def slow(ctx: JobContext) -> None:
+        clock.advance(120)  # the job takes longer than its lease...
+        assert other.tick().done == 1  # ...so another clock retakes and finishes it
+        schedule(ctx.session, "marker", ctx.now, now=ctx.now, key="slow-side-effect")
+
+    slow_engine = make_engine(database, clock, JobKind("ping", slow), lease=timedelta(seconds=60))
+    add(database, clock, "ping", 0)
+    report = slow_engine.tick()
+
+    assert report.lost_lease == 1
+    with database.sessions() as session:
+        assert session.scalar(select(DueWork).where(DueWork.key == "slow-side-effect")) is None
+        assert session.scalar(select(DueWork.state).where(DueWork.kind == "ping")) == WorkState.DONE
+
+
+def test_work_missed_while_down_is_spread_not_burst(database: Database, clock: ManualClock) -> None:
+    recorder = Recorder()
+    engine = make_engine(database, clock, JobKind("checkin", recorder),
+                         grace=timedelta(minutes=15), catchup_window=timedelta(minutes=30))
+    for minute in range(20):
+        add(database, clock, "checkin", 60 * minute)
+    add(database, clock, "checkin", 60 * 60 * 3 - 300)  # falls due 5 minutes before restart
+    clock.advance(timedelta(hours=3))  # nothing ran for three hours
+
+    report = engine.tick()
+    assert report.done == 1, "an item late by less than the grace period runs at once"
+    assert report.rescheduled == 20
+    restart = clock.now()
+    with database.sessions() as session:
+        due = sorted(session.scalars(select(DueWork.due_at).where(
+            DueWork.state == WorkState.PENDING)))
+    assert all(restart <= moment < restart + timedelta(minutes=30) for moment in due)
+    assert len(set(due)) == 20, "rescheduled items are spread, not stacked on one instant"
+
+    per_minute = []
+    for _ in range(30):  # the clock now ticks normally, once a minute
+        clock.advance(timedelta(minutes=1))
+        per_minute.append(engine.tick().done)
+    assert sum(per_minute) == 20 and max(per_minute) <= 3
+    assert len(recorder.runs) == 21
+
+
+def test_always_run_kinds_run_however_late(database: Database, clock: ManualClock) -> None:
+    recorder = Recorder()
+    engine = make_engine(database, clock, JobKind("escalate", recorder, always_run=True))
+    add(database, clock, "escalate", 0)
+    clock.advance(timedelta(days=2))
+    assert engine.tick().done == 1
+
+
+def test_kind_may_choose_its_own_catch_up_time(database: Database, clock: ManualClock) -> None:
+    def next_morning(item: DueWork, now, window):  # noqa: ANN001, ARG001
+        return now + timedelta(hours=10)
+
+    engine = make_engine(database, clock, JobKind("checkin", Recorder(), reschedule=next_morning))
+    add(database, clock, "checkin", 0)
+    clock.advance(timedelta(hours=1))
+    engine.tick()
+    with database.sessions() as session:
+        item = session.scalars(select(DueWork)).one()
+    assert item.due_at == clock.now() + timedelta(hours=10)
+    assert (item.rescheduled, item.attempts) == (1, 0)
+
+
+def test_unknown_kind_fails_visibly(database: Database, clock: ManualClock) -> None:
+    engine = make_engine(database, clock)
+    add(database, clock, "retired-kind", 0)
+    assert engine.tick().failed == 1
+    assert states(database) == Counter({WorkState.FAILED: 1})
+
+
+def test_cancelled_work_never_runs(database: Database, clock: ManualClock) -> None:
+    recorder = Recorder()
+    engine = make_engine(database, clock, JobKind("checkin", recorder))
+    add(database, clock, "checkin", 10, payload={"request_id": 1})
+    add(database, clock, "checkin", 10, payload={"request_id": 2})
+    with database.sessions.begin() as session:
+        assert cancel(session, now=clock.now(), kind="checkin", payload_match={"request_id": 1}) == 1
+    clock.advance(10)
+    engine.run_until_idle()
+    assert recorder.payloads == [{"request_id": 2}]
+
+
+def test_finished_work_is_purged_after_a_week(database: Database, clock: ManualClock) -> None:
+    engine = make_engine(database, clock, JobKind("ping", Recorder()))
+    add(database, clock, "ping", 0)
+    engine.tick()
+    clock.advance(timedelta(days=8))
+    engine.tick()
+    assert states(database) == Counter()
+
+
+def test_bad_schedule_input_is_refused(database: Database, clock: ManualClock) -> None:
+    from datetime import datetime
+
+    with pytest.raises(Exception, match="naive"), database.sessions.begin() as session:
+        schedule(session, "ping", datetime(2026, 1, 1), now=clock.now())  # noqa: DTZ001
+    assert states(database) == Counter()
+
+
+def test_a_kind_name_is_registered_once() -> None:
+    registry = JobRegistry()
+    registry.register(JobKind("x", Recorder()))
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(JobKind("x", Recorder()))
+
+
+def _two_clocks_run_everything_once(database: Database, clock: ManualClock, items: int) -> None:
+    recorder = Recorder()
+    for _ in range(items):
+        add(database, clock, "ping", 0)
+    clock.advance(1)
+    engines = []
+    for name in ("clock-a", "clock-b"):
+        registry = JobRegistry()
+        registry.register(JobKind("ping", recorder))
+        # Each clock has its own engine and connection pool, as a separate process would.
+        engines.append(DueWorkEngine(make_sessions(database.new_engine()), registry, clock,
+                                     batch_size=7, worker_id=name))
+    start = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def run(engine: DueWorkEngine) -> None:
+        try:
+            start.wait()
+            while engine.tick().claimed:
+                pass
+        except BaseException as error:  # noqa: BLE001 - surfaced to the test below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    counts = Counter(recorder.runs)
+    assert len(counts) == items, "every item ran"
+    assert max(counts.values()) == 1, "no item ran twice"
+    assert states(database) == Counter({WorkState.DONE: items})
+
+
+def test_two_clocks_on_postgresql_never_run_an_item_twice(pg_database: Database,
+                                                          clock: ManualClock) -> None:
+    _two_clocks_run_everything_once(pg_database, clock, items=400)
+
+
+def test_two_clocks_on_sqlite_never_run_an_item_twice(database: Database,
+                                                      clock: ManualClock) -> None:
+    if database.backend != "sqlite":
+        pytest.skip("the PostgreSQL variant is the test above")
+    _two_clocks_run_everything_once(database, clock, items=120)
