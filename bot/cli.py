@@ -86,8 +86,8 @@ def _run(settings: Settings) -> int:
         return 0
     from bot.web import serve
 
-    # The scheduler starts in gunicorn's master just before the single worker is forked.
-    serve(runtime, bolt, workers=1, on_ready=scheduler.start)
+    # One worker, and the scheduler inside it: one process serves Slack and runs the clock.
+    serve(runtime, bolt, workers=1, in_worker=scheduler.start)
     return 0
 
 

@@ -13,6 +13,7 @@ from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
 
+from bot.envelope import malformed
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,10 @@ def create_wsgi_app(runtime: Runtime, bolt: App) -> Flask:
             return Response("invalid signature", status=401)
         try:
             bolt_request = to_bolt_request(request)
-        except ValueError:
+        except (ValueError, TypeError, AttributeError, KeyError):
+            # Bolt parses the whole envelope here; a body of the wrong shape is the sender's fault.
             return Response("malformed body", status=400)
-        if not isinstance(bolt_request.body, dict) or not bolt_request.body:
+        if malformed(bolt_request.body) is not None:
             return Response("malformed body", status=400)
         return to_flask_response(bolt.dispatch(bolt_request))
 
@@ -50,22 +52,28 @@ def create_wsgi_app(runtime: Runtime, bolt: App) -> Flask:
 class GunicornServer(BaseApplication):  # type: ignore[misc]
     """gunicorn, configured in code so settings are built (and validated) once, before forking."""
 
-    def __init__(self, wsgi: Flask, options: dict[str, Any]):
-        self.wsgi = wsgi
+    def __init__(self, application: Flask, options: dict[str, Any]):
+        self.application = application
         self.options = options
         super().__init__()
 
     def load_config(self) -> None:
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            # Settings newer gunicorn releases added are skipped on older ones.
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
 
     def load(self) -> Flask:
-        return self.wsgi
+        return self.application
 
 
-def serve(runtime: Runtime, bolt: App, *, workers: int, on_ready: Callable[[], None] | None = None
-          ) -> None:
-    """Serve HTTP on PORT with gunicorn's threaded workers until stopped."""
+def serve(runtime: Runtime, bolt: App, *, workers: int,
+          in_worker: Callable[[], None] | None = None) -> None:
+    """Serve HTTP on PORT with gunicorn's threaded workers until stopped.
+
+    `in_worker` runs in each worker once it has booted: threads must start after the fork, since
+    a thread running in the master while it forks can leave a lock held forever in the child.
+    """
     settings = runtime.settings
 
     def post_fork(_server: Any, _worker: Any) -> None:
@@ -74,8 +82,10 @@ def serve(runtime: Runtime, bolt: App, *, workers: int, on_ready: Callable[[], N
 
     def when_ready(_server: Any) -> None:
         log.info("listening for Slack on port %d at %s", settings.port, EVENTS_PATH)
-        if on_ready is not None:
-            on_ready()
+
+    def post_worker_init(_worker: Any) -> None:
+        if in_worker is not None:
+            in_worker()
 
     options = {
         "bind": f"0.0.0.0:{settings.port}",
@@ -86,7 +96,10 @@ def serve(runtime: Runtime, bolt: App, *, workers: int, on_ready: Callable[[], N
         "graceful_timeout": 20,
         "keepalive": 5,
         "accesslog": None,
+        # No admin socket in the home directory: several instances may run on one host.
+        "control_socket_disable": True,
         "post_fork": post_fork,
         "when_ready": when_ready,
+        "post_worker_init": post_worker_init,
     }
     GunicornServer(create_wsgi_app(runtime, bolt), options).run()

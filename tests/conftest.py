@@ -3,6 +3,7 @@ loopback Slack stand-in checked against Slack's spec, and the real app served ov
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid
@@ -46,7 +47,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if IN_CI and not PG_URL:
         raise pytest.UsageError("CI must test PostgreSQL: TEST_DATABASE_URL is not set")
-    config.addinivalue_line("markers", "postgres_only: needs PostgreSQL (concurrency proofs)")
 
 
 def _redacted(url: str) -> str:
@@ -86,24 +86,28 @@ def _engine_for(url: str, schema: str | None) -> Engine:
     return make_engine(url, connect_args={"options": f"-csearch_path={schema}"})
 
 
-@pytest.fixture(params=BACKENDS)
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+@contextlib.contextmanager
+def open_database(backend: str, tmp_path: Path) -> Iterator[Database]:
     """An empty migrated database: a SQLite file, or a fresh schema on the PostgreSQL server."""
-    if request.param == "sqlite":
+    if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'peersupport.sqlite3'}"
         engine = make_engine(url)
         migrate(engine)
-        yield Database("sqlite", url, engine)
-        engine.dispose()
+        try:
+            yield Database("sqlite", url, engine)
+        finally:
+            engine.dispose()
         return
-    url = _to_psycopg(PG_URL or "")
+    if not PG_URL:
+        pytest.skip("PostgreSQL skipped: TEST_DATABASE_URL is not set")
+    url = _to_psycopg(PG_URL)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = make_engine(url)
     with admin.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     engine = _engine_for(url, schema)
-    migrate(engine)
     try:
+        migrate(engine)
         yield Database("postgresql", url, engine, schema)
     finally:
         engine.dispose()
@@ -112,12 +116,25 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         admin.dispose()
 
 
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """The same test on SQLite and on PostgreSQL."""
+    with open_database(request.param, tmp_path) as db:
+        yield db
+
+
 @pytest.fixture
-def pg_database(database: Database) -> Database:
-    """The `database` fixture, for tests whose claim only PostgreSQL can prove."""
-    if database.backend != "postgresql":
-        pytest.skip("a concurrency proof that needs PostgreSQL")
-    return database
+def pg_database(tmp_path: Path) -> Iterator[Database]:
+    """PostgreSQL only, for the concurrency proofs SQLite's single writer cannot make."""
+    with open_database("postgresql", tmp_path) as db:
+        yield db
+
+
+@pytest.fixture
+def sqlite_database(tmp_path: Path) -> Iterator[Database]:
+    """SQLite only."""
+    with open_database("sqlite", tmp_path) as db:
+        yield db
 
 
 @pytest.fixture(scope="session")
@@ -178,7 +195,8 @@ class AppServer:
         self.bolt = create_app(runtime)
         self._server = make_server("127.0.0.1", 0, create_wsgi_app(runtime, self.bolt),
                                    threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True)
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_port}/slack/events"
         self.slack = SlackDriver(self.url, runtime.settings.slack_signing_secret or "", fake)

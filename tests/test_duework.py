@@ -304,8 +304,6 @@ def test_two_clocks_on_postgresql_never_run_an_item_twice(pg_database: Database,
     _two_clocks_run_everything_once(pg_database, clock, items=400)
 
 
-def test_two_clocks_on_sqlite_never_run_an_item_twice(database: Database,
+def test_two_clocks_on_sqlite_never_run_an_item_twice(sqlite_database: Database,
                                                       clock: ManualClock) -> None:
-    if database.backend != "sqlite":
-        pytest.skip("the PostgreSQL variant is the test above")
-    _two_clocks_run_everything_once(database, clock, items=120)
+    _two_clocks_run_everything_once(sqlite_database, clock, items=120)

@@ -1,0 +1,130 @@
+"""The Procfile's processes, started for real: gunicorn serving signed requests, and the clock."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import select
+
+from bot.clock import SystemClock
+from bot.db import make_engine, make_sessions, migrate
+from bot.duework import schedule
+from bot.models import DueWork, WorkState
+from bot.sandbox.driver import SlackDriver
+from bot.sandbox.slack_api import FakeSlack
+from tests.conftest import SIGNING_SECRET
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def process(tmp_path: Path, command: str, fake: FakeSlack, db_url: str, **env: str
+            ) -> Iterator[subprocess.Popen]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PEERSUPPORT_"))}
+    clean.update({
+        "PYTHONPATH": str(ROOT), "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET":
+        SIGNING_SECRET, "SLACK_API_URL": fake.api_url, "DATABASE_URL": db_url, **env,
+    })
+    log = open(tmp_path / f"{command}.log", "w")  # noqa: SIM115 - closed below
+    child = subprocess.Popen([sys.executable, "-m", "bot", command], cwd=tmp_path, env=clean,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGTERM)
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+        log.close()
+
+
+def wait_healthy(port: int, child: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert child.poll() is None, log.read_text()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("server did not become healthy:\n" + log.read_text())
+
+
+def wait_for_state(db_url: str, state: WorkState, timeout: float = 20) -> DueWork:
+    sessions = make_sessions(make_engine(db_url))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sessions() as session:
+            item = session.scalars(select(DueWork)).first()
+            if item is not None and item.state == state:
+                return item
+        time.sleep(0.1)
+    raise AssertionError(f"due work never reached {state}")
+
+
+def seed_due_item(db_url: str) -> None:
+    engine = make_engine(db_url)
+    migrate(engine)
+    now = SystemClock().now()
+    with make_sessions(engine).begin() as session:
+        # No process registers this kind, so a clock that ticks marks it failed: visible proof.
+        schedule(session, "kind-from-the-future", now, now=now)
+    engine.dispose()
+
+
+def test_web_process_serves_signed_requests_under_gunicorn(tmp_path: Path,
+                                                           fake_slack: FakeSlack) -> None:
+    port = free_port()
+    db_url = f"sqlite:///{tmp_path / 'web.sqlite3'}"
+    with process(tmp_path, "web", fake_slack, db_url, PORT=str(port), WEB_CONCURRENCY="2") as child:
+        wait_healthy(port, child, tmp_path / "web.log")
+        driver = SlackDriver(f"http://127.0.0.1:{port}/slack/events", SIGNING_SECRET, fake_slack)
+        for _ in range(4):  # more than one worker answers
+            reply = driver.command("UCLIN00001", "help")
+            assert reply.status == 200
+            assert reply.json()["response_type"] == "ephemeral"
+        bad = driver.post_raw("command=%2Fpeersupport", "application/x-www-form-urlencoded",
+                              sign=False)
+        assert bad.status == 401
+    assert "gunicorn" in (tmp_path / "web.log").read_text().lower()
+
+
+def test_run_process_serves_http_and_ticks_the_scheduler(tmp_path: Path,
+                                                         fake_slack: FakeSlack) -> None:
+    port = free_port()
+    db_url = f"sqlite:///{tmp_path / 'run.sqlite3'}"
+    seed_due_item(db_url)
+    with process(tmp_path, "run", fake_slack, db_url, PORT=str(port),
+                 PEERSUPPORT_TICK_SECONDS="0.2") as child:
+        wait_healthy(port, child, tmp_path / "run.log")
+        driver = SlackDriver(f"http://127.0.0.1:{port}/slack/events", SIGNING_SECRET, fake_slack)
+        assert driver.command("UCLIN00001", "help").status == 200
+        item = wait_for_state(db_url, WorkState.FAILED)
+    assert item.last_error == "unknown kind"
+
+
+def test_clock_process_claims_due_work(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    db_url = f"sqlite:///{tmp_path / 'clock.sqlite3'}"
+    seed_due_item(db_url)
+    with process(tmp_path, "clock", fake_slack, db_url, PEERSUPPORT_TICK_SECONDS="0.2"):
+        item = wait_for_state(db_url, WorkState.FAILED)
+    assert item.attempts == 1

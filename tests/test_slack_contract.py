@@ -1,0 +1,128 @@
+"""What we call on Slack, checked against Slack's own published spec and our manifest."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+from slack_sdk import WebClient
+
+from bot.messaging import METHODS_USED, Messenger, SlackUnreachable, build_client
+from bot.sandbox.slack_api import FakeSlack
+from bot.sandbox.spec import WebApiSpec
+from handlers.ids import PEERSUPPORT_COMMAND
+from tests.conftest import make_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = yaml.safe_load((ROOT / "manifest.yml").read_text())
+
+
+@pytest.fixture
+def spec(slack_spec: WebApiSpec | None) -> WebApiSpec:
+    if slack_spec is None:
+        pytest.skip("Slack's API specs are not beside this checkout (../shared/slack-api-specs)")
+    return slack_spec
+
+
+def test_every_method_we_call_exists_in_slacks_spec(spec: WebApiSpec) -> None:
+    unknown = [method for method in METHODS_USED if method not in spec.methods]
+    assert unknown == []
+
+
+def test_manifest_scopes_cover_every_method_we_call(spec: WebApiSpec) -> None:
+    granted = set(MANIFEST["oauth_config"]["scopes"]["bot"])
+    uncovered = {method: sorted(spec.methods[method].scopes) for method in METHODS_USED
+                 if spec.methods[method].scopes and not spec.methods[method].scopes & granted}
+    assert uncovered == {}, f"manifest.yml lacks a scope for: {uncovered}"
+
+
+def _python_files(*folders: str) -> list[Path]:
+    return [path for folder in folders for path in (ROOT / folder).rglob("*.py")]
+
+
+def _slack_method_names(spec: WebApiSpec) -> set[str]:
+    names = {name for name in dir(WebClient) if name.replace("_", ".") in spec.methods}
+    return names | {"api_call", "files_upload_v2"}
+
+
+def test_only_the_messaging_module_calls_slack(spec: WebApiSpec) -> None:
+    slack_calls = _slack_method_names(spec)
+    offenders = []
+    for path in _python_files("bot", "handlers"):
+        if path.name == "messaging.py" or "sandbox" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in slack_calls):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.func.attr}")
+    assert offenders == []
+
+
+def test_methods_used_lists_exactly_what_messaging_calls() -> None:
+    tree = ast.parse((ROOT / "bot" / "messaging.py").read_text())
+    called = {node.args[0].value for node in ast.walk(tree)
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr == "_call" and node.args
+              and isinstance(node.args[0], ast.Constant)}
+    assert called == set(METHODS_USED)
+
+
+def test_manifest_declares_the_command_and_interactivity() -> None:
+    commands = {c["command"]: c for c in MANIFEST["features"]["slash_commands"]}
+    assert PEERSUPPORT_COMMAND in commands
+    assert commands[PEERSUPPORT_COMMAND]["url"].endswith("/slack/events")
+    assert MANIFEST["settings"]["interactivity"]["is_enabled"] is True
+    assert MANIFEST["settings"]["interactivity"]["request_url"].endswith("/slack/events")
+
+
+def test_stand_in_flags_unknown_methods_and_missing_arguments(spec: WebApiSpec) -> None:
+    fake = FakeSlack(spec).start()
+    try:
+        client = WebClient(token="xoxb-test", base_url=fake.api_url)
+        with pytest.raises(Exception, match="unknown_method"):
+            client.api_call("chat.postMessagez", json={"channel": "C1", "text": "hi"})
+        with pytest.raises(Exception, match="invalid_arguments"):
+            client.api_call("chat.postMessage", json={"text": "no channel"})
+        with pytest.raises(Exception, match="not_authed"):
+            WebClient(base_url=fake.api_url).api_call("auth.test")
+    finally:
+        fake.stop()
+    assert fake.violations == [
+        "chat.postMessagez is not a Slack Web API method",
+        "chat.postMessage is missing required argument 'channel'",
+    ]
+
+
+def test_messenger_talks_to_the_stand_in_as_to_slack(fake_slack: FakeSlack) -> None:
+    fake_slack.add_user("UCLIN00001", tz="Europe/Berlin")
+    messenger = Messenger(build_client(make_settings(fake_slack, "sqlite:///unused.sqlite3")))
+
+    posted = messenger.post_dm("UCLIN00001", "hello", [{"type": "section", "text": {
+        "type": "mrkdwn", "text": "hello"}}])
+    assert posted.channel.startswith("D") and posted.ts
+    assert messenger.open_conversation(["UCLIN00001"]) == posted.channel
+    assert messenger.open_conversation(["UCLIN00001", "USUPP00001"]).startswith("G")
+    assert messenger.user_info("UCLIN00001")["tz"] == "Europe/Berlin"
+    assert messenger.auth_test()["user_id"] == fake_slack.bot_user_id
+    with pytest.raises(SlackUnreachable) as gone:
+        messenger.user_info("UNOBODY001")
+    assert gone.value.error == "user_not_found"
+
+
+def test_rate_limits_are_retried_after_retry_after(fake_slack: FakeSlack) -> None:
+    messenger = Messenger(build_client(make_settings(fake_slack, "sqlite:///unused.sqlite3")))
+    fake_slack.fail("chat.postMessage", status=429, retry_after=1)
+    posted = messenger.post_message("C0GENERAL1", "hello")
+    assert posted.ts
+    attempts = fake_slack.calls_to("chat.postMessage")
+    assert len(attempts) == 2
+    assert attempts[1].at - attempts[0].at >= 0.9, "the retry waited for Retry-After"
+
+
+def test_calling_a_method_not_declared_is_refused_before_slack(fake_slack: FakeSlack) -> None:
+    messenger = Messenger(build_client(make_settings(fake_slack, "sqlite:///unused.sqlite3")))
+    with pytest.raises(ValueError, match="METHODS_USED"):
+        messenger._call("chat.delete", channel="C1", ts="1")
+    assert fake_slack.calls == []
