@@ -154,25 +154,20 @@ class _Reader:
         return value
 
     def integer(self, name: str, default: int, *, low: int, high: int) -> int:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise SettingsError(f"{name} must be a whole number, got {value!r}.") from None
-        if not low <= number <= high:
-            raise SettingsError(f"{name} must be between {low} and {high}, got {number}.")
-        return number
+        return int(self._bounded(name, default, low, high, int, "a whole number"))
 
     def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        return self._bounded(name, default, low, high, float, "a number of seconds")
+
+    def _bounded(self, name: str, default: float, low: float, high: float,
+                 convert: type, what: str) -> float:
         value = self.raw(name)
         if value is None:
             return default
         try:
-            number = float(value)
+            number = convert(value)
         except ValueError:
-            raise SettingsError(f"{name} must be a number of seconds, got {value!r}.") from None
+            raise SettingsError(f"{name} must be {what}, got {value!r}.") from None
         if not low <= number <= high:
             raise SettingsError(f"{name} must be between {low} and {high}, got {number}.")
         return number
