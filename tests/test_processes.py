@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from bot.models import DueWork, WorkState
 from bot.sandbox.driver import SlackDriver
 from bot.sandbox.slack_api import FakeSlack
 from tests.conftest import SIGNING_SECRET
+from tests.socket_mode_server import SocketModeServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,3 +130,24 @@ def test_clock_process_claims_due_work(tmp_path: Path, fake_slack: FakeSlack) ->
     with process(tmp_path, "clock", fake_slack, db_url, PEERSUPPORT_TICK_SECONDS="0.2"):
         item = wait_for_state(db_url, WorkState.FAILED)
     assert item.attempts == 1
+
+
+def test_run_process_over_socket_mode_answers_and_ticks(tmp_path: Path,
+                                                        fake_slack: FakeSlack) -> None:
+    db_url = f"sqlite:///{tmp_path / 'socket.sqlite3'}"
+    seed_due_item(db_url)
+    with SocketModeServer() as slack_socket:
+        fake_slack.socket_url = slack_socket.url
+        with process(tmp_path, "run", fake_slack, db_url, SLACK_APP_TOKEN="xapp-1-test",
+                     PEERSUPPORT_TICK_SECONDS="0.2"):
+            assert slack_socket.connected.wait(timeout=30), (tmp_path / "run.log").read_text()
+            ack = slack_socket.send("slash_commands", {
+                "command": "/peersupport", "text": "help", "user_id": "UCLIN00001",
+                "channel_id": "C0GENERAL1", "team_id": "T0PEERSUP", "trigger_id": "1.2.3",
+                "response_url": fake_slack.response_url(), "api_app_id": "APEERSUP1"})
+            item = wait_for_state(db_url, WorkState.FAILED)
+    assert ack["payload"]["response_type"] == "ephemeral"
+    assert "/peersupport help" in json.dumps(ack["payload"]["blocks"])
+    assert item.last_error == "unknown kind"
+    opened = fake_slack.calls_to("apps.connections.open")
+    assert opened and opened[0].token == "xapp-1-test"

@@ -83,6 +83,7 @@ class FakeSlack:
         self.messages: dict[str, list[JsonDict]] = {}
         self._conversations: dict[frozenset[str], str] = {}
         self._faults: list[Fault] = []
+        self.socket_url: str | None = None  # where apps.connections.open sends Socket Mode
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
@@ -225,6 +226,11 @@ class FakeSlack:
         return {"ok": True, "url": "https://peersupport.example.slack.com/", "team": "Hospital",
                 "user": "peersupport", "team_id": self.team_id, "user_id": self.bot_user_id,
                 "bot_id": "BPEERSUP1"}
+
+    def _api_apps_connections_open(self, args: JsonDict) -> JsonDict:
+        if self.socket_url is None:
+            return {"ok": False, "error": "socket_mode_not_enabled"}
+        return {"ok": True, "url": self.socket_url}
 
     def _api_users_info(self, args: JsonDict) -> JsonDict:
         user = self.users.get(str(args.get("user")))

@@ -12,10 +12,12 @@ SPEC_FILE = "slack_web_openapi_v2.json"
 
 # Methods newer than the 2020 snapshot of the spec; they exist, so they are checked by hand.
 NEWER_METHODS: dict[str, frozenset[str]] = {
+    "apps.connections.open": frozenset(),
     "files.getUploadURLExternal": frozenset({"filename", "length"}),
     "files.completeUploadExternal": frozenset({"files"}),
 }
 NEWER_METHOD_SCOPES: dict[str, frozenset[str]] = {
+    "apps.connections.open": frozenset({"connections:write"}),
     "files.getUploadURLExternal": frozenset({"files:write"}),
     "files.completeUploadExternal": frozenset({"files:write"}),
 }
