@@ -13,6 +13,7 @@ from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import OperationalError
 
+from bot.library import ContentError
 from bot.settings import Settings, SettingsError
 
 log = logging.getLogger("peersupport")
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure_logging(settings.log_level)
         return _COMMANDS[args.command](settings)
-    except SettingsError as error:
+    except (SettingsError, ContentError) as error:
         print(f"peersupport: {error}", file=sys.stderr)
         return 2
     except OperationalError as error:

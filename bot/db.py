@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,4 +73,20 @@ def migrate(engine: Engine, revision: str = "head") -> None:
                 lock_conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _MIGRATION_LOCK_ID})
                 lock_conn.commit()
     else:
-        command.upgrade(config, revision)
+        # SQLite runs DDL outside transactions, so processes starting together take turns
+        # through a lock file beside the database.
+        with _file_lock(engine.url.database):
+            command.upgrade(config, revision)
+
+
+@contextlib.contextmanager
+def _file_lock(database: str | None) -> Iterator[None]:
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

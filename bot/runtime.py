@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock, SystemClock
 from bot.db import make_engine, make_sessions, migrate
 from bot.duework import DueWorkEngine, JobRegistry
+from bot.library import Library, load_library
 from bot.messaging import Messenger, build_client
 from bot.settings import Settings
 
@@ -26,6 +27,7 @@ class Runtime:
     clock: Clock
     client: WebClient
     messenger: Messenger
+    library: Library
     jobs: JobRegistry = field(default_factory=JobRegistry)
 
     def duework(self, worker_id: str | None = None) -> DueWorkEngine:
@@ -43,7 +45,8 @@ class Runtime:
 
 def build_runtime(settings: Settings, *, clock: Clock | None = None,
                   client: WebClient | None = None, run_migrations: bool = True) -> Runtime:
-    """Connect to the database (migrating it) and build the Slack client."""
+    """Load the content library, connect to the database (migrating it), build the Slack client."""
+    library = load_library(settings.content_dir)  # invalid content stops start-up first
     engine = make_engine(settings.database_url)
     if run_migrations:
         migrate(engine)
@@ -51,4 +54,5 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None,
     return Runtime(
         settings=settings, engine=engine, sessions=make_sessions(engine),
         clock=clock or SystemClock(), client=client, messenger=Messenger(client),
+        library=library,
     )

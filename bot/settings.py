@@ -40,6 +40,7 @@ class Settings:
     duework_lease_seconds: int = 300
     duework_grace_seconds: int = 900
     duework_catchup_seconds: int = 1800
+    content_dir: Path | None = None
 
     @property
     def socket_mode(self) -> bool:
@@ -106,6 +107,7 @@ class Settings:
             duework_catchup_seconds=reader.integer(
                 "PEERSUPPORT_DUEWORK_CATCHUP_SECONDS", 1800, low=1, high=7 * 86400
             ),
+            content_dir=reader.directory("PEERSUPPORT_CONTENT_DIR"),
         )
 
 
@@ -171,6 +173,16 @@ class _Reader:
         if not low <= number <= high:
             raise SettingsError(f"{name} must be between {low} and {high}, got {number}.")
         return number
+
+    def directory(self, name: str) -> Path | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if not path.is_dir():
+            raise SettingsError(f"{name} must name an existing directory of content files, "
+                                f"got {value!r}.")
+        return path
 
     def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
         value = (self.raw(name) or default).upper()

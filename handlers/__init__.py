@@ -2,10 +2,11 @@
 
 from slack_bolt import App
 
-from handlers import commands, fallback
+from handlers import commands, fallback, library
 
 
 def register(app: App) -> None:
     """Register every listener; the catch-all fallbacks go last so they only see the unmatched."""
     commands.register(app)
+    library.register(app)
     fallback.register(app)

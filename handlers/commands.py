@@ -9,6 +9,7 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 
 from handlers.blocks.help import help_message
+from handlers.blocks.library import library_page
 from handlers.ids import PEERSUPPORT_COMMAND
 from handlers.middleware import db_session
 
@@ -40,9 +41,19 @@ def _help(call: Invocation) -> None:
     call.ack(response_type="ephemeral", **help_message(_listing()))
 
 
+def _resources(call: Invocation) -> None:
+    # The library is in memory and a lookup takes well under a millisecond, so the answer
+    # travels with the acknowledgement itself: one round trip, nothing after it.
+    library = call.context["runtime"].library
+    call.ack(response_type="ephemeral",
+             **library_page(library.find(call.args), library.crisis_lines()))
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     sub.name: sub
     for sub in (
+        Subcommand("resources", "resources [words]",
+                   "Find toolkit resources, or browse them all by type and audience.", _resources),
         Subcommand("help", "help", "Show this list.", _help),
     )
 }

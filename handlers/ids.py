@@ -1,5 +1,6 @@
 """Every slash command, action, callback and block id the app uses, in one place."""
 
+import re
 from enum import StrEnum
 
 PEERSUPPORT_COMMAND = "/peersupport"
@@ -7,6 +8,15 @@ PEERSUPPORT_COMMAND = "/peersupport"
 
 class Action(StrEnum):
     """action_id values of buttons and inputs."""
+
+    LIBRARY_PREVIOUS = "library:previous"
+    LIBRARY_NEXT = "library:next"
+    LIBRARY_CATEGORY = "library:category"  # followed by ":<category>"
+    LIBRARY_AUDIENCE = "library:audience"  # followed by ":<audience>"
+
+
+# Every library navigation button: one listener reads the list's state from the button value.
+LIBRARY_ACTIONS = re.compile(r"^library:")
 
 
 class Callback(StrEnum):
@@ -17,3 +27,6 @@ class Block(StrEnum):
     """block_id values the app reads back."""
 
     HELP = "help"
+    LIBRARY_CATEGORIES = "library_categories"
+    LIBRARY_AUDIENCES = "library_audiences"
+    LIBRARY_NAVIGATION = "library_navigation"

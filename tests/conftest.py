@@ -18,6 +18,7 @@ from werkzeug.serving import make_server
 from bot.app import create_app
 from bot.clock import ManualClock
 from bot.db import make_engine, make_sessions, migrate
+from bot.library import load_library
 from bot.messaging import Messenger, build_client
 from bot.runtime import Runtime
 from bot.sandbox.driver import SlackDriver
@@ -182,7 +183,8 @@ def runtime(database: Database, fake_slack: FakeSlack, clock: ManualClock) -> Ru
     settings = make_settings(fake_slack, database.url)
     client = build_client(settings, timeout=5)
     return Runtime(settings=settings, engine=database.engine, sessions=database.sessions,
-                   clock=clock, client=client, messenger=Messenger(client))
+                   clock=clock, client=client, messenger=Messenger(client),
+                   library=load_library(settings.content_dir))
 
 
 class AppServer:
