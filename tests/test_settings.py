@@ -64,6 +64,7 @@ def test_reading_settings_changes_no_process_state(tmp_path: Path) -> None:
     ({"PEERSUPPORT_COORDINATORS": "alice,U012ABCDEF"}, "PEERSUPPORT_COORDINATORS"),
     ({"PEERSUPPORT_TICK_SECONDS": "0"}, "PEERSUPPORT_TICK_SECONDS"),
     ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+    ({"PEERSUPPORT_CONTENT_DIR": "/no/such/folder"}, "PEERSUPPORT_CONTENT_DIR"),
 ])
 def test_invalid_values_name_the_variable_in_one_line(values: dict, names: str) -> None:
     with pytest.raises(SettingsError) as error:
@@ -116,3 +117,13 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("peersupport: DATABASE_URL could not be used")
     assert "Traceback" not in result.stderr
+
+
+def test_every_setting_is_documented_in_env_example_and_readme() -> None:
+    source = (ROOT / "bot" / "settings.py").read_text()
+    names = set(re.findall(r'reader\.\w+\(\s*"([A-Z_]+)"', source))
+    assert {"SLACK_BOT_TOKEN", "DATABASE_URL", "PEERSUPPORT_CONTENT_DIR"} <= names
+    example = (ROOT / ".env.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert sorted(n for n in names if n not in example) == []
+    assert sorted(n for n in names if f"`{n}`" not in readme) == []
