@@ -24,21 +24,40 @@ COMMANDS = {
     "clock": "the due-work scheduler alone",
     "socket": "the Slack app over Socket Mode, without the scheduler",
     "migrate": "apply database migrations and exit",
+    "roster": "import or export the supporter roster as CSV",
 }
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Peer support Slack app")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in COMMANDS.items():
+        sub = commands.add_parser(name, help=text, description=text)
+        if name == "roster":
+            actions = sub.add_subparsers(dest="action", metavar="ACTION", required=True)
+            importer = actions.add_parser("import", help="add or update supporters from a CSV "
+                                          "file with the columns user_id,department,role")
+            importer.add_argument("file", help="the CSV file ('-' for standard input)")
+            exporter = actions.add_parser("export", help="write the roster as CSV")
+            exporter.add_argument("file", nargs="?", default="-",
+                                  help="where to write it (default: standard output)")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, build settings once, and run the chosen process."""
-    parser = argparse.ArgumentParser(prog="python -m bot", description="Peer support Slack app")
-    parser.add_argument("command", nargs="?", default="run", choices=list(COMMANDS),
-                        help="; ".join(f"{name}: {text}" for name, text in COMMANDS.items()))
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
+    command = args.command or "run"
     try:
         settings = Settings.from_env(os.environ)
         from bot.logs import configure_logging
 
         configure_logging(settings.log_level)
-        return _COMMANDS[args.command](settings)
+        if command == "roster":
+            from bot.roster_cli import run_roster
+
+            return run_roster(settings, args.action, args.file)
+        return _COMMANDS[command](settings)
     except (SettingsError, ContentError) as error:
         print(f"peersupport: {error}", file=sys.stderr)
         return 2
@@ -75,8 +94,11 @@ def _run(settings: Settings) -> int:
     from bot.runtime import build_runtime
     from bot.scheduler import build_scheduler
 
+    from handlers.jobs import bootstrap_jobs
+
     runtime = build_runtime(settings)
     bolt = create_app(runtime)
+    bootstrap_jobs(runtime)
     scheduler = build_scheduler(runtime.duework(), settings.tick_seconds, blocking=False)
     if settings.socket_mode:
         from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -108,7 +130,10 @@ def _clock(settings: Settings) -> int:
     from bot.runtime import build_runtime
     from bot.scheduler import build_scheduler
 
+    from handlers.jobs import bootstrap_jobs
+
     runtime = build_runtime(settings)
+    bootstrap_jobs(runtime)
     log.info("clock started: ticking every %.1f s", settings.tick_seconds)
     build_scheduler(runtime.duework(), settings.tick_seconds, blocking=True).start()
     return 0

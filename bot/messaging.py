@@ -30,6 +30,7 @@ METHODS_USED = (
     "chat.update",
     "conversations.open",
     "users.info",
+    "usergroups.users.list",
     "views.open",
     "views.update",
     "views.publish",
@@ -55,7 +56,7 @@ def build_client(settings: Settings, *, timeout: int = 10) -> WebClient:
     )
 
 
-class SlackUnreachable(Exception):
+class SlackUnreachable(LookupError):
     """The recipient cannot be reached (deleted, deactivated, channel gone); carry on without them."""
 
     def __init__(self, error: str):
@@ -128,6 +129,10 @@ class Messenger:
     def user_info(self, user_id: str) -> dict[str, Any]:
         """The Slack profile of one user (time zone, deleted flag)."""
         return dict(self._call("users.info", user=user_id)["user"])
+
+    def usergroup_members(self, group_id: str) -> list[str]:
+        """The user ids in a Slack user group."""
+        return [str(u) for u in self._call("usergroups.users.list", usergroup=group_id)["users"]]
 
     def open_view(self, trigger_id: str, view: dict) -> dict[str, Any]:
         """Open a modal in answer to a click or command."""

@@ -6,8 +6,8 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, MetaData, String, TypeDecorator
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, MetaData, String, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -70,3 +70,47 @@ class DueWork(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_due_work_state_due_at", "state", "due_at"),)
+
+
+class SupporterStatus(enum.StrEnum):
+    AVAILABLE = "available"
+    AWAY = "away"
+
+
+class Supporter(Base):
+    """A trained peer supporter on the roster: who they are in Slack, and when they can help.
+
+    Department and role category are what requesters may ask to match or avoid; nothing
+    about anyone's cases is kept here.
+    """
+
+    __tablename__ = "supporters"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    department: Mapped[str] = mapped_column(String(80), default="")
+    role: Mapped[str] = mapped_column(String(32), default="other")
+    status: Mapped[str] = mapped_column(String(16), default=SupporterStatus.AVAILABLE)
+    away_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    tz: Mapped[str] = mapped_column(String(64), default="UTC")
+    case_cap: Mapped[int] = mapped_column(default=2)
+    cooldown_hours: Mapped[int] = mapped_column(default=12)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    hours: Mapped[list[DutyHours]] = relationship(
+        back_populates="supporter", cascade="all, delete-orphan", order_by="DutyHours.weekday",
+        lazy="selectin")
+
+
+class DutyHours(Base):
+    """One weekday's on-duty window in the supporter's own time zone; end <= start runs overnight."""
+
+    __tablename__ = "duty_hours"
+
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("supporters.user_id", ondelete="CASCADE"), primary_key=True)
+    weekday: Mapped[int] = mapped_column(primary_key=True)  # Monday is 0
+    start_minute: Mapped[int]
+    end_minute: Mapped[int]
+
+    supporter: Mapped[Supporter] = relationship(back_populates="hours")

@@ -14,6 +14,7 @@ from bot.db import make_engine, make_sessions, migrate
 from bot.duework import DueWorkEngine, JobRegistry
 from bot.library import Library, load_library
 from bot.messaging import Messenger, build_client
+from bot.roles import GroupMembers, RoleResolver
 from bot.settings import Settings
 
 
@@ -28,6 +29,7 @@ class Runtime:
     client: WebClient
     messenger: Messenger
     library: Library
+    roles: RoleResolver
     jobs: JobRegistry = field(default_factory=JobRegistry)
 
     def duework(self, worker_id: str | None = None) -> DueWorkEngine:
@@ -44,15 +46,32 @@ class Runtime:
 
 
 def build_runtime(settings: Settings, *, clock: Clock | None = None,
-                  client: WebClient | None = None, run_migrations: bool = True) -> Runtime:
-    """Load the content library, connect to the database (migrating it), build the Slack client."""
+                  client: WebClient | None = None, engine: Engine | None = None,
+                  run_migrations: bool = True) -> Runtime:
+    """Load the content library, connect to the database (migrating it), build the Slack client,
+    and register the due-work kinds."""
+    from handlers.jobs import register_jobs  # the composition root may know every layer
+
     library = load_library(settings.content_dir)  # invalid content stops start-up first
-    engine = make_engine(settings.database_url)
+    engine = engine or make_engine(settings.database_url)
     if run_migrations:
         migrate(engine)
     client = client or build_client(settings)
-    return Runtime(
-        settings=settings, engine=engine, sessions=make_sessions(engine),
-        clock=clock or SystemClock(), client=client, messenger=Messenger(client),
-        library=library,
+    clock = clock or SystemClock()
+    messenger = Messenger(client)
+    runtime = Runtime(
+        settings=settings, engine=engine, sessions=make_sessions(engine), clock=clock,
+        client=client, messenger=messenger, library=library,
+        roles=build_roles(settings, messenger, clock),
+    )
+    register_jobs(runtime)
+    return runtime
+
+
+def build_roles(settings: Settings, messenger: Messenger, clock: Clock) -> RoleResolver:
+    """Role resolution from settings, with user group members fetched through Slack."""
+    return RoleResolver(
+        coordinators=settings.coordinators, leaders=settings.leaders,
+        coordinator_group=settings.coordinator_group, leader_group=settings.leader_group,
+        groups=GroupMembers(messenger.usergroup_members, clock),
     )

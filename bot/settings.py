@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
@@ -41,6 +42,15 @@ class Settings:
     duework_grace_seconds: int = 900
     duework_catchup_seconds: int = 1800
     content_dir: Path | None = None
+    leaders: tuple[str, ...] = ()
+    coordinator_group: str | None = None
+    leader_group: str | None = None
+    default_case_cap: int = 2
+    default_cooldown_hours: int = 12
+    min_on_duty: int = 1
+    coverage_window_hours: int = 24
+    coverage_check_minute: int = 16 * 60
+    program_timezone: str = "UTC"
 
     @property
     def socket_mode(self) -> bool:
@@ -108,6 +118,17 @@ class Settings:
                 "PEERSUPPORT_DUEWORK_CATCHUP_SECONDS", 1800, low=1, high=7 * 86400
             ),
             content_dir=reader.directory("PEERSUPPORT_CONTENT_DIR"),
+            leaders=reader.user_ids("PEERSUPPORT_LEADERS"),
+            coordinator_group=reader.group_id("PEERSUPPORT_COORDINATOR_GROUP"),
+            leader_group=reader.group_id("PEERSUPPORT_LEADER_GROUP"),
+            default_case_cap=reader.integer("PEERSUPPORT_DEFAULT_CASE_CAP", 2, low=1, high=10),
+            default_cooldown_hours=reader.integer(
+                "PEERSUPPORT_DEFAULT_COOLDOWN_HOURS", 12, low=0, high=72),
+            min_on_duty=reader.integer("PEERSUPPORT_MIN_ON_DUTY", 1, low=0, high=1000),
+            coverage_window_hours=reader.integer(
+                "PEERSUPPORT_COVERAGE_WINDOW_HOURS", 24, low=1, high=168),
+            coverage_check_minute=reader.time_of_day("PEERSUPPORT_COVERAGE_CHECK_TIME", "16:00"),
+            program_timezone=reader.timezone("PEERSUPPORT_TIMEZONE", "UTC"),
         )
 
 
@@ -183,6 +204,29 @@ class _Reader:
             raise SettingsError(f"{name} must name an existing directory of content files, "
                                 f"got {value!r}.")
         return path
+
+    def group_id(self, name: str) -> str | None:
+        value = self.raw(name)
+        if value is not None and not re.match(r"^S[A-Z0-9]{2,}$", value):
+            raise SettingsError(f"{name} must be a Slack user group id like S012ABCDEF (found "
+                                f"{value!r}); find it in the group's URL in Slack's People view.")
+        return value
+
+    def time_of_day(self, name: str, default: str) -> int:
+        value = self.raw(name) or default
+        match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value)
+        if match is None:
+            raise SettingsError(f"{name} must be a time of day as HH:MM, got {value!r}.")
+        return int(match.group(1)) * 60 + int(match.group(2))
+
+    def timezone(self, name: str, default: str) -> str:
+        value = self.raw(name) or default
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(f"{name} must be an IANA time zone such as America/New_York, "
+                                f"got {value!r}.") from None
+        return value
 
     def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
         value = (self.raw(name) or default).upper()

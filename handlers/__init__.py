@@ -2,11 +2,12 @@
 
 from slack_bolt import App
 
-from handlers import commands, fallback, library
+from handlers import commands, fallback, home, library
 
 
 def register(app: App) -> None:
     """Register every listener; the catch-all fallbacks go last so they only see the unmatched."""
     commands.register(app)
     library.register(app)
+    home.register(app)
     fallback.register(app)

@@ -12,6 +12,7 @@ from handlers.blocks.help import help_message
 from handlers.blocks.library import library_page
 from handlers.ids import PEERSUPPORT_COMMAND
 from handlers.middleware import db_session
+from handlers.roster import available_command, away_command, roster_command
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     for sub in (
         Subcommand("resources", "resources [words]",
                    "Find toolkit resources, or browse them all by type and audience.", _resources),
+        Subcommand("available", "available",
+                   "Supporters: take requests again from now.", available_command),
+        Subcommand("away", "away [until tomorrow | friday 18:00 | 3d]",
+                   "Supporters: stop requests, until you return or until a time.", away_command),
+        Subcommand("roster", "roster add|remove|list",
+                   "Coordinators: manage the peer supporter roster.", roster_command),
         Subcommand("help", "help", "Show this list.", _help),
     )
 }

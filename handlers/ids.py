@@ -13,6 +13,16 @@ class Action(StrEnum):
     LIBRARY_NEXT = "library:next"
     LIBRARY_CATEGORY = "library:category"  # followed by ":<category>"
     LIBRARY_AUDIENCE = "library:audience"  # followed by ":<audience>"
+    REQUEST_SUPPORT = "request_support"
+    SET_AVAILABLE = "set_available"
+    SET_AWAY = "set_away"
+    OPEN_AWAY_UNTIL = "open_away_until"
+    OPEN_PREFERENCES = "open_preferences"
+    AWAY_UNTIL = "away_until"
+    HOURS_START = "hours_start"
+    HOURS_END = "hours_end"
+    CASE_CAP = "case_cap"
+    COOLDOWN = "cooldown"
 
 
 # Every library navigation button: one listener reads the list's state from the button value.
@@ -22,6 +32,10 @@ LIBRARY_ACTIONS = re.compile(r"^library:")
 class Callback(StrEnum):
     """callback_id values of modals and shortcuts."""
 
+    AWAY_UNTIL = "away_until"
+    PREFERENCES = "supporter_preferences"
+    REACH_SUPPORT = "reach_support"
+
 
 class Block(StrEnum):
     """block_id values the app reads back."""
@@ -30,3 +44,7 @@ class Block(StrEnum):
     LIBRARY_CATEGORIES = "library_categories"
     LIBRARY_AUDIENCES = "library_audiences"
     LIBRARY_NAVIGATION = "library_navigation"
+    AWAY_UNTIL = "away_until"
+    CASE_CAP = "case_cap"
+    COOLDOWN = "cooldown"
+    HOURS = "hours"  # followed by ":<weekday>:start" or ":<weekday>:end"

@@ -18,9 +18,8 @@ from werkzeug.serving import make_server
 from bot.app import create_app
 from bot.clock import ManualClock
 from bot.db import make_engine, make_sessions, migrate
-from bot.library import load_library
-from bot.messaging import Messenger, build_client
-from bot.runtime import Runtime
+from bot.messaging import build_client
+from bot.runtime import Runtime, build_runtime
 from bot.sandbox.driver import SlackDriver
 from bot.sandbox.slack_api import FakeSlack
 from bot.sandbox.spec import WebApiSpec, load_default_spec
@@ -181,10 +180,8 @@ def make_settings(fake: FakeSlack, database_url: str, **overrides: str) -> Setti
 def runtime(database: Database, fake_slack: FakeSlack, clock: ManualClock) -> Runtime:
     """A runtime on the test database, the stand-in and the manual clock."""
     settings = make_settings(fake_slack, database.url)
-    client = build_client(settings, timeout=5)
-    return Runtime(settings=settings, engine=database.engine, sessions=database.sessions,
-                   clock=clock, client=client, messenger=Messenger(client),
-                   library=load_library(settings.content_dir))
+    return build_runtime(settings, clock=clock, client=build_client(settings, timeout=5),
+                         engine=database.engine, run_migrations=False)
 
 
 class AppServer:

@@ -84,6 +84,7 @@ class FakeSlack:
         self._conversations: dict[frozenset[str], str] = {}
         self._faults: list[Fault] = []
         self.socket_url: str | None = None  # where apps.connections.open sends Socket Mode
+        self.usergroups: dict[str, list[str]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
@@ -231,6 +232,12 @@ class FakeSlack:
         if self.socket_url is None:
             return {"ok": False, "error": "socket_mode_not_enabled"}
         return {"ok": True, "url": self.socket_url}
+
+    def _api_usergroups_users_list(self, args: JsonDict) -> JsonDict:
+        group = str(args.get("usergroup"))
+        if group not in self.usergroups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(self.usergroups[group])}
 
     def _api_users_info(self, args: JsonDict) -> JsonDict:
         user = self.users.get(str(args.get("user")))

@@ -1,0 +1,80 @@
+"""What one person's App Home shows, composed by role; plain data, rendered by a builder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from bot import duty, roster
+from bot.duty import Coverage, Gap
+from bot.library import Library, Moment, Surfacing
+from bot.models import Supporter
+from bot.roles import RoleResolver, Roles
+from bot.settings import Settings
+
+
+@dataclass(frozen=True)
+class SupporterPanel:
+    """A supporter's own availability, as they should see it."""
+
+    supporter: Supporter
+    available: bool
+    on_duty: bool
+    hours: list[str]
+    away_until_local: datetime | None
+
+
+@dataclass(frozen=True)
+class CoordinatorPanel:
+    """Coverage now and the gaps ahead."""
+
+    coverage: Coverage
+    gaps: list[Gap]
+    minimum: int
+    timezone: str
+
+
+@dataclass(frozen=True)
+class Home:
+    """Everything one person's Home tab shows."""
+
+    user_id: str
+    roles: Roles
+    surfacing: Surfacing
+    supporter: SupporterPanel | None = None
+    coordinator: CoordinatorPanel | None = None
+
+
+def supporter_panel(supporter: Supporter, now: datetime) -> SupporterPanel:
+    """A supporter's availability at `now`, with away-until in their own zone."""
+    away_until = (supporter.away_until.astimezone(duty.zone(supporter.tz))
+                  if supporter.away_until and supporter.away_until > now else None)
+    return SupporterPanel(
+        supporter=supporter, available=duty.is_available(supporter, now),
+        on_duty=duty.is_on_duty(supporter, now), hours=duty.describe_hours(supporter.hours),
+        away_until_local=away_until)
+
+
+def coordinator_panel(session: Session, settings: Settings, now: datetime) -> CoordinatorPanel:
+    """Coverage now, and where the coming window falls below the minimum on duty."""
+    supporters = roster.all_supporters(session)
+    return CoordinatorPanel(
+        coverage=duty.coverage(supporters, now),
+        gaps=duty.coverage_gaps(supporters, now, settings.coverage_window_hours,
+                                settings.min_on_duty),
+        minimum=settings.min_on_duty, timezone=settings.program_timezone)
+
+
+def build_home(session: Session, user_id: str, *, roles: RoleResolver, library: Library,
+               settings: Settings, now: datetime) -> Home:
+    """Compose the Home for one person from their roles."""
+    who = roles.of(session, user_id)
+    supporter = roster.get(session, user_id) if who.supporter else None
+    return Home(
+        user_id=user_id, roles=who,
+        surfacing=library.for_moment(Moment.HOME),
+        supporter=supporter_panel(supporter, now) if supporter is not None else None,
+        coordinator=coordinator_panel(session, settings, now) if who.coordinator else None,
+    )

@@ -1,0 +1,128 @@
+"""The App Home tab: one view per person, with sections for each of their roles."""
+
+from __future__ import annotations
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from bot.duty import Gap, zone
+from bot.home import CoordinatorPanel, Home, SupporterPanel
+from bot.roster import ROLE_LABELS
+from handlers.blocks.common import escape, to_dicts
+from handlers.blocks.library import surfacing_blocks
+from handlers.ids import Action
+
+DEPARTMENT_LINES = 20  # beyond this the Home summarises, so 1,000 supporters still fit
+
+
+def _text(markdown: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=markdown))
+
+
+def _context(markdown: str) -> ContextBlock:
+    return ContextBlock(elements=[MarkdownTextObject(text=markdown)])
+
+
+def home_view(home: Home) -> dict:
+    """The Home tab view for one person."""
+    blocks: list[Block] = [
+        HeaderBlock(text="Peer support"),
+        _text("After a difficult event at work, talk with a trained peer supporter: a colleague "
+              "who listens, in confidence. You never need to say what happened."),
+        ActionsBlock(elements=[ButtonElement(text="Request support", style="primary",
+                                             action_id=Action.REQUEST_SUPPORT)]),
+        _context("*Your request:* you have no open request."),
+    ]
+    if home.supporter is not None:
+        blocks.extend(_supporter_section(home.supporter))
+    if home.coordinator is not None:
+        blocks.extend(_coordinator_section(home.coordinator))
+    if home.roles.leader:
+        blocks.extend([DividerBlock(), HeaderBlock(text="For leaders"),
+                       _text("Anonymous wellbeing prompts and program insights will appear "
+                             "here; every figure hides groups too small to stay anonymous.")])
+    view = {"type": "home", "blocks": to_dicts(blocks)}
+    view["blocks"].extend([DividerBlock().to_dict()] + surfacing_blocks(
+        home.surfacing, resources_heading="From the peer support toolkit"))
+    return View(**view).to_dict()
+
+
+def _supporter_section(panel: SupporterPanel) -> list[Block]:
+    supporter = panel.supporter
+    if panel.on_duty:
+        status = ":large_green_circle: *Available and on duty now.* Requests may come to you."
+    elif panel.available:
+        status = ":white_circle: *Available, but outside your hours now.*"
+    elif panel.away_until_local is not None:
+        status = (f":double_vertical_bar: *Away until "
+                  f"{panel.away_until_local:%a %d %b %H:%M} ({escape(supporter.tz)}).*")
+    else:
+        status = ":double_vertical_bar: *Away* until you say you are available."
+    buttons = [
+        ButtonElement(text="I'm available", action_id=Action.SET_AVAILABLE,
+                      style=None if panel.available else "primary"),
+        ButtonElement(text="I'm away", action_id=Action.SET_AWAY),
+        ButtonElement(text="Away until…", action_id=Action.OPEN_AWAY_UNTIL),
+        ButtonElement(text="Hours and limits", action_id=Action.OPEN_PREFERENCES),
+    ]
+    details = (f"*Hours* ({escape(supporter.tz)}): " + "; ".join(panel.hours)
+               + f"\n*At most* {supporter.case_cap} active case"
+               f"{'s' if supporter.case_cap != 1 else ''} at a time; "
+               + (f"a {supporter.cooldown_hours}-hour rest after each case closes."
+                  if supporter.cooldown_hours else "no rest period after a case."))
+    department = escape(supporter.department) or "no department"
+    return [
+        DividerBlock(), HeaderBlock(text="Your availability as a supporter"),
+        _text(status), ActionsBlock(elements=buttons), _text(details),
+        _context(f"On the roster as {ROLE_LABELS.get(supporter.role, supporter.role)}, "
+                 f"{department}."),
+        _text("*Offers waiting for you:* none.\n*Your active cases:* none."),
+    ]
+
+
+def _coordinator_section(panel: CoordinatorPanel) -> list[Block]:
+    coverage = panel.coverage
+    lines = [f"• {escape(d.department)}: {d.on_duty} on duty, {d.available} available, "
+             f"{d.total} in all" for d in coverage.departments[:DEPARTMENT_LINES]]
+    hidden = coverage.departments[DEPARTMENT_LINES:]
+    if hidden:
+        lines.append(f"• and {len(hidden)} more departments with "
+                     f"{sum(d.total for d in hidden)} supporters")
+    blocks: list[Block] = [
+        DividerBlock(), HeaderBlock(text="Program coverage"),
+        _text(f"*{coverage.on_duty}* on duty now · *{coverage.available}* available · "
+              f"*{coverage.total}* on the roster"),
+    ]
+    if lines:
+        blocks.append(_text("\n".join(lines)))
+    if panel.gaps:
+        blocks.append(_text(":warning: " + gap_summary(panel.gaps, panel.minimum,
+                                                       panel.timezone)))
+    blocks.extend([
+        _text("*Unassigned or escalated requests:* none."),
+        _context("Program figures appear here as requests come in; figures for fewer than the "
+                 "minimum group size are never shown."),
+    ])
+    return blocks
+
+
+def gap_summary(gaps: list[Gap], minimum: int, timezone: str) -> str:
+    """'Nobody on duty Tue 22:00–Wed 07:00 (America/New_York)' and the like, one per gap."""
+    tz = zone(timezone)
+    parts = []
+    for gap in gaps[:8]:
+        start, end = gap.start.astimezone(tz), gap.end.astimezone(tz)
+        who = "Nobody" if gap.fewest == 0 else f"Only {gap.fewest}"
+        parts.append(f"{who} on duty {start:%a %H:%M}–{end:%a %H:%M}")
+    more = f" and {len(gaps) - 8} more gaps" if len(gaps) > 8 else ""
+    return (f"*Fewer than {minimum} supporter{'s' if minimum != 1 else ''} on duty ahead* "
+            f"({escape(timezone)}): " + "; ".join(parts) + more + ".")

@@ -1,0 +1,180 @@
+"""The App Home: published when opened and after every change that affects it."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from slack_bolt import Ack, App
+from sqlalchemy.orm import Session
+
+from bot import roster
+from bot.duty import zone
+from bot.home import build_home
+from bot.roster import RosterError
+from bot.runtime import Runtime
+from handlers.blocks.availability import (
+    OFF,
+    away_until_modal,
+    hours_block_id,
+    preferences_modal,
+    reach_support_modal,
+)
+from handlers.blocks.home import home_view
+from handlers.ids import Action, Block, Callback
+from handlers.middleware import db_session
+
+
+def register(app: App) -> None:
+    """Listen for the Home tab, its buttons and its modals."""
+    mw = [db_session]
+    app.event("app_home_opened", middleware=mw)(on_home_opened)
+    app.action(Action.REQUEST_SUPPORT)(on_request_support)
+    app.action(Action.SET_AVAILABLE, middleware=mw)(on_set_available)
+    app.action(Action.SET_AWAY, middleware=mw)(on_set_away)
+    app.action(Action.OPEN_AWAY_UNTIL, middleware=mw)(on_open_away_until)
+    app.action(Action.OPEN_PREFERENCES, middleware=mw)(on_open_preferences)
+    app.view(Callback.AWAY_UNTIL, middleware=mw)(on_away_until_submitted)
+    app.view(Callback.PREFERENCES, middleware=mw)(on_preferences_submitted)
+
+
+def publish_home(runtime: Runtime, db: Session, user_id: str) -> None:
+    """Compose and publish one person's Home tab."""
+    home = build_home(db, user_id, roles=runtime.roles, library=runtime.library,
+                      settings=runtime.settings, now=runtime.clock.now())
+    runtime.messenger.publish_home(user_id, home_view(home))
+
+
+def on_home_opened(event: dict[str, Any], context: dict[str, Any], db: Session) -> None:
+    """Someone opened the app: show them their Home (events are acknowledged by Bolt)."""
+    if event.get("tab", "home") == "home" and isinstance(event.get("user"), str):
+        publish_home(context["runtime"], db, event["user"])
+
+
+def on_request_support(ack: Ack, body: dict[str, Any], context: dict[str, Any]) -> None:
+    """Show how to reach the program and the crisis lines."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    runtime.messenger.open_view(body["trigger_id"], reach_support_modal(
+        sorted(runtime.roles.coordinator_ids()), runtime.library.crisis_lines()))
+
+
+def _change_then_publish(context: dict[str, Any], db: Session, user_id: str, change: Any) -> None:
+    runtime: Runtime = context["runtime"]
+    try:
+        change(db, user_id, now=runtime.clock.now())
+    except RosterError:
+        pass  # not (or no longer) a supporter: the Home they get back shows it
+    publish_home(runtime, db, user_id)
+
+
+def on_set_available(ack: Ack, body: dict[str, Any], context: dict[str, Any],
+                     db: Session) -> None:
+    """The 'I'm available' button."""
+    ack()
+    _change_then_publish(context, db, body["user"]["id"], roster.set_available)
+
+
+def on_set_away(ack: Ack, body: dict[str, Any], context: dict[str, Any], db: Session) -> None:
+    """The 'I'm away' button: away until they come back."""
+    ack()
+    _change_then_publish(context, db, body["user"]["id"], roster.set_away)
+
+
+def on_open_away_until(ack: Ack, body: dict[str, Any], context: dict[str, Any],
+                       db: Session) -> None:
+    """Open the 'away until' picker, suggesting tomorrow at 08:00 in their zone."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    supporter = roster.get(db, body["user"]["id"])
+    if supporter is None:
+        return
+    tz = zone(supporter.tz)
+    tomorrow = runtime.clock.now().astimezone(tz).date() + timedelta(days=1)
+    suggested = datetime.combine(tomorrow, time(8, 0), tzinfo=tz)
+    runtime.messenger.open_view(body["trigger_id"],
+                                away_until_modal(int(suggested.timestamp()), supporter.tz))
+
+
+def on_open_preferences(ack: Ack, body: dict[str, Any], context: dict[str, Any],
+                        db: Session) -> None:
+    """Open the hours and limits modal with the supporter's current settings."""
+    ack()
+    supporter = roster.get(db, body["user"]["id"])
+    if supporter is not None:
+        context["runtime"].messenger.open_view(body["trigger_id"], preferences_modal(supporter))
+
+
+def _value(values: dict[str, Any], block: str) -> Any:
+    element = next(iter(values.get(block, {}).values()), {})
+    if not isinstance(element, dict):
+        return None
+    selected = element.get("selected_option")
+    if isinstance(selected, dict):
+        return selected.get("value")
+    return element.get("selected_date_time", element.get("value"))
+
+
+def on_away_until_submitted(ack: Ack, view: dict[str, Any], body: dict[str, Any],
+                            context: dict[str, Any], db: Session) -> None:
+    """Save 'away until'; a time in the past is refused in the modal itself."""
+    runtime: Runtime = context["runtime"]
+    epoch = _value(view["state"]["values"], Block.AWAY_UNTIL)
+    try:
+        until = datetime.fromtimestamp(int(epoch), tz=zone("UTC"))
+        roster.set_away(db, body["user"]["id"], now=runtime.clock.now(), until=until)
+    except (TypeError, ValueError, OverflowError) as error:
+        message = str(error) if isinstance(error, RosterError) else "Choose a date and time."
+        ack(response_action="errors", errors={Block.AWAY_UNTIL: message})
+        return
+    ack()
+    publish_home(runtime, db, body["user"]["id"])
+
+
+def read_hours(values: dict[str, Any]) -> tuple[dict[int, tuple[int, int]], dict[str, str]]:
+    """Weekly hours from the modal's state, and errors keyed by block for half-set days."""
+    hours: dict[int, tuple[int, int]] = {}
+    errors: dict[str, str] = {}
+    for weekday in range(7):
+        start = _value(values, hours_block_id(weekday, "start")) or OFF
+        end = _value(values, hours_block_id(weekday, "end")) or OFF
+        if start == OFF and end == OFF:
+            continue
+        if OFF in (start, end):
+            errors[hours_block_id(weekday, "end" if start != OFF else "start")] = \
+                "Choose both a start and an end, or set both to off duty."
+        elif start == end:
+            errors[hours_block_id(weekday, "end")] = "The end must differ from the start."
+        else:
+            hours[weekday] = (int(start), int(end))
+    return hours, errors
+
+
+def on_preferences_submitted(ack: Ack, view: dict[str, Any], body: dict[str, Any],
+                             context: dict[str, Any], db: Session) -> None:
+    """Save weekly hours, the case limit and the rest period; mistakes stay in the modal."""
+    runtime: Runtime = context["runtime"]
+    values = view["state"]["values"]
+    hours, errors = read_hours(values)
+    try:
+        case_cap = int(_value(values, Block.CASE_CAP))
+    except (TypeError, ValueError):
+        errors[Block.CASE_CAP] = "Enter a whole number."
+        case_cap = 0
+    try:
+        cooldown = int(_value(values, Block.COOLDOWN))
+    except (TypeError, ValueError):
+        errors[Block.COOLDOWN] = "Choose a rest period."
+        cooldown = -1
+    if not errors:
+        try:
+            roster.set_preferences(db, body["user"]["id"], now=runtime.clock.now(), hours=hours,
+                                   case_cap=case_cap, cooldown_hours=cooldown)
+        except RosterError as error:
+            block = Block.COOLDOWN if error.field == "cooldown" else Block.CASE_CAP
+            errors[block] = str(error).capitalize() + "."
+    if errors:
+        ack(response_action="errors", errors=errors)
+        return
+    ack()
+    publish_home(runtime, db, body["user"]["id"])
