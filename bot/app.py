@@ -32,10 +32,11 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
 
     @app.use
     def provide_runtime(context: dict[str, Any], next: Any) -> None:  # noqa: A002 - Bolt's name
-        # Cheap references only: the database session is opened per listener (handlers.middleware).
         context["runtime"] = runtime
         context["messenger"] = runtime.messenger
         context["clock"] = runtime.clock
+        # A session connects only when first used; @transactional listeners commit and close it.
+        context["db"] = runtime.sessions()
         next()
 
     @app.error

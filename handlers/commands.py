@@ -11,7 +11,7 @@ from slack_bolt import Ack, App, Respond
 from handlers.blocks.help import help_message
 from handlers.blocks.library import library_page
 from handlers.ids import PEERSUPPORT_COMMAND
-from handlers.middleware import db_session
+from handlers.middleware import transactional
 from handlers.roster import available_command, away_command, roster_command
 
 
@@ -72,9 +72,10 @@ def _listing() -> list[tuple[str, str]]:
 
 def register(app: App) -> None:
     """Listen for /peersupport."""
-    app.command(PEERSUPPORT_COMMAND, middleware=[db_session])(on_peersupport)
+    app.command(PEERSUPPORT_COMMAND)(on_peersupport)
 
 
+@transactional
 def on_peersupport(ack: Ack, respond: Respond, command: dict[str, Any],
                    context: dict[str, Any]) -> None:
     """Dispatch /peersupport by its first word; an empty or unknown word gets the help list."""

@@ -22,29 +22,29 @@ from handlers.blocks.availability import (
 )
 from handlers.blocks.home import home_view
 from handlers.ids import Action, Block, Callback
-from handlers.middleware import db_session
+from handlers.middleware import transactional
 
 
 def register(app: App) -> None:
     """Listen for the Home tab, its buttons and its modals."""
-    mw = [db_session]
-    app.event("app_home_opened", middleware=mw)(on_home_opened)
+    app.event("app_home_opened")(on_home_opened)
     app.action(Action.REQUEST_SUPPORT)(on_request_support)
-    app.action(Action.SET_AVAILABLE, middleware=mw)(on_set_available)
-    app.action(Action.SET_AWAY, middleware=mw)(on_set_away)
-    app.action(Action.OPEN_AWAY_UNTIL, middleware=mw)(on_open_away_until)
-    app.action(Action.OPEN_PREFERENCES, middleware=mw)(on_open_preferences)
-    app.view(Callback.AWAY_UNTIL, middleware=mw)(on_away_until_submitted)
-    app.view(Callback.PREFERENCES, middleware=mw)(on_preferences_submitted)
+    app.action(Action.SET_AVAILABLE)(on_set_available)
+    app.action(Action.SET_AWAY)(on_set_away)
+    app.action(Action.OPEN_AWAY_UNTIL)(on_open_away_until)
+    app.action(Action.OPEN_PREFERENCES)(on_open_preferences)
+    app.view(Callback.AWAY_UNTIL)(on_away_until_submitted)
+    app.view(Callback.PREFERENCES)(on_preferences_submitted)
 
 
-def publish_home(runtime: Runtime, db: Session, user_id: str) -> None:
+def publish_home(runtime: Runtime, session: Session, user_id: str) -> None:
     """Compose and publish one person's Home tab."""
-    home = build_home(db, user_id, roles=runtime.roles, library=runtime.library,
+    home = build_home(session, user_id, roles=runtime.roles, library=runtime.library,
                       settings=runtime.settings, now=runtime.clock.now())
     runtime.messenger.publish_home(user_id, home_view(home))
 
 
+@transactional
 def on_home_opened(event: dict[str, Any], context: dict[str, Any], db: Session) -> None:
     """Someone opened the app: show them their Home (events are acknowledged by Bolt)."""
     if event.get("tab", "home") == "home" and isinstance(event.get("user"), str):
@@ -68,6 +68,7 @@ def _change_then_publish(context: dict[str, Any], db: Session, user_id: str, cha
     publish_home(runtime, db, user_id)
 
 
+@transactional
 def on_set_available(ack: Ack, body: dict[str, Any], context: dict[str, Any],
                      db: Session) -> None:
     """The 'I'm available' button."""
@@ -75,12 +76,14 @@ def on_set_available(ack: Ack, body: dict[str, Any], context: dict[str, Any],
     _change_then_publish(context, db, body["user"]["id"], roster.set_available)
 
 
+@transactional
 def on_set_away(ack: Ack, body: dict[str, Any], context: dict[str, Any], db: Session) -> None:
     """The 'I'm away' button: away until they come back."""
     ack()
     _change_then_publish(context, db, body["user"]["id"], roster.set_away)
 
 
+@transactional
 def on_open_away_until(ack: Ack, body: dict[str, Any], context: dict[str, Any],
                        db: Session) -> None:
     """Open the 'away until' picker, suggesting tomorrow at 08:00 in their zone."""
@@ -96,6 +99,7 @@ def on_open_away_until(ack: Ack, body: dict[str, Any], context: dict[str, Any],
                                 away_until_modal(int(suggested.timestamp()), supporter.tz))
 
 
+@transactional
 def on_open_preferences(ack: Ack, body: dict[str, Any], context: dict[str, Any],
                         db: Session) -> None:
     """Open the hours and limits modal with the supporter's current settings."""
@@ -115,6 +119,7 @@ def _value(values: dict[str, Any], block: str) -> Any:
     return element.get("selected_date_time", element.get("value"))
 
 
+@transactional
 def on_away_until_submitted(ack: Ack, view: dict[str, Any], body: dict[str, Any],
                             context: dict[str, Any], db: Session) -> None:
     """Save 'away until'; a time in the past is refused in the modal itself."""
@@ -150,6 +155,7 @@ def read_hours(values: dict[str, Any]) -> tuple[dict[int, tuple[int, int]], dict
     return hours, errors
 
 
+@transactional
 def on_preferences_submitted(ack: Ack, view: dict[str, Any], body: dict[str, Any],
                              context: dict[str, Any], db: Session) -> None:
     """Save weekly hours, the case limit and the rest period; mistakes stay in the modal."""

@@ -1,16 +1,35 @@
-"""Listener middleware shared by handlers."""
+"""One database session per Slack request, committed in one place."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+Listener = TypeVar("Listener", bound=Callable[..., Any])
 
 
-def db_session(context: dict[str, Any], next: Any) -> None:  # noqa: A002 - Bolt's name
-    """One database session per Slack request, committed once when the listener returns.
+def transactional(listener: Listener) -> Listener:
+    """Commit the request's session when `listener` returns, roll it back if it raises.
 
-    Bolt runs a listener (and its listener middleware) on a worker thread after ack(), so the
-    session has to live here rather than in a global middleware, which returns at ack time.
+    The session itself is put in the context (as `db`) by the app's global middleware. Bolt runs
+    a listener on a worker thread after ack(), after every middleware has already returned, so
+    the commit cannot live in a middleware: it wraps the listener instead. functools.wraps keeps
+    the listener's own signature, which is what Bolt reads to inject its arguments.
     """
-    with context["runtime"].sessions.begin() as session:
-        context["db"] = session
-        next()
+
+    @functools.wraps(listener)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        db = kwargs["db"] if "db" in kwargs else kwargs["context"]["db"]
+        try:
+            result = listener(*args, **kwargs)
+            db.commit()
+            return result
+        except BaseException:
+            db.rollback()
+            raise
+        finally:
+            db.close()
+
+    run.__transactional__ = True  # type: ignore[attr-defined]
+    return run  # type: ignore[return-value]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -74,6 +75,13 @@ class Database:
         self.engine = engine
         self.schema = schema
         self.sessions = make_sessions(engine)
+
+    @property
+    def process_url(self) -> str:
+        """A DATABASE_URL another process can use to reach this very database (and schema)."""
+        if self.schema is None:
+            return self.url
+        return f"{self.url}?options=-csearch_path%3D{self.schema}"
 
     def new_engine(self) -> Engine:
         """A second, independent engine on the same database (as another process would have)."""
@@ -182,6 +190,16 @@ def runtime(database: Database, fake_slack: FakeSlack, clock: ManualClock) -> Ru
     settings = make_settings(fake_slack, database.url)
     return build_runtime(settings, clock=clock, client=build_client(settings, timeout=5),
                          engine=database.engine, run_migrations=False)
+
+
+def eventually(check, timeout: float = 5.0):  # noqa: ANN001, ANN201
+    """Poll `check` until it returns a truthy value (listeners commit just after they answer)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.02)
 
 
 class AppServer:
