@@ -285,3 +285,15 @@ def test_unreadable_or_past_times_are_refused(text: str) -> None:
     with pytest.raises(TimeParseError):
         parse_until(text, now=MONDAY_NOON_NY, tz="America/New_York")
 
+
+
+@pytest.mark.parametrize(("text", "ids", "rest"), [
+    ("<@U0AAA0001> <@U0AAA0002|sam>", ["U0AAA0001", "U0AAA0002"], ""),
+    ("<@W0ENT0001|a b> role=nurse", ["W0ENT0001"], "role=nurse"),
+    ("<@U0AAA0001> <@U0AAA0001>", ["U0AAA0001"], ""),
+    ("@alice <#C0CHAN001> <!here>", [], "@alice <#C0CHAN001> <!here>"),
+])
+def test_mentions_are_read_in_both_forms(text: str, ids: list[str], rest: str) -> None:
+    from handlers.mentions import split_mentions
+
+    assert split_mentions(text) == (ids, rest)
