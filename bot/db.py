@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same in every process that migrates this database.
 _MIGRATION_LOCK_ID = 0x5EE7_5AFE
@@ -43,13 +45,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def make_sessions(engine: Engine) -> sessionmaker[Session]:
     """A session factory; `with sessions.begin() as s:` commits on success and rolls back on error."""
     return sessionmaker(engine, expire_on_commit=False)
-
-
-@contextlib.contextmanager
-def unit_of_work(sessions: sessionmaker[Session]) -> Iterator[Session]:
-    """One session and one transaction: the single place where work is committed."""
-    with sessions.begin() as session:
-        yield session
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -90,3 +85,35 @@ def _file_lock(database: str | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def after_commit(session: Session, work: Callable[[], None]) -> None:
+    """Run `work` once this session's transaction has committed (Slack calls that must not
+    happen before the rows they refer to are visible to every process)."""
+    session.info.setdefault("after_commit", []).append(work)
+
+
+def run_after_commit(session: Session) -> None:
+    """Run and forget the work registered with after_commit, in order; one failure is logged
+    and does not stop the rest (whatever it left undone is retried by its own timers)."""
+    session.info.pop("once", None)
+    for work in session.info.pop("after_commit", []):
+        try:
+            work()
+        except Exception as error:  # noqa: BLE001
+            log.error("after-commit work failed: %s", type(error).__name__, exc_info=error)
+
+
+def discard_after_commit(session: Session) -> None:
+    """Forget registered work (the transaction rolled back, so it must not happen)."""
+    session.info.pop("after_commit", None)
+    session.info.pop("once", None)
+
+
+def first_time(session: Session, key: object) -> bool:
+    """True the first time `key` is seen in this session's current transaction."""
+    seen = session.info.setdefault("once", set())
+    if key in seen:
+        return False
+    seen.add(key)
+    return True

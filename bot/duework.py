@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock
+from bot.db import discard_after_commit, run_after_commit
 from bot.models import DueWork, WorkState
 
 log = logging.getLogger(__name__)
@@ -261,8 +262,9 @@ class DueWorkEngine:
                               rescheduled=True, attempts_back=True)
                 report.rescheduled += 1
                 return
+        session = self.sessions()
         try:
-            with self.sessions.begin() as session:
+            with session.begin():
                 kind.run(JobContext(session=session, item_id=item.id, kind=item.kind,
                                     payload=item.payload, due_at=item.due_at, now=now,
                                     attempt=item.attempts))
@@ -275,28 +277,38 @@ class DueWorkEngine:
                 if finished.rowcount != 1:
                     # Our lease ran out and another clock took the item: undo our database work.
                     raise _LostLease()
-            report.done += 1
-        except _LostLease:
+        except Exception as error:  # noqa: BLE001 - one failing job must not stop the others
+            discard_after_commit(session)
+            session.close()
+            self._after_failure(item, token, kind, now, error, report)
+            return
+        session.close()
+        report.done += 1
+        run_after_commit(session)
+
+    def _after_failure(self, item: DueWork, token: str, kind: JobKind, now: datetime,
+                       error: Exception, report: TickReport) -> None:
+        if isinstance(error, _LostLease):
             report.lost_lease += 1
             log.warning("due work %d (%s): lease lost, left to its new owner", item.id, item.kind)
-        except RetryLater as retry:
-            self._release(item, token, due_at=now + timedelta(seconds=retry.seconds),
-                          error=retry.reason[:200])
+        elif isinstance(error, RetryLater):
+            self._release(item, token, due_at=now + timedelta(seconds=error.seconds),
+                          error=error.reason[:200])
             report.retried += 1
-        except Exception as error:  # noqa: BLE001 - one failing job must not stop the others
+        elif item.attempts >= kind.max_attempts:
             # Only the exception's type is kept: its message might carry data we never store.
             name = type(error).__name__
-            if item.attempts >= kind.max_attempts:
-                self._finish(item, token, WorkState.FAILED, now, error=name)
-                report.failed += 1
-                log.error("due work %d (%s) failed for good after %d attempts: %s",
-                          item.id, item.kind, item.attempts, name)
-            else:
-                delay = min(timedelta(seconds=30 * 2 ** (item.attempts - 1)), MAX_RETRY_DELAY)
-                self._release(item, token, due_at=now + delay, error=name)
-                report.retried += 1
-                log.warning("due work %d (%s) attempt %d failed (%s); retrying in %s",
-                            item.id, item.kind, item.attempts, name, delay)
+            self._finish(item, token, WorkState.FAILED, now, error=name)
+            report.failed += 1
+            log.error("due work %d (%s) failed for good after %d attempts: %s",
+                      item.id, item.kind, item.attempts, name)
+        else:
+            name = type(error).__name__
+            delay = min(timedelta(seconds=30 * 2 ** (item.attempts - 1)), MAX_RETRY_DELAY)
+            self._release(item, token, due_at=now + delay, error=name)
+            report.retried += 1
+            log.warning("due work %d (%s) attempt %d failed (%s); retrying in %s",
+                        item.id, item.kind, item.attempts, name, delay, exc_info=error)
 
     def _release(self, item: DueWork, token: str, *, due_at: datetime, error: str,
                  rescheduled: bool = False, attempts_back: bool = False) -> None:

@@ -8,9 +8,10 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from bot import duty, roster
+from bot import requests as domain
 from bot.duty import Coverage, Gap
 from bot.library import Library, Moment, Surfacing
-from bot.models import Supporter
+from bot.models import Offer, Supporter, SupportRequest
 from bot.roles import RoleResolver, Roles
 from bot.settings import Settings
 
@@ -24,6 +25,8 @@ class SupporterPanel:
     on_duty: bool
     hours: list[str]
     away_until_local: datetime | None
+    offers: tuple[Offer, ...] = ()
+    cases: tuple[SupportRequest, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class CoordinatorPanel:
     gaps: list[Gap]
     minimum: int
     timezone: str
+    now: datetime
+    unassigned: tuple[SupportRequest, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,18 +48,21 @@ class Home:
     user_id: str
     roles: Roles
     surfacing: Surfacing
+    my_request: SupportRequest | None = None
     supporter: SupporterPanel | None = None
     coordinator: CoordinatorPanel | None = None
 
 
-def supporter_panel(supporter: Supporter, now: datetime) -> SupporterPanel:
-    """A supporter's availability at `now`, with away-until in their own zone."""
+def supporter_panel(session: Session, supporter: Supporter, now: datetime) -> SupporterPanel:
+    """A supporter's availability at `now` (away-until in their own zone), offers and cases."""
     away_until = (supporter.away_until.astimezone(duty.zone(supporter.tz))
                   if supporter.away_until and supporter.away_until > now else None)
     return SupporterPanel(
         supporter=supporter, available=duty.is_available(supporter, now),
         on_duty=duty.is_on_duty(supporter, now), hours=duty.describe_hours(supporter.hours),
-        away_until_local=away_until)
+        away_until_local=away_until,
+        offers=tuple(domain.pending_offers(session, supporter.user_id)),
+        cases=tuple(domain.active_cases(session, supporter.user_id)))
 
 
 def coordinator_panel(session: Session, settings: Settings, now: datetime) -> CoordinatorPanel:
@@ -64,7 +72,8 @@ def coordinator_panel(session: Session, settings: Settings, now: datetime) -> Co
         coverage=duty.coverage(supporters, now),
         gaps=duty.coverage_gaps(supporters, now, settings.coverage_window_hours,
                                 settings.min_on_duty),
-        minimum=settings.min_on_duty, timezone=settings.program_timezone)
+        minimum=settings.min_on_duty, timezone=settings.program_timezone,
+        unassigned=tuple(domain.unassigned(session)), now=now)
 
 
 def build_home(session: Session, user_id: str, *, roles: RoleResolver, library: Library,
@@ -75,6 +84,7 @@ def build_home(session: Session, user_id: str, *, roles: RoleResolver, library: 
     return Home(
         user_id=user_id, roles=who,
         surfacing=library.for_moment(Moment.HOME),
-        supporter=supporter_panel(supporter, now) if supporter is not None else None,
+        my_request=domain.open_request_of(session, user_id),
+        supporter=supporter_panel(session, supporter, now) if supporter is not None else None,
         coordinator=coordinator_panel(session, settings, now) if who.coordinator else None,
     )

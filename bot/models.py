@@ -6,7 +6,16 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, MetaData, String, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -94,6 +103,7 @@ class Supporter(Base):
     tz: Mapped[str] = mapped_column(String(64), default="UTC")
     case_cap: Mapped[int] = mapped_column(default=2)
     cooldown_hours: Mapped[int] = mapped_column(default=12)
+    last_offered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -114,3 +124,92 @@ class DutyHours(Base):
     end_minute: Mapped[int]
 
     supporter: Mapped[Supporter] = relationship(back_populates="hours")
+
+
+class RequestState(enum.StrEnum):
+    OPEN = "open"  # looking for a supporter: offers are out
+    ESCALATED = "escalated"  # nobody eligible accepted: coordinators are alerted
+    ASSIGNED = "assigned"  # a supporter accepted
+    CLOSED = "closed"  # the supporter closed the encounter
+    CANCELLED = "cancelled"  # the requester withdrew it
+
+
+ACTIVE_STATES = (RequestState.OPEN, RequestState.ESCALATED, RequestState.ASSIGNED)
+UNASSIGNED_STATES = (RequestState.OPEN, RequestState.ESCALATED)
+
+
+class SupportRequest(Base):
+    """A request for peer support: preferences only, never what happened or any patient detail."""
+
+    __tablename__ = "support_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    requester_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    urgency: Mapped[str] = mapped_column(String(16))
+    connection: Mapped[str] = mapped_column(String(16))
+    outside_department: Mapped[bool] = mapped_column(default=False)
+    same_role: Mapped[bool] = mapped_column(default=False)
+    requester_department: Mapped[str | None] = mapped_column(String(80))
+    requester_role: Mapped[str | None] = mapped_column(String(32))
+    followups: Mapped[bool] = mapped_column(default=False)
+    crisis: Mapped[bool] = mapped_column(default=False)
+    state: Mapped[str] = mapped_column(String(16), default=RequestState.OPEN, index=True)
+    wave: Mapped[int] = mapped_column(default=0)
+    supporter_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    status_channel: Mapped[str | None] = mapped_column(String(32))
+    status_ts: Mapped[str | None] = mapped_column(String(32))
+    intro_channel: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration: Mapped[str | None] = mapped_column(String(16))
+    referred: Mapped[bool | None] = mapped_column()
+    need_met: Mapped[str | None] = mapped_column(String(16))
+
+
+class OfferState(enum.StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    TAKEN = "taken"  # someone else accepted first
+    WITHDRAWN = "withdrawn"  # the requester cancelled
+    HANDED_BACK = "handed_back"
+    FAILED = "failed"  # the DM could not be delivered
+
+
+class Offer(Base):
+    """One supporter asked to take one request; each supporter is asked once per request."""
+
+    __tablename__ = "offers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("support_requests.id", ondelete="CASCADE"), index=True)
+    supporter_id: Mapped[str | None] = mapped_column(String(32))
+    wave: Mapped[int]
+    direct: Mapped[bool] = mapped_column(default=False)  # sent by a coordinator's pick
+    state: Mapped[str] = mapped_column(String(16), default=OfferState.PENDING)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    ts: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("request_id", "supporter_id",
+                                       name="uq_offers_request_id_supporter_id"),)
+
+
+class CoordinatorAlert(Base):
+    """An escalation DM to one coordinator, kept so it can be updated once someone acts."""
+
+    __tablename__ = "coordinator_alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("support_requests.id", ondelete="CASCADE"), index=True)
+    coordinator_id: Mapped[str | None] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

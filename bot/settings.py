@@ -51,6 +51,15 @@ class Settings:
     coverage_window_hours: int = 24
     coverage_check_minute: int = 16 * 60
     program_timezone: str = "UTC"
+    wave_size: int = 3
+    offer_timeouts: tuple[tuple[str, int], ...] = (("now", 600), ("today", 3600),
+                                                   ("week", 14400))
+    escalation_repeat_seconds: int = 900
+    retention_days: int = 90
+
+    def offer_timeout(self, urgency: str) -> int:
+        """Seconds a wave of offers waits for an answer, for a request of this urgency."""
+        return dict(self.offer_timeouts)[urgency]
 
     @property
     def socket_mode(self) -> bool:
@@ -129,6 +138,11 @@ class Settings:
                 "PEERSUPPORT_COVERAGE_WINDOW_HOURS", 24, low=1, high=168),
             coverage_check_minute=reader.time_of_day("PEERSUPPORT_COVERAGE_CHECK_TIME", "16:00"),
             program_timezone=reader.timezone("PEERSUPPORT_TIMEZONE", "UTC"),
+            wave_size=reader.integer("PEERSUPPORT_WAVE_SIZE", 3, low=1, high=100),
+            offer_timeouts=reader.timeouts("PEERSUPPORT_OFFER_TIMEOUT"),
+            escalation_repeat_seconds=reader.integer(
+                "PEERSUPPORT_ESCALATION_REPEAT_SECONDS", 900, low=10, high=86400),
+            retention_days=reader.integer("PEERSUPPORT_RETENTION_DAYS", 90, low=1, high=3650),
         )
 
 
@@ -227,6 +241,26 @@ class _Reader:
             raise SettingsError(f"{name} must be an IANA time zone such as America/New_York, "
                                 f"got {value!r}.") from None
         return value
+
+    def timeouts(self, name: str) -> tuple[tuple[str, int], ...]:
+        defaults = {"now": 600, "today": 3600, "week": 14400}
+        value = self.raw(name)
+        if value is None:
+            return tuple(defaults.items())
+        if re.fullmatch(r"\d+", value):
+            seconds = int(value)
+            if not 10 <= seconds <= 7 * 86400:
+                raise SettingsError(f"{name} must be between 10 and 604800 seconds.")
+            return tuple((urgency, seconds) for urgency in defaults)
+        result = dict(defaults)
+        for part in value.split(","):
+            urgency, sep, seconds = part.strip().partition("=")
+            if not sep or urgency not in defaults or not seconds.isdigit() \
+                    or not 10 <= int(seconds) <= 7 * 86400:
+                raise SettingsError(f"{name} must be seconds (600) or per urgency "
+                                    f"(now=600,today=3600,week=14400), got {value!r}.")
+            result[urgency] = int(seconds)
+        return tuple(result.items())
 
     def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
         value = (self.raw(name) or default).upper()

@@ -2,7 +2,7 @@
 
 from slack_bolt import App
 
-from handlers import commands, fallback, home, library
+from handlers import commands, fallback, home, library, requests
 
 
 def register(app: App) -> None:
@@ -10,4 +10,5 @@ def register(app: App) -> None:
     commands.register(app)
     library.register(app)
     home.register(app)
+    requests.register(app)
     fallback.register(app)

@@ -12,6 +12,7 @@ from handlers.blocks.help import help_message
 from handlers.blocks.library import library_page
 from handlers.ids import PEERSUPPORT_COMMAND
 from handlers.middleware import transactional
+from handlers.requests import open_request
 from handlers.roster import available_command, away_command, roster_command
 
 
@@ -78,10 +79,17 @@ def register(app: App) -> None:
 @transactional
 def on_peersupport(ack: Ack, respond: Respond, command: dict[str, Any],
                    context: dict[str, Any]) -> None:
-    """Dispatch /peersupport by its first word; an empty or unknown word gets the help list."""
+    """Alone, /peersupport asks for support; otherwise dispatch by its first word, and an
+    unknown word gets the help list."""
     text = str(command.get("text") or "").strip()
     word, _, rest = text.partition(" ")
-    sub = SUBCOMMANDS.get(word.lower()) if word else SUBCOMMANDS["help"]
+    if not word:
+        # The command alone asks for support: the modal opens at once.
+        ack()
+        open_request(context["runtime"], context["db"], str(command.get("user_id", "")),
+                     str(command.get("trigger_id", "")))
+        return
+    sub = SUBCOMMANDS.get(word.lower())
     if sub is None:
         ack(response_type="ephemeral", **help_message(_listing(), unknown=word))
         return

@@ -18,7 +18,6 @@ from handlers.blocks.availability import (
     away_until_modal,
     hours_block_id,
     preferences_modal,
-    reach_support_modal,
 )
 from handlers.blocks.home import home_view
 from handlers.ids import Action, Block, Callback
@@ -28,7 +27,6 @@ from handlers.middleware import transactional
 def register(app: App) -> None:
     """Listen for the Home tab, its buttons and its modals."""
     app.event("app_home_opened")(on_home_opened)
-    app.action(Action.REQUEST_SUPPORT)(on_request_support)
     app.action(Action.SET_AVAILABLE)(on_set_available)
     app.action(Action.SET_AWAY)(on_set_away)
     app.action(Action.OPEN_AWAY_UNTIL)(on_open_away_until)
@@ -49,14 +47,6 @@ def on_home_opened(event: dict[str, Any], context: dict[str, Any], db: Session) 
     """Someone opened the app: show them their Home (events are acknowledged by Bolt)."""
     if event.get("tab", "home") == "home" and isinstance(event.get("user"), str):
         publish_home(context["runtime"], db, event["user"])
-
-
-def on_request_support(ack: Ack, body: dict[str, Any], context: dict[str, Any]) -> None:
-    """Show how to reach the program and the crisis lines."""
-    ack()
-    runtime: Runtime = context["runtime"]
-    runtime.messenger.open_view(body["trigger_id"], reach_support_modal(
-        sorted(runtime.roles.coordinator_ids()), runtime.library.crisis_lines()))
 
 
 def _change_then_publish(context: dict[str, Any], db: Session, user_id: str, change: Any) -> None:

@@ -23,6 +23,14 @@ class Action(StrEnum):
     HOURS_END = "hours_end"
     CASE_CAP = "case_cap"
     COOLDOWN = "cooldown"
+    ACCEPT_OFFER = "accept_offer"
+    DECLINE_OFFER = "decline_offer"
+    CANCEL_REQUEST = "cancel_request"
+    HAND_BACK = "hand_back"
+    OPEN_CLOSE = "open_close"
+    TAKE_REQUEST = "take_request"
+    PICK_SUPPORTER = "pick_supporter"
+    FIELD = "field"  # the single element inside each request and close modal input
 
 
 # Every library navigation button: one listener reads the list's state from the button value.
@@ -34,7 +42,10 @@ class Callback(StrEnum):
 
     AWAY_UNTIL = "away_until"
     PREFERENCES = "supporter_preferences"
-    REACH_SUPPORT = "reach_support"
+    REQUEST = "support_request"
+    OPEN_REQUEST = "open_request"
+    CLOSE_REQUEST = "close_request"
+    REQUEST_SHORTCUT = "request_support"  # the global shortcut
 
 
 class Block(StrEnum):
@@ -48,3 +59,14 @@ class Block(StrEnum):
     CASE_CAP = "case_cap"
     COOLDOWN = "cooldown"
     HOURS = "hours"  # followed by ":<weekday>:start" or ":<weekday>:end"
+    URGENCY = "urgency"
+    CONNECTION = "connection"
+    DEPARTMENT = "department"
+    ROLE = "role"
+    WHO = "who"
+    ROLE_MATCH = "role_match"
+    FOLLOWUPS = "followups"
+    SAFETY = "safety"
+    DURATION = "duration"
+    REFERRED = "referred"
+    NEED_MET = "need_met"

@@ -5,15 +5,22 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING
 
+from sqlalchemy.orm import Session
+
 from bot import duework, duty, roster
+from bot import requests as domain
 from bot.duework import JobContext, JobKind
 from bot.messaging import SlackUnreachable
+from bot.models import SupportRequest
+from handlers import request_flow as flow
 from handlers.blocks.roster import coverage_warning
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
 
 COVERAGE_CHECK = "coverage_check"
+RETENTION = "retention"
+RETENTION_MINUTE = 3 * 60 + 30  # 03:30 in the program's zone, when little else happens
 
 
 def register_jobs(runtime: Runtime) -> None:
@@ -32,32 +39,54 @@ def register_jobs(runtime: Runtime) -> None:
                     runtime.messenger.post_dm(user_id, **message)
                 except SlackUnreachable:
                     continue  # a coordinator who left Slack does not stop the others' warning
-        schedule_coverage_check(runtime, ctx.session, after=ctx.now)
+        schedule_daily(runtime, ctx.session, COVERAGE_CHECK,
+                       runtime.settings.coverage_check_minute, after=ctx.now)
 
-    # Run however late: a late warning about tonight is better than none.
-    runtime.jobs.register(JobKind(COVERAGE_CHECK, check_coverage, always_run=True))
+    def offer_timeout(ctx: JobContext) -> None:
+        request = ctx.session.get(SupportRequest, ctx.payload["request_id"])
+        if request is not None:
+            flow.advance(runtime, ctx.session, request, int(ctx.payload["wave"]))
+
+    def escalation_reminder(ctx: JobContext) -> None:
+        flow.remind(runtime, ctx.session, int(ctx.payload["request_id"]),
+                    int(ctx.payload["number"]))
+
+    def retention(ctx: JobContext) -> None:
+        domain.forget_identities(ctx.session, now=ctx.now,
+                                 retention_days=runtime.settings.retention_days)
+        schedule_daily(runtime, ctx.session, RETENTION, RETENTION_MINUTE, after=ctx.now)
+
+    # Timers on a request run however late: a request must never wait longer for being late.
+    for kind in (JobKind(COVERAGE_CHECK, check_coverage, always_run=True),
+                 JobKind(flow.OFFER_TIMEOUT, offer_timeout, always_run=True),
+                 JobKind(flow.ESCALATION_REMINDER, escalation_reminder, always_run=True),
+                 JobKind(RETENTION, retention, always_run=True)):
+        runtime.jobs.register(kind)
 
 
-def next_coverage_check(runtime: Runtime, after: datetime) -> datetime:
-    """The next daily check time (PEERSUPPORT_COVERAGE_CHECK_TIME in the program's zone)."""
+def next_daily(runtime: Runtime, minute: int, after: datetime) -> datetime:
+    """The next time-of-day `minute` in the program's zone, strictly after `after`."""
     tz = duty.zone(runtime.settings.program_timezone)
-    minute = runtime.settings.coverage_check_minute
+    at = time(minute // 60, minute % 60)
     local = after.astimezone(tz)
-    moment = datetime.combine(local.date(), time(minute // 60, minute % 60), tzinfo=tz)
+    moment = datetime.combine(local.date(), at, tzinfo=tz)
     if moment <= local:
-        moment = datetime.combine(local.date() + timedelta(days=1),
-                                  time(minute // 60, minute % 60), tzinfo=tz)
+        moment = datetime.combine(local.date() + timedelta(days=1), at, tzinfo=tz)
     return moment
 
 
-def schedule_coverage_check(runtime: Runtime, session, *, after: datetime) -> bool:  # noqa: ANN001
-    """Make sure the next daily coverage check is scheduled; once per day whoever asks."""
-    moment = next_coverage_check(runtime, after)
-    return duework.schedule(session, COVERAGE_CHECK, moment, now=runtime.clock.now(),
-                            key=f"{COVERAGE_CHECK}:{moment.date().isoformat()}")
+def schedule_daily(runtime: Runtime, session: Session, kind: str, minute: int, *,
+                   after: datetime) -> bool:
+    """Make sure the next daily run of `kind` is scheduled; once per day whoever asks."""
+    moment = next_daily(runtime, minute, after)
+    return duework.schedule(session, kind, moment, now=runtime.clock.now(),
+                            key=f"{kind}:{moment.date().isoformat()}")
 
 
 def bootstrap_jobs(runtime: Runtime) -> None:
     """Schedule recurring work at clock start; safe to repeat, and from several processes."""
+    now = runtime.clock.now()
     with runtime.sessions.begin() as session:
-        schedule_coverage_check(runtime, session, after=runtime.clock.now())
+        schedule_daily(runtime, session, COVERAGE_CHECK, runtime.settings.coverage_check_minute,
+                       after=now)
+        schedule_daily(runtime, session, RETENTION, RETENTION_MINUTE, after=now)

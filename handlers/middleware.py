@@ -6,6 +6,8 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from bot.db import discard_after_commit, run_after_commit
+
 Listener = TypeVar("Listener", bound=Callable[..., Any])
 
 
@@ -24,12 +26,14 @@ def transactional(listener: Listener) -> Listener:
         try:
             result = listener(*args, **kwargs)
             db.commit()
-            return result
         except BaseException:
             db.rollback()
-            raise
-        finally:
+            discard_after_commit(db)
             db.close()
+            raise
+        db.close()
+        run_after_commit(db)
+        return result
 
     run.__transactional__ = True  # type: ignore[attr-defined]
     return run  # type: ignore[return-value]

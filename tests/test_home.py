@@ -196,14 +196,6 @@ def status_of(app_server: AppServer, user_id: str, status: str) -> Supporter | N
         return supporter if supporter is not None and supporter.status == status else None
 
 
-def test_request_support_shows_how_to_reach_the_program(app_server: AppServer) -> None:
-    app_server.slack.block_action(CLINICIAN, Action.REQUEST_SUPPORT)
-    view = app_server.slack.fake.wait_for("views.open")[0].args["view"]
-    text = json.dumps(view, ensure_ascii=False)
-    assert f"<@{COORDINATOR}>" in text and "988" in text
-    assert "never need to say what happened" in text
-
-
 # -- roster and availability commands ----------------------------------------------------------
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import importlib
 import inspect
 from pathlib import Path
 
@@ -25,14 +24,10 @@ def test_domain_modules_import_nothing_from_slack() -> None:
     assert offenders == []
 
 
-def test_every_listener_that_uses_the_database_commits_it() -> None:
-    unwrapped = []
-    for path in (ROOT / "handlers").glob("*.py"):
-        module = importlib.import_module(f"handlers.{path.stem}")
-        for name, function in inspect.getmembers(module, inspect.isfunction):
-            if function.__module__ != module.__name__ or name.startswith("_"):
-                continue
-            if "db" in inspect.signature(function).parameters and \
-                    not getattr(function, "__transactional__", False):
-                unwrapped.append(f"{module.__name__}.{name}")
+def test_every_listener_that_uses_the_database_commits_it(app_server) -> None:  # noqa: ANN001
+    listeners = app_server.bolt._listeners  # Bolt keeps no public list of its listeners
+    unwrapped = [listener.ack_function.__name__ for listener in listeners
+                 if "db" in inspect.signature(listener.ack_function).parameters
+                 and not getattr(listener.ack_function, "__transactional__", False)]
+    assert len(listeners) > 20
     assert unwrapped == []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from slack_sdk.models.blocks import (
     ContextBlock,
     DateTimePickerElement,
@@ -17,11 +15,9 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.duty import WEEKDAYS, clock_text
-from bot.library import Entry
 from bot.models import Supporter
 from bot.roster import CASE_CAP_RANGE, COOLDOWN_CHOICES
 from handlers.blocks.common import escape
-from handlers.blocks.library import crisis_blocks
 from handlers.ids import Action, Block, Callback
 
 HALF_HOURS = list(range(0, 24 * 60, 30))
@@ -91,15 +87,3 @@ def preferences_modal(supporter: Supporter) -> dict:
     return View(type="modal", callback_id=Callback.PREFERENCES, title="Hours and limits",
                 submit="Save", close="Cancel", blocks=blocks).to_dict()
 
-
-def reach_support_modal(coordinators: Sequence[str], crisis: Sequence[Entry]) -> dict:
-    """How to reach the program right now: the coordinators, and the crisis lines."""
-    people = ", ".join(f"<@{uid}>" for uid in coordinators) or "your program coordinator"
-    blocks = [
-        SectionBlock(text=MarkdownTextObject(
-            text=f"To be connected with a trained peer supporter, message {people}. Say only "
-                 "that you would like peer support: you never need to say what happened.")),
-    ]
-    return View(type="modal", callback_id=Callback.REACH_SUPPORT, title="Peer support",
-                close="Close", blocks=[b.to_dict() for b in blocks]
-                + crisis_blocks(crisis)).to_dict()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
@@ -16,12 +18,16 @@ from slack_sdk.models.views import View
 
 from bot.duty import Gap, zone
 from bot.home import CoordinatorPanel, Home, SupporterPanel
+from bot.models import SupportRequest
+from bot.requests import CONNECTIONS, URGENCIES
 from bot.roster import ROLE_LABELS
 from handlers.blocks.common import escape, to_dicts
 from handlers.blocks.library import surfacing_blocks
 from handlers.ids import Action
 
 DEPARTMENT_LINES = 20  # beyond this the Home summarises, so 1,000 supporters still fit
+MAX_CASES = 10
+MAX_WAITING = 15
 
 
 def _text(markdown: str) -> SectionBlock:
@@ -40,7 +46,7 @@ def home_view(home: Home) -> dict:
               "who listens, in confidence. You never need to say what happened."),
         ActionsBlock(elements=[ButtonElement(text="Request support", style="primary",
                                              action_id=Action.REQUEST_SUPPORT)]),
-        _context("*Your request:* you have no open request."),
+        *_my_request(home),
     ]
     if home.supporter is not None:
         blocks.extend(_supporter_section(home.supporter))
@@ -54,6 +60,23 @@ def home_view(home: Home) -> dict:
     view["blocks"].extend([DividerBlock().to_dict()] + surfacing_blocks(
         home.surfacing, resources_heading="From the peer support toolkit"))
     return View(**view).to_dict()
+
+
+def _my_request(home: Home) -> list[Block]:
+    request = home.my_request
+    if request is None:
+        return [_context("*Your request:* you have no open request.")]
+    state = {"open": "we are finding a supporter for you.",
+             "escalated": "a program coordinator is finding a supporter for you.",
+             "assigned": f"<@{request.supporter_id}> is your supporter; see your group message."
+             }[request.state]
+    return [_text(f"*Your request:* {state}"), ActionsBlock(elements=[ButtonElement(
+        text="Withdraw my request", action_id=Action.CANCEL_REQUEST, value=str(request.id))])]
+
+
+def _age(request: SupportRequest, now: datetime) -> str:
+    minutes = int((now - request.created_at).total_seconds() // 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h"
 
 
 def _supporter_section(panel: SupporterPanel) -> list[Block]:
@@ -85,8 +108,26 @@ def _supporter_section(panel: SupporterPanel) -> list[Block]:
         _text(status), ActionsBlock(elements=buttons), _text(details),
         _context(f"On the roster as {ROLE_LABELS.get(supporter.role, supporter.role)}, "
                  f"{department}."),
-        _text("*Offers waiting for you:* none.\n*Your active cases:* none."),
+        *_offers_and_cases(panel),
     ]
+
+
+def _offers_and_cases(panel: SupporterPanel) -> list[Block]:
+    blocks: list[Block] = []
+    if panel.offers:
+        blocks.append(_text(f"*Offers waiting for you:* {len(panel.offers)}; answer them in "
+                            "your direct messages from the app."))
+    else:
+        blocks.append(_text("*Offers waiting for you:* none."))
+    if not panel.cases:
+        blocks.append(_text("*Your active cases:* none."))
+    for case in panel.cases[:MAX_CASES]:
+        blocks.append(SectionBlock(
+            text=MarkdownTextObject(text=f"*Active case* with <@{case.requester_id}> · "
+                                         f"{CONNECTIONS[case.connection]}"),
+            accessory=ButtonElement(text="Close", action_id=Action.OPEN_CLOSE,
+                                    value=str(case.id))))
+    return blocks
 
 
 def _coordinator_section(panel: CoordinatorPanel) -> list[Block]:
@@ -107,11 +148,20 @@ def _coordinator_section(panel: CoordinatorPanel) -> list[Block]:
     if panel.gaps:
         blocks.append(_text(":warning: " + gap_summary(panel.gaps, panel.minimum,
                                                        panel.timezone)))
-    blocks.extend([
-        _text("*Unassigned or escalated requests:* none."),
-        _context("Program figures appear here as requests come in; figures for fewer than the "
-                 "minimum group size are never shown."),
-    ])
+    waiting = panel.unassigned
+    if waiting:
+        lines = [f"• {URGENCIES[r.urgency]} · waiting {_age(r, panel.now)}"
+                 + (" · *escalated*" if r.state == "escalated" else "")
+                 + (" · :rotating_light: not safe" if r.crisis else "")
+                 for r in waiting[:MAX_WAITING]]
+        if len(waiting) > MAX_WAITING:
+            lines.append(f"• and {len(waiting) - MAX_WAITING} more")
+        blocks.append(_text(f"*Unassigned or escalated requests:* {len(waiting)}\n"
+                            + "\n".join(lines)))
+    else:
+        blocks.append(_text("*Unassigned or escalated requests:* none."))
+    blocks.append(_context("Program figures appear here as requests come in; figures for fewer "
+                           "than the minimum group size are never shown."))
     return blocks
 
 

@@ -1,0 +1,310 @@
+"""Asking for support, and every button and modal of a request's life."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot import requests as domain
+from bot.models import Supporter, SupportRequest
+from bot.requests import AlreadyOpen, Outcome, RequestError, RequestForm
+from bot.roles import NotPermitted
+from bot.runtime import Runtime
+from handlers import request_flow as flow
+from handlers.blocks.library import crisis_blocks
+from handlers.blocks.requests import (
+    NOT_SAFE,
+    WELCOME,
+    close_modal,
+    offer_ended,
+    open_request_modal,
+    request_modal,
+)
+from handlers.ids import Action, Block, Callback
+from handlers.middleware import transactional
+
+REFUSALS = {
+    Outcome.TAKEN: "Another supporter has already taken this request. Thank you for being there.",
+    Outcome.ALREADY_YOURS: "You have already accepted this request.",
+    Outcome.CANCELLED: "The person withdrew this request. Thank you for being there.",
+    Outcome.CLOSED: "This request is already closed.",
+    Outcome.NOT_YOURS: "This offer was sent to someone else, so it cannot be answered here.",
+    Outcome.NOT_FOUND: "This offer no longer exists.",
+}
+
+
+def register(app: App) -> None:
+    """Listen for the request modal, offers, hand-back, close, cancel and escalations."""
+    app.shortcut(Callback.REQUEST_SHORTCUT)(on_request_shortcut)
+    app.action(Action.REQUEST_SUPPORT)(on_request_button)
+    app.view(Callback.REQUEST)(on_request_submitted)
+    app.action(Action.ACCEPT_OFFER)(on_accept)
+    app.action(Action.DECLINE_OFFER)(on_decline)
+    app.action(Action.CANCEL_REQUEST)(on_cancel)
+    app.action(Action.HAND_BACK)(on_hand_back)
+    app.action(Action.OPEN_CLOSE)(on_open_close)
+    app.view(Callback.CLOSE_REQUEST)(on_close_submitted)
+    app.action(Action.TAKE_REQUEST)(on_take)
+    app.action(Action.PICK_SUPPORTER)(on_pick)
+
+
+def open_request(runtime: Runtime, db: Session, user_id: str, trigger_id: str) -> None:
+    """Open the request modal, or show the person their open request instead of a second."""
+    existing = domain.open_request_of(db, user_id)
+    if existing is not None:
+        view = open_request_modal(existing)
+    else:
+        departments = sorted({d for d in db.scalars(select(Supporter.department)) if d})
+        view = request_modal(departments)
+    runtime.messenger.open_view(trigger_id, view)
+
+
+@transactional
+def on_request_shortcut(ack: Ack, body: dict[str, Any], context: dict[str, Any],
+                        db: Session) -> None:
+    """The global shortcut."""
+    ack()
+    open_request(context["runtime"], db, body["user"]["id"], body["trigger_id"])
+
+
+@transactional
+def on_request_button(ack: Ack, body: dict[str, Any], context: dict[str, Any],
+                      db: Session) -> None:
+    """The Home tab's Request support button."""
+    ack()
+    open_request(context["runtime"], db, body["user"]["id"], body["trigger_id"])
+
+
+def _field(values: dict[str, Any], block: str) -> Any:
+    element = values.get(block, {}).get(Action.FIELD, {})
+    if not isinstance(element, dict):
+        return None
+    if "selected_options" in element:
+        return [o.get("value") for o in element["selected_options"] or [] if isinstance(o, dict)]
+    selected = element.get("selected_option")
+    return selected.get("value") if isinstance(selected, dict) else None
+
+
+def read_form(values: dict[str, Any]) -> RequestForm:
+    """The request form from the modal's state."""
+    return RequestForm(
+        urgency=_field(values, Block.URGENCY) or "",
+        connection=_field(values, Block.CONNECTION) or "",
+        outside_department=_field(values, Block.WHO) == "outside",
+        same_role=_field(values, Block.ROLE_MATCH) == "same",
+        department=_field(values, Block.DEPARTMENT),
+        role=_field(values, Block.ROLE),
+        followups=WELCOME in (_field(values, Block.FOLLOWUPS) or []),
+        crisis=NOT_SAFE in (_field(values, Block.SAFETY) or []),
+    )
+
+
+def _crisis_view(runtime: Runtime) -> dict:
+    from slack_sdk.models.views import View
+
+    lines = crisis_blocks(runtime.library.crisis_lines(), "Please reach out now")
+    intro = {"type": "section", "text": {"type": "mrkdwn", "text": (
+        ":rotating_light: *Thank you for telling us.* If you might act on these thoughts, call "
+        "or text *988* now or your local emergency number. A program coordinator has been "
+        "alerted and every available supporter has been asked to reach you.")}}
+    return View(type="modal", title="You are not alone", close="Close",
+                blocks=[intro, *lines]).to_dict()
+
+
+@transactional
+def on_request_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
+                         context: dict[str, Any], db: Session) -> None:
+    """Record the request, answer Slack at once, then offer it (after the commit)."""
+    runtime: Runtime = context["runtime"]
+    user_id = body["user"]["id"]
+    form = read_form(view["state"]["values"])
+    try:
+        form.check()
+        request = domain.create(db, user_id, form, now=runtime.clock.now(),
+                                source_key=f"view:{view['id']}")
+    except RequestError as error:
+        block = Block.ROLE if "role" in str(error) else Block.DEPARTMENT \
+            if "department" in str(error) else Block.URGENCY
+        ack(response_action="errors", errors={block: str(error)})
+        return
+    except AlreadyOpen as existing:
+        ack(response_action="update", view=open_request_modal(existing.request))
+        return
+    if form.crisis:
+        ack(response_action="update", view=_crisis_view(runtime))
+    else:
+        ack()
+    flow.start(runtime, db, request)
+
+
+def _reply(respond: Respond, text: str) -> None:
+    respond(response_type="ephemeral", replace_original=False, text=text)
+
+
+def _number(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@transactional
+def on_accept(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+              context: dict[str, Any], db: Session) -> None:
+    """First accept wins; everyone else is thanked."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    offer_id = _number(action.get("value"))
+    result = domain.accept(db, offer_id, body["user"]["id"], now=runtime.clock.now()) \
+        if offer_id is not None else domain.AcceptResult(Outcome.NOT_FOUND)
+    if result.outcome == Outcome.ACCEPTED:
+        flow.accepted(runtime, db, result)
+        return
+    _reply(respond, REFUSALS[result.outcome])
+    if result.outcome in (Outcome.TAKEN, Outcome.CANCELLED) and result.offer is not None:
+        how = "withdrawn" if result.outcome == Outcome.CANCELLED else "taken"
+        respond(replace_original=True, **offer_ended(how))
+
+
+@transactional
+def on_decline(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+               context: dict[str, Any], db: Session) -> None:
+    """A supporter cannot take it."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    offer_id = _number(action.get("value"))
+    result = domain.decline(db, offer_id, body["user"]["id"], now=runtime.clock.now()) \
+        if offer_id is not None else domain.AcceptResult(Outcome.NOT_FOUND)
+    if result.outcome == Outcome.DECLINED:
+        flow.declined(runtime, db, result)
+    else:
+        _reply(respond, REFUSALS[result.outcome])
+
+
+@transactional
+def on_cancel(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+              context: dict[str, Any], db: Session) -> None:
+    """The requester withdraws their request, from their DM, the modal or the Home tab."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    request_id = _number(action.get("value"))
+    try:
+        if request_id is None:
+            raise RequestError("That request no longer exists.")
+        before = db.get(SupportRequest, request_id)
+        supporter_id = before.supporter_id if before is not None else None
+        request, withdrawn = domain.cancel(db, request_id, body["user"]["id"],
+                                           now=runtime.clock.now())
+    except RequestError as error:
+        if body.get("container", {}).get("type") == "message":
+            _reply(respond, str(error))
+        return
+    flow.cancelled(runtime, db, request, withdrawn, supporter_id)
+    if body.get("container", {}).get("type") == "view" and "view" in body:
+        runtime.messenger.update_view(body["view"]["id"], _withdrawn_view())
+
+
+def _withdrawn_view() -> dict:
+    from slack_sdk.models.views import View
+
+    return View(type="modal", title="Peer support", close="Close", blocks=[{
+        "type": "section", "text": {"type": "mrkdwn", "text": (
+            "Your request is withdrawn. You can ask again at any time.")}}]).to_dict()
+
+
+@transactional
+def on_hand_back(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+                 context: dict[str, Any], db: Session) -> None:
+    """The supporter hands the request back; it is offered to others, without them."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    user_id = body["user"]["id"]
+    try:
+        request = domain.hand_back(db, _number(action.get("value")) or 0, user_id,
+                                   now=runtime.clock.now())
+    except RequestError as error:
+        _reply(respond, str(error))
+        return
+    flow.handed_back(runtime, db, request, user_id)
+    respond(replace_original=True, **offer_ended("handed_back"))
+
+
+@transactional
+def on_open_close(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+                  context: dict[str, Any], db: Session) -> None:
+    """Open the closing questions for a request the clicker is supporting."""
+    ack()
+    request = db.get(SupportRequest, _number(action.get("value")) or 0)
+    if request is None or request.supporter_id != body["user"]["id"] \
+            or request.state != "assigned":
+        _reply(respond, "This request is not open with you any more.")
+        return
+    context["runtime"].messenger.open_view(body["trigger_id"], close_modal(request.id))
+
+
+@transactional
+def on_close_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
+                       context: dict[str, Any], db: Session) -> None:
+    """Save the aggregate-only answers and close the encounter."""
+    runtime: Runtime = context["runtime"]
+    values = view["state"]["values"]
+    try:
+        request = domain.close(
+            db, _number(view.get("private_metadata")) or 0, body["user"]["id"],
+            now=runtime.clock.now(), duration=_field(values, Block.DURATION) or "",
+            referred=_field(values, Block.REFERRED) == "yes",
+            need_met=_field(values, Block.NEED_MET) or "")
+    except RequestError as error:
+        ack(response_action="errors", errors={Block.DURATION: str(error)})
+        return
+    ack()
+    flow.closed(runtime, db, request)
+
+
+def _coordinator_request(runtime: Runtime, db: Session, user_id: str, request_id: int | None
+                         ) -> SupportRequest:
+    runtime.roles.require_coordinator(db, user_id)
+    request = db.get(SupportRequest, request_id or 0)
+    if request is None or request.state not in ("open", "escalated"):
+        raise RequestError("This request already has a supporter, or was withdrawn.")
+    return request
+
+
+@transactional
+def on_take(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+            context: dict[str, Any], db: Session) -> None:
+    """A coordinator takes an escalated request themselves."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    user_id = body["user"]["id"]
+    try:
+        request = _coordinator_request(runtime, db, user_id, _number(action.get("value")))
+        result = domain.take_as_coordinator(db, request.id, user_id, now=runtime.clock.now())
+    except (NotPermitted, RequestError) as error:
+        _reply(respond, str(error))
+        return
+    flow.accepted(runtime, db, result)
+
+
+@transactional
+def on_pick(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+            context: dict[str, Any], db: Session) -> None:
+    """A coordinator offers an escalated request to a supporter they pick."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    block_id = str(action.get("block_id", ""))
+    picked = action.get("selected_user")
+    try:
+        request = _coordinator_request(runtime, db, body["user"]["id"],
+                                       _number(block_id.removeprefix("alert:")))
+        if not isinstance(picked, str):
+            raise RequestError("Pick a person.")
+        flow.direct_offer(runtime, db, request, picked)
+    except (NotPermitted, RequestError) as error:
+        _reply(respond, str(error))
+        return
+    _reply(respond, f"Offered to <@{picked}>. You will hear when someone accepts.")
+
