@@ -66,6 +66,7 @@ class AlreadyOpen(Exception):
     def __init__(self, request: SupportRequest):
         super().__init__("already open")
         self.request = request
+        self.request_id = request.id
 
 
 def open_request_of(session: Session, user_id: str) -> SupportRequest | None:
