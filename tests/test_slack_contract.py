@@ -126,3 +126,14 @@ def test_calling_a_method_not_declared_is_refused_before_slack(fake_slack: FakeS
     with pytest.raises(ValueError, match="METHODS_USED"):
         messenger._call("chat.delete", channel="C1", ts="1")
     assert fake_slack.calls == []
+
+
+def test_manifest_declares_the_shortcut_events_and_group_dm_scope() -> None:
+    from handlers.ids import Callback
+
+    shortcuts = {s["callback_id"]: s for s in MANIFEST["features"]["shortcuts"]}
+    assert shortcuts[Callback.REQUEST_SHORTCUT]["type"] == "global"
+    assert MANIFEST["features"]["app_home"]["home_tab_enabled"] is True
+    assert "app_home_opened" in MANIFEST["settings"]["event_subscriptions"]["bot_events"]
+    # The introduction opens a group DM (conversations.open with two users): mpim:write.
+    assert "mpim:write" in MANIFEST["oauth_config"]["scopes"]["bot"]
