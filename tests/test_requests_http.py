@@ -426,3 +426,51 @@ def test_when_every_offer_fails_the_next_wave_goes_at_once(app_server: AppServer
     app_server.slack.fake.wait_for("chat.postMessage", lambda c: Action.TAKE_REQUEST in
                                    json.dumps(c.args.get("blocks")))
     assert eventually(lambda: request_row(app_server).state == RequestState.ESCALATED)
+
+
+# -- the Home tab follows the request ----------------------------------------------------------
+
+
+def home_of(app_server: AppServer, user_id: str) -> str:
+    from bot.home import build_home
+    from handlers.blocks.home import home_view
+
+    runtime = app_server.runtime
+    with runtime.sessions() as session:
+        home = build_home(session, user_id, roles=runtime.roles, library=runtime.library,
+                          settings=runtime.settings, now=runtime.clock.now())
+        return json.dumps(home_view(home), ensure_ascii=False)
+
+
+def test_each_home_shows_its_part_of_a_request(app_server: AppServer) -> None:
+    add_supporters(app_server, SUPPORTERS[0], SUPPORTERS[1])
+    ask(app_server, urgency="today")
+    posted_offers(app_server, 2)
+    assert "we are finding a supporter for you" in home_of(app_server, REQUESTER)
+    assert "Offers waiting for you:* 1" in home_of(app_server, SUPPORTERS[0])
+    coordinator = home_of(app_server, COORDINATOR)
+    assert "Unassigned or escalated requests:* 1" in coordinator and "Today · waiting 0 min" \
+        in coordinator
+    assert REQUESTER not in coordinator, "coordinators see counts, never who asked"
+
+    app_server.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
+                                  offer_value(app_server, SUPPORTERS[0]))
+    eventually(lambda: request_row(app_server).state == RequestState.ASSIGNED)
+    assert f"<@{SUPPORTERS[0]}> is your supporter" in home_of(app_server, REQUESTER)
+    supporter_home = home_of(app_server, SUPPORTERS[0])
+    assert f"*Active case* with <@{REQUESTER}>" in supporter_home
+    assert Action.OPEN_CLOSE in supporter_home
+    assert "Unassigned or escalated requests:* none" in home_of(app_server, COORDINATOR)
+
+
+def test_retention_runs_daily_on_the_clock(app_server: AppServer) -> None:
+    from handlers.jobs import RETENTION, bootstrap_jobs
+
+    bootstrap_jobs(app_server.runtime)
+    with app_server.runtime.sessions() as session:
+        job = session.scalars(select(DueWork).where(DueWork.kind == RETENTION)).one()
+    tick(app_server, (job.due_at - app_server.runtime.clock.now()).total_seconds())
+    with app_server.runtime.sessions() as session:
+        kinds = [(d.kind, d.state) for d in session.scalars(select(DueWork).where(
+            DueWork.kind == RETENTION).order_by(DueWork.due_at))]
+    assert kinds == [(RETENTION, WorkState.DONE), (RETENTION, WorkState.PENDING)]
