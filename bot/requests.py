@@ -217,43 +217,61 @@ def _refusal(request: SupportRequest, user_id: str) -> Outcome:
     return Outcome.TAKEN
 
 
-def accept(session: Session, offer_id: int, user_id: str, *, now: datetime) -> AcceptResult:
-    """First accept wins: one conditional UPDATE decides, whatever process the click reached."""
-    offer = session.get(Offer, offer_id)
-    if offer is None:
-        return AcceptResult(Outcome.NOT_FOUND)
-    request = session.get(SupportRequest, offer.request_id)
-    if offer.supporter_id != user_id:
-        return AcceptResult(Outcome.NOT_YOURS, request, offer)
-    if offer.state == OfferState.HANDED_BACK:
-        return AcceptResult(Outcome.TAKEN, request, offer)
+def _claim(session: Session, request: SupportRequest, supporter_id: str,
+           now: datetime) -> bool:
+    """The one conditional UPDATE that makes first accept win, on any database and process."""
     won = session.execute(
         update(SupportRequest)
-        .where(SupportRequest.id == offer.request_id,
-               SupportRequest.state.in_(UNASSIGNED_STATES))
-        .values(state=RequestState.ASSIGNED, supporter_id=user_id, assigned_at=now)
+        .where(SupportRequest.id == request.id, SupportRequest.state.in_(UNASSIGNED_STATES))
+        .values(state=RequestState.ASSIGNED, supporter_id=supporter_id, assigned_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount == 1
     session.refresh(request)
-    if not won:
+    return won
+
+
+def _settle_open_offers(session: Session, request: SupportRequest, state: OfferState
+                        ) -> list[Offer]:
+    """Mark every offer that could still be answered with `state`; return them for updating."""
+    settled = list(session.scalars(select(Offer).where(
+        Offer.request_id == request.id,
+        Offer.state.in_([OfferState.PENDING, OfferState.EXPIRED]))))
+    for offer in settled:
+        offer.state = state
+    return settled
+
+
+def _refused(session: Session, offer_id: int, user_id: str
+             ) -> tuple[Offer | None, SupportRequest | None, Outcome | None]:
+    """The offer, its request, and why this person cannot answer it (None when they can)."""
+    offer = session.get(Offer, offer_id)
+    if offer is None:
+        return None, None, Outcome.NOT_FOUND
+    request = session.get(SupportRequest, offer.request_id)
+    if offer.supporter_id != user_id:
+        return offer, request, Outcome.NOT_YOURS
+    if offer.state == OfferState.HANDED_BACK:
+        return offer, request, Outcome.TAKEN
+    return offer, request, None
+
+
+def accept(session: Session, offer_id: int, user_id: str, *, now: datetime) -> AcceptResult:
+    """First accept wins: one conditional UPDATE decides, whatever process the click reached."""
+    offer, request, refusal = _refused(session, offer_id, user_id)
+    if refusal is not None:
+        return AcceptResult(refusal, request, offer)
+    if not _claim(session, request, user_id, now):
         return AcceptResult(_refusal(request, user_id), request, offer)
     offer.state, offer.responded_at = OfferState.ACCEPTED, now
-    others = list(session.scalars(select(Offer).where(
-        Offer.request_id == request.id, Offer.id != offer.id,
-        Offer.state.in_([OfferState.PENDING, OfferState.EXPIRED]))))
-    for other in others:
-        other.state = OfferState.TAKEN
-    return AcceptResult(Outcome.ACCEPTED, request, offer, others)
+    return AcceptResult(Outcome.ACCEPTED, request, offer,
+                        _settle_open_offers(session, request, OfferState.TAKEN))
 
 
 def decline(session: Session, offer_id: int, user_id: str, *, now: datetime) -> AcceptResult:
     """The supporter cannot take it; the offer is marked and the wave carries on."""
-    offer = session.get(Offer, offer_id)
-    if offer is None:
-        return AcceptResult(Outcome.NOT_FOUND)
-    request = session.get(SupportRequest, offer.request_id)
-    if offer.supporter_id != user_id:
-        return AcceptResult(Outcome.NOT_YOURS, request, offer)
+    offer, request, refusal = _refused(session, offer_id, user_id)
+    if refusal is not None:
+        return AcceptResult(refusal, request, offer)
     if request.state not in UNASSIGNED_STATES:
         return AcceptResult(_refusal(request, user_id), request, offer)
     if offer.state in (OfferState.PENDING, OfferState.EXPIRED):
@@ -300,12 +318,7 @@ def cancel(session: Session, request_id: int, user_id: str, *, now: datetime
     if request.state not in ACTIVE_STATES:
         raise RequestError("That request is already " + request.state + ".")
     request.state, request.closed_at = RequestState.CANCELLED, now
-    withdrawn = list(session.scalars(select(Offer).where(
-        Offer.request_id == request.id, Offer.state.in_([OfferState.PENDING,
-                                                         OfferState.EXPIRED]))))
-    for offer in withdrawn:
-        offer.state = OfferState.WITHDRAWN
-    return request, withdrawn
+    return request, _settle_open_offers(session, request, OfferState.WITHDRAWN)
 
 
 def _assigned_to(session: Session, request_id: int, user_id: str) -> SupportRequest:
@@ -346,20 +359,10 @@ def take_as_coordinator(session: Session, request_id: int, coordinator_id: str, 
     request = session.get(SupportRequest, request_id)
     if request is None:
         raise RequestError("That request no longer exists.")
-    won = session.execute(
-        update(SupportRequest)
-        .where(SupportRequest.id == request_id, SupportRequest.state.in_(UNASSIGNED_STATES))
-        .values(state=RequestState.ASSIGNED, supporter_id=coordinator_id, assigned_at=now)
-        .execution_options(synchronize_session=False)).rowcount == 1
-    session.refresh(request)
-    if not won:
+    if not _claim(session, request, coordinator_id, now):
         raise RequestError("Someone has already taken it, or it was cancelled.")
-    others = list(session.scalars(select(Offer).where(
-        Offer.request_id == request.id,
-        Offer.state.in_([OfferState.PENDING, OfferState.EXPIRED]))))
-    for offer in others:
-        offer.state = OfferState.TAKEN
-    return AcceptResult(Outcome.ACCEPTED, request, None, others)
+    return AcceptResult(Outcome.ACCEPTED, request, None,
+                        _settle_open_offers(session, request, OfferState.TAKEN))
 
 
 def unassigned(session: Session) -> Sequence[SupportRequest]:

@@ -68,6 +68,12 @@ def request_row(app_server: AppServer) -> SupportRequest | None:
         return session.scalars(select(SupportRequest).order_by(SupportRequest.id.desc())).first()
 
 
+def current(app_server: AppServer, field: str) -> object:
+    """A field of the newest request, or None while there is none yet."""
+    row = request_row(app_server)
+    return getattr(row, field) if row is not None else None
+
+
 def offers(app_server: AppServer, request_id: int) -> list[Offer]:
     with app_server.runtime.sessions() as session:
         return list(session.scalars(select(Offer).where(Offer.request_id == request_id)
@@ -217,7 +223,7 @@ def test_concurrent_accept_clicks_assign_one_supporter(app_server: AppServer) ->
     late = app_server.slack.fake.wait_for_response(count=4)  # a note and an update each
     assert sum("already taken" in r.get("text", "") for r in late
                if not r.get("replace_original")) == 2
-    assert eventually(lambda: request_row(app_server).state == RequestState.ASSIGNED)
+    assert eventually(lambda: current(app_server, "state") == RequestState.ASSIGNED)
     accepted = [o for o in offers(app_server, request.id) if o.state == OfferState.ACCEPTED]
     assert len(accepted) == 1
 
@@ -256,7 +262,7 @@ def test_declines_move_on_then_escalate_and_remind_until_taken(app_server: AppSe
         app_server.slack.block_action(offer.supporter_id, Action.DECLINE_OFFER,
                                       offer_value(app_server, offer.supporter_id))
     posted_offers(app_server, 4)  # the whole first wave declined: the fourth is asked at once
-    assert eventually(lambda: request_row(app_server).wave == 2)
+    assert eventually(lambda: current(app_server, "wave") == 2)
     assert_never_dropped(app_server)
 
     tick(app_server, 600)  # the second wave times out and nobody eligible is left
@@ -277,7 +283,7 @@ def test_declines_move_on_then_escalate_and_remind_until_taken(app_server: AppSe
     app_server.slack.block_action(COORDINATOR, Action.TAKE_REQUEST, str(request.id))
     intro = fake.wait_for("conversations.open", lambda c: "," in c.args["users"])[0]
     assert REQUESTER in intro.args["users"]
-    assert eventually(lambda: request_row(app_server).supporter_id == COORDINATOR)
+    assert eventually(lambda: current(app_server, "supporter_id") == COORDINATOR)
     fake.wait_for("chat.update", lambda c: "Placed:" in c.args["text"])
 
 
@@ -285,13 +291,13 @@ def test_an_empty_roster_escalates_at_once(app_server: AppServer) -> None:
     ask(app_server)
     app_server.slack.fake.wait_for("chat.postMessage", lambda c: c.args["channel"].startswith(
         "D") and Action.TAKE_REQUEST in json.dumps(c.args.get("blocks")))
-    assert eventually(lambda: request_row(app_server).state == RequestState.ESCALATED)
+    assert eventually(lambda: current(app_server, "state") == RequestState.ESCALATED)
     assert_never_dropped(app_server)
 
 
 def test_only_coordinators_can_take_or_pick(app_server: AppServer) -> None:
     ask(app_server)
-    eventually(lambda: request_row(app_server).state == RequestState.ESCALATED)
+    assert eventually(lambda: current(app_server, "state") == RequestState.ESCALATED)
     request = request_row(app_server)
     app_server.slack.block_action("USOMEONE01", Action.TAKE_REQUEST, str(request.id))
     assert "Only program coordinators" in app_server.slack.fake.wait_for_response()[0]["text"]
@@ -300,7 +306,7 @@ def test_only_coordinators_can_take_or_pick(app_server: AppServer) -> None:
 
 def test_a_coordinator_picks_a_supporter_who_then_accepts(app_server: AppServer) -> None:
     ask(app_server)
-    eventually(lambda: request_row(app_server).state == RequestState.ESCALATED)
+    eventually(lambda: current(app_server, "state") == RequestState.ESCALATED)
     add_supporters(app_server, "UPICKED001", status=SupporterStatus.AWAY)
     request = request_row(app_server)
     payload_action = {"type": "users_select", "action_id": Action.PICK_SUPPORTER,
@@ -317,7 +323,7 @@ def test_a_coordinator_picks_a_supporter_who_then_accepts(app_server: AppServer)
     assert "asked you personally" in json.dumps(direct["blocks"])
     app_server.slack.block_action("UPICKED001", Action.ACCEPT_OFFER,
                                   offer_value(app_server, "UPICKED001"))
-    assert eventually(lambda: request_row(app_server).supporter_id == "UPICKED001")
+    assert eventually(lambda: current(app_server, "supporter_id") == "UPICKED001")
 
 
 # -- not safe ----------------------------------------------------------------------------------
@@ -359,7 +365,7 @@ def test_hand_back_reoffers_without_them_and_tells_the_person_kindly(
     fake.wait_for("chat.postMessage", lambda c: "it is not about you" in c.args.get("text", ""))
     second = posted_offers(app_server, 2)[-1]
     assert second["channel"] == fake._conversations[frozenset([SUPPORTERS[1]])]
-    assert eventually(lambda: request_row(app_server).state == RequestState.OPEN)
+    assert eventually(lambda: current(app_server, "state") == RequestState.OPEN)
 
 
 def test_cancel_withdraws_offers_and_stops_the_timers(app_server: AppServer) -> None:
@@ -371,7 +377,7 @@ def test_cancel_withdraws_offers_and_stops_the_timers(app_server: AppServer) -> 
     app_server.slack.block_action(REQUESTER, Action.CANCEL_REQUEST, str(request.id))
     app_server.slack.fake.wait_for("chat.update", lambda c: "withdrew" in c.args["text"],
                                    count=2)
-    assert eventually(lambda: request_row(app_server).state == RequestState.CANCELLED)
+    assert eventually(lambda: current(app_server, "state") == RequestState.CANCELLED)
     tick(app_server, 3600)
     assert app_server.slack.fake.calls_to("chat.postMessage")[-1].args["channel"] != \
         COORDINATOR, "no escalation for a withdrawn request"
@@ -425,7 +431,7 @@ def test_when_every_offer_fails_the_next_wave_goes_at_once(app_server: AppServer
     ask(app_server)
     app_server.slack.fake.wait_for("chat.postMessage", lambda c: Action.TAKE_REQUEST in
                                    json.dumps(c.args.get("blocks")))
-    assert eventually(lambda: request_row(app_server).state == RequestState.ESCALATED)
+    assert eventually(lambda: current(app_server, "state") == RequestState.ESCALATED)
 
 
 # -- the Home tab follows the request ----------------------------------------------------------
@@ -455,7 +461,7 @@ def test_each_home_shows_its_part_of_a_request(app_server: AppServer) -> None:
 
     app_server.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
                                   offer_value(app_server, SUPPORTERS[0]))
-    eventually(lambda: request_row(app_server).state == RequestState.ASSIGNED)
+    eventually(lambda: current(app_server, "state") == RequestState.ASSIGNED)
     assert f"<@{SUPPORTERS[0]}> is your supporter" in home_of(app_server, REQUESTER)
     supporter_home = home_of(app_server, SUPPORTERS[0])
     assert f"*Active case* with <@{REQUESTER}>" in supporter_home
