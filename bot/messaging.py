@@ -29,6 +29,7 @@ METHODS_USED = (
     "chat.postEphemeral",
     "chat.update",
     "conversations.open",
+    "conversations.history",
     "users.info",
     "usergroups.users.list",
     "views.open",
@@ -98,16 +99,38 @@ class Messenger:
         """Check the bot token and learn the bot's own ids."""
         return self._call("auth.test")
 
-    def post_message(self, channel: str, text: str, blocks: Sequence[dict] | None = None) -> Posted:
-        """Post a message to a channel or DM and return where it landed."""
-        data = self._call("chat.postMessage", channel=channel, text=text,
-                          **({"blocks": list(blocks)} if blocks else {}))
+    def post_message(self, channel: str, text: str, blocks: Sequence[dict] | None = None,
+                     metadata: dict[str, Any] | None = None) -> Posted:
+        """Post a message to a channel or DM and return where it landed.
+
+        `metadata` ({"event_type": ..., "event_payload": {...}}) marks the message so it can
+        be found again (find_marked); it holds ids only.
+        """
+        extra: dict[str, Any] = {}
+        if blocks:
+            extra["blocks"] = list(blocks)
+        if metadata:
+            extra["metadata"] = metadata
+        data = self._call("chat.postMessage", channel=channel, text=text, **extra)
         return Posted(channel=data.get("channel", channel), ts=data.get("ts", ""))
 
-    def post_dm(self, user_id: str, text: str, blocks: Sequence[dict] | None = None) -> Posted:
+    def find_marked(self, channel: str, event_type: str, key: str, value: object,
+                    *, limit: int = 50) -> Posted | None:
+        """The bot's recent message in `channel` whose metadata payload has key == value."""
+        data = self._call("conversations.history", channel=channel, limit=limit,
+                          include_all_metadata=True)
+        for message in data.get("messages", []):
+            meta = message.get("metadata") or {}
+            if meta.get("event_type") == event_type and \
+                    (meta.get("event_payload") or {}).get(key) == value:
+                return Posted(channel=channel, ts=str(message.get("ts", "")))
+        return None
+
+    def post_dm(self, user_id: str, text: str, blocks: Sequence[dict] | None = None,
+                metadata: dict[str, Any] | None = None) -> Posted:
         """Open (or reuse) the DM with one person and post there."""
         channel = self.open_conversation([user_id])
-        return self.post_message(channel, text, blocks)
+        return self.post_message(channel, text, blocks, metadata)
 
     def post_ephemeral(self, channel: str, user_id: str, text: str,
                        blocks: Sequence[dict] | None = None) -> None:

@@ -104,6 +104,7 @@ class Supporter(Base):
     case_cap: Mapped[int] = mapped_column(default=2)
     cooldown_hours: Mapped[int] = mapped_column(default=12)
     last_offered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    checkin_reminders: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -154,6 +155,7 @@ class SupportRequest(Base):
     requester_role: Mapped[str | None] = mapped_column(String(32))
     followups: Mapped[bool] = mapped_column(default=False)
     crisis: Mapped[bool] = mapped_column(default=False)
+    preferred_supporter_id: Mapped[str | None] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(16), default=RequestState.OPEN, index=True)
     wave: Mapped[int] = mapped_column(default=0)
     supporter_id: Mapped[str | None] = mapped_column(String(32), index=True)
@@ -213,3 +215,44 @@ class CoordinatorAlert(Base):
     channel: Mapped[str] = mapped_column(String(32))
     ts: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CheckInState(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    SENDING = "sending"  # claimed and about to be posted: never posted twice, see checkins.py
+    SENT = "sent"
+    ANSWERED = "answered"
+    CANCELLED = "cancelled"
+
+
+class CheckIn(Base):
+    """A planned follow-up message to someone who was supported; the answer is one word."""
+
+    __tablename__ = "checkins"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("support_requests.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    number: Mapped[int]
+    planned_for: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(default=0)  # bumped by each move, names its timer
+    state: Mapped[str] = mapped_column(String(16), default=CheckInState.SCHEDULED)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    ts: Mapped[str | None] = mapped_column(String(32))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answer: Mapped[str | None] = mapped_column(String(16))
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ContactHours(Base):
+    """When a person is happy to get check-ins, in their own time zone."""
+
+    __tablename__ = "contact_hours"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tz: Mapped[str] = mapped_column(String(64), default="UTC")
+    start_minute: Mapped[int] = mapped_column(default=9 * 60)
+    end_minute: Mapped[int] = mapped_column(default=18 * 60)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

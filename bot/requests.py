@@ -99,6 +99,17 @@ def create(session: Session, requester_id: str, form: RequestForm, *, now: datet
     return request
 
 
+def again(session: Session, earlier: SupportRequest, *, now: datetime) -> SupportRequest:
+    """A new request for someone who asked to talk again, preferring their earlier supporter."""
+    form = RequestForm(urgency="today", connection=earlier.connection,
+                       outside_department=earlier.outside_department,
+                       same_role=earlier.same_role, department=earlier.requester_department,
+                       role=earlier.requester_role, followups=earlier.followups)
+    request = create(session, earlier.requester_id or "", form, now=now)
+    request.preferred_supporter_id = earlier.supporter_id
+    return request
+
+
 def _workload(session: Session) -> tuple[dict[str, int], dict[str, datetime]]:
     active = dict(session.execute(
         select(SupportRequest.supporter_id, func.count()).where(
@@ -151,7 +162,10 @@ def next_wave(session: Session, request: SupportRequest, *, now: datetime,
               wave_size: int) -> list[Offer]:
     """Offer the request to the next few eligible supporters (all of them in a crisis)."""
     supporters = eligible_supporters(session, request, now=now)
-    if not request.crisis:
+    preferred = [s for s in supporters if s.user_id == request.preferred_supporter_id]
+    if preferred and request.wave == 0:
+        supporters = preferred  # "talk again": their earlier supporter first, when available
+    elif not request.crisis:
         supporters = supporters[:wave_size]
     if not supporters:
         return []

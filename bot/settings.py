@@ -56,6 +56,8 @@ class Settings:
                                                    ("week", 14400))
     escalation_repeat_seconds: int = 900
     retention_days: int = 90
+    checkin_days: tuple[float, ...] = (1, 3, 7, 30)
+    alert_on_struggling: bool = True
 
     def offer_timeout(self, urgency: str) -> int:
         """Seconds a wave of offers waits for an answer, for a request of this urgency."""
@@ -143,6 +145,8 @@ class Settings:
             escalation_repeat_seconds=reader.integer(
                 "PEERSUPPORT_ESCALATION_REPEAT_SECONDS", 900, low=10, high=86400),
             retention_days=reader.integer("PEERSUPPORT_RETENTION_DAYS", 90, low=1, high=3650),
+            checkin_days=reader.days("PEERSUPPORT_CHECKIN_DAYS", (1, 3, 7, 30)),
+            alert_on_struggling=reader.flag("PEERSUPPORT_ALERT_ON_STRUGGLING", True),
         )
 
 
@@ -261,6 +265,30 @@ class _Reader:
                                     f"(now=600,today=3600,week=14400), got {value!r}.")
             result[urgency] = int(seconds)
         return tuple(result.items())
+
+    def days(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            days = tuple(sorted(float(part) for part in value.split(",") if part.strip()))
+        except ValueError:
+            raise SettingsError(f"{name} must be days after connecting, like 1,3,7,30 "
+                                f"(got {value!r}).") from None
+        if not days or len(days) > 12 or not all(0 < d <= 365 for d in days):
+            raise SettingsError(f"{name} must list 1 to 12 days between 0 and 365, like "
+                                "1,3,7,30.")
+        return days
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name} must be true or false, got {value!r}.")
 
     def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
         value = (self.raw(name) or default).upper()

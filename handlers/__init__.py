@@ -2,7 +2,7 @@
 
 from slack_bolt import App
 
-from handlers import commands, fallback, home, library, requests
+from handlers import checkins, commands, fallback, home, library, requests
 
 
 def register(app: App) -> None:
@@ -11,4 +11,5 @@ def register(app: App) -> None:
     library.register(app)
     home.register(app)
     requests.register(app)
+    checkins.register(app)
     fallback.register(app)

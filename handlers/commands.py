@@ -12,6 +12,7 @@ from handlers.blocks.help import help_message
 from handlers.blocks.library import library_page
 from handlers.ids import PEERSUPPORT_COMMAND
 from handlers.middleware import transactional
+from handlers.checkins import checkins_command
 from handlers.requests import open_request
 from handlers.roster import available_command, away_command, roster_command
 
@@ -56,6 +57,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     for sub in (
         Subcommand("resources", "resources [words]",
                    "Find toolkit resources, or browse them all by type and audience.", _resources),
+        Subcommand("checkins", "checkins",
+                   "See, move or cancel your coming check-ins, and choose their hours.",
+                   checkins_command),
         Subcommand("available", "available",
                    "Supporters: take requests again from now.", available_command),
         Subcommand("away", "away [until tomorrow | friday 18:00 | 3d]",

@@ -31,10 +31,17 @@ class Action(StrEnum):
     TAKE_REQUEST = "take_request"
     PICK_SUPPORTER = "pick_supporter"
     FIELD = "field"  # the single element inside each request and close modal input
+    CHECKIN_ANSWER = "checkin:answer"  # followed by ":<answer>"
+    TALK_AGAIN = "talk_again"
+    CHECKIN_SNOOZE = "checkin_snooze"
+    CHECKIN_CANCEL = "checkin_cancel"
+    CHECKIN_HOURS = "checkin_hours"
+    STOP_REMINDERS = "stop_checkin_reminders"
 
 
 # Every library navigation button: one listener reads the list's state from the button value.
 LIBRARY_ACTIONS = re.compile(r"^library:")
+CHECKIN_ANSWERS = re.compile(r"^checkin:answer:")
 
 
 class Callback(StrEnum):
@@ -46,6 +53,7 @@ class Callback(StrEnum):
     OPEN_REQUEST = "open_request"
     CLOSE_REQUEST = "close_request"
     REQUEST_SHORTCUT = "request_support"  # the global shortcut
+    CHECKIN_HOURS = "checkin_hours"
 
 
 class Block(StrEnum):
@@ -70,3 +78,5 @@ class Block(StrEnum):
     DURATION = "duration"
     REFERRED = "referred"
     NEED_MET = "need_met"
+    HOURS_FROM = "hours_from"
+    HOURS_UNTIL = "hours_until"

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from bot import duework, duty, roster
+from bot import checkins, duework, duty, roster
 from bot import requests as domain
 from bot.duework import JobContext, JobKind
 from bot.messaging import SlackUnreachable
 from bot.models import SupportRequest
+from handlers import checkin_flow
 from handlers import request_flow as flow
 from handlers.blocks.roster import coverage_warning
 
@@ -56,6 +57,16 @@ def register_jobs(runtime: Runtime) -> None:
                                  retention_days=runtime.settings.retention_days)
         schedule_daily(runtime, ctx.session, RETENTION, RETENTION_MINUTE, after=ctx.now)
 
+    def send_checkin(ctx: JobContext) -> None:
+        checkin_flow.send(runtime, ctx)
+
+    def remind_supporter(ctx: JobContext) -> None:
+        checkin_flow.remind_supporter(runtime, ctx)
+
+    # Check-ins and nudges found late (the clock was down) are spread out by the engine's
+    # catch-up policy; send() then places each check-in inside the person's own hours.
+    runtime.jobs.register(JobKind(checkins.CHECKIN, send_checkin))
+    runtime.jobs.register(JobKind(checkin_flow.SUPPORTER_REMINDER, remind_supporter))
     # Timers on a request run however late: a request must never wait longer for being late.
     for kind in (JobKind(COVERAGE_CHECK, check_coverage, always_run=True),
                  JobKind(flow.OFFER_TIMEOUT, offer_timeout, always_run=True),

@@ -20,6 +20,7 @@ from bot.db import after_commit, first_time, run_after_commit
 from bot.library import Moment
 from bot.messaging import SlackUnreachable
 from bot.models import CoordinatorAlert, Offer, OfferState, RequestState, SupportRequest
+from handlers import checkin_flow
 from handlers.blocks.requests import (
     alert_resolved,
     coordinator_alert,
@@ -226,6 +227,7 @@ def accepted(runtime: Runtime, db: Session, result: domain.AcceptResult) -> None
     request = result.request
     assert request is not None
     _cancel_timers(db, request, runtime.clock.now())
+    checkin_flow.plan_for(runtime, db, request)
     others = [(o.channel, o.ts) for o in result.others]
     own = (result.offer.channel, result.offer.ts) if result.offer is not None else (None, None)
     intro = introduction(request)

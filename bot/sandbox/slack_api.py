@@ -265,10 +265,21 @@ class FakeSlack:
     def _api_chat_postMessage(self, args: JsonDict) -> JsonDict:
         channel = str(args["channel"])
         message = {"ts": self._ts(), "text": args.get("text", ""), "blocks": args.get("blocks"),
-                   "user": self.bot_user_id}
+                   "user": self.bot_user_id, "metadata": args.get("metadata")}
         with self._lock:
             self.messages.setdefault(channel, []).append(message)
         return {"ok": True, "channel": channel, "ts": message["ts"], "message": message}
+
+    def _api_conversations_history(self, args: JsonDict) -> JsonDict:
+        channel = str(args["channel"])
+        with self._lock:
+            messages = list(reversed(self.messages.get(channel, [])))  # newest first, as Slack
+        limit = int(args.get("limit") or 100)
+        keep_metadata = str(args.get("include_all_metadata")).lower() in ("true", "1")
+        shown = [{**m, "type": "message"} if keep_metadata else
+                 {k: v for k, v in m.items() if k != "metadata"} | {"type": "message"}
+                 for m in messages[:limit]]
+        return {"ok": True, "messages": shown, "has_more": len(messages) > limit}
 
     def _api_chat_postEphemeral(self, args: JsonDict) -> JsonDict:
         return {"ok": True, "message_ts": self._ts()}
