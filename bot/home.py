@@ -7,11 +7,11 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from bot import duty, roster
+from bot import checkins, duty, roster
 from bot import requests as domain
 from bot.duty import Coverage, Gap
 from bot.library import Library, Moment, Surfacing
-from bot.models import Offer, Supporter, SupportRequest
+from bot.models import CheckIn, ContactHours, Offer, Supporter, SupportRequest
 from bot.roles import RoleResolver, Roles
 from bot.settings import Settings
 
@@ -49,6 +49,8 @@ class Home:
     roles: Roles
     surfacing: Surfacing
     my_request: SupportRequest | None = None
+    next_checkin: CheckIn | None = None
+    checkin_tz: str = "UTC"
     supporter: SupporterPanel | None = None
     coordinator: CoordinatorPanel | None = None
 
@@ -85,6 +87,8 @@ def build_home(session: Session, user_id: str, *, roles: RoleResolver, library: 
         user_id=user_id, roles=who,
         surfacing=library.for_moment(Moment.HOME),
         my_request=domain.open_request_of(session, user_id),
+        next_checkin=next(iter(checkins.upcoming(session, user_id)), None),
+        checkin_tz=getattr(session.get(ContactHours, user_id), "tz", settings.program_timezone),
         supporter=supporter_panel(session, supporter, now) if supporter is not None else None,
         coordinator=coordinator_panel(session, settings, now) if who.coordinator else None,
     )

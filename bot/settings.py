@@ -102,7 +102,15 @@ class Settings:
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> Settings:
         """Build and validate settings from a plain mapping of variable names to strings."""
-        reader = _Reader(values)
+        settings = cls._read(_Reader(values))
+        if settings.tick_seconds * 2 > settings.duework_grace_seconds > 0:
+            # Otherwise work that is merely waiting for the next tick would count as late.
+            raise SettingsError("PEERSUPPORT_TICK_SECONDS must be at most half of "
+                                "PEERSUPPORT_DUEWORK_GRACE_SECONDS.")
+        return settings
+
+    @classmethod
+    def _read(cls, reader: _Reader) -> Settings:
         return cls(
             slack_bot_token=reader.token("SLACK_BOT_TOKEN", "xoxb-", "the Bot User OAuth Token"),
             slack_signing_secret=reader.text("SLACK_SIGNING_SECRET"),

@@ -63,6 +63,15 @@ def home_view(home: Home) -> dict:
 
 
 def _my_request(home: Home) -> list[Block]:
+    blocks = _request_state(home)
+    if home.next_checkin is not None:
+        local = home.next_checkin.due_at.astimezone(zone(home.checkin_tz))
+        blocks.append(_context(f"*Next check-in:* {local:%A %d %B, %H:%M} · change or cancel "
+                               "with `/peersupport checkins`"))
+    return blocks
+
+
+def _request_state(home: Home) -> list[Block]:
     request = home.my_request
     if request is None:
         return [_context("*Your request:* you have no open request.")]
