@@ -65,6 +65,12 @@ def test_reading_settings_changes_no_process_state(tmp_path: Path) -> None:
     ({"PEERSUPPORT_TICK_SECONDS": "0"}, "PEERSUPPORT_TICK_SECONDS"),
     ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
     ({"PEERSUPPORT_CONTENT_DIR": "/no/such/folder"}, "PEERSUPPORT_CONTENT_DIR"),
+    ({"PEERSUPPORT_TICK_SECONDS": "600"}, "PEERSUPPORT_TICK_SECONDS"),
+    ({"PEERSUPPORT_OFFER_TIMEOUT": "soon=5"}, "PEERSUPPORT_OFFER_TIMEOUT"),
+    ({"PEERSUPPORT_CHECKIN_DAYS": "1,x"}, "PEERSUPPORT_CHECKIN_DAYS"),
+    ({"PEERSUPPORT_ALERT_ON_STRUGGLING": "maybe"}, "PEERSUPPORT_ALERT_ON_STRUGGLING"),
+    ({"PEERSUPPORT_TIMEZONE": "Mars/Olympus"}, "PEERSUPPORT_TIMEZONE"),
+    ({"PEERSUPPORT_COORDINATOR_GROUP": "coordinators"}, "PEERSUPPORT_COORDINATOR_GROUP"),
 ])
 def test_invalid_values_name_the_variable_in_one_line(values: dict, names: str) -> None:
     with pytest.raises(SettingsError) as error:
