@@ -14,14 +14,15 @@ from bot.requests import AlreadyOpen, Outcome, RequestError, RequestForm
 from bot.roles import NotPermitted
 from bot.runtime import Runtime
 from handlers import request_flow as flow
-from handlers.blocks.library import crisis_blocks
 from handlers.blocks.requests import (
     NOT_SAFE,
     WELCOME,
     close_modal,
+    crisis_view,
     offer_ended,
     open_request_modal,
     request_modal,
+    withdrawn_view,
 )
 from handlers.ids import Action, Block, Callback
 from handlers.middleware import transactional
@@ -102,18 +103,6 @@ def read_form(values: dict[str, Any]) -> RequestForm:
     )
 
 
-def _crisis_view(runtime: Runtime) -> dict:
-    from slack_sdk.models.views import View
-
-    lines = crisis_blocks(runtime.library.crisis_lines(), "Please reach out now")
-    intro = {"type": "section", "text": {"type": "mrkdwn", "text": (
-        ":rotating_light: *Thank you for telling us.* If you might act on these thoughts, call "
-        "or text *988* now or your local emergency number. A program coordinator has been "
-        "alerted and every available supporter has been asked to reach you.")}}
-    return View(type="modal", title="You are not alone", close="Close",
-                blocks=[intro, *lines]).to_dict()
-
-
 @transactional
 def on_request_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                          context: dict[str, Any], db: Session) -> None:
@@ -134,7 +123,7 @@ def on_request_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         ack(response_action="update", view=open_request_modal(existing.request))
         return
     if form.crisis:
-        ack(response_action="update", view=_crisis_view(runtime))
+        ack(response_action="update", view=crisis_view(runtime.library.crisis_lines()))
     else:
         ack()
     flow.start(runtime, db, request)
@@ -204,15 +193,7 @@ def on_cancel(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: R
         return
     flow.cancelled(runtime, db, request, withdrawn, supporter_id)
     if body.get("container", {}).get("type") == "view" and "view" in body:
-        runtime.messenger.update_view(body["view"]["id"], _withdrawn_view())
-
-
-def _withdrawn_view() -> dict:
-    from slack_sdk.models.views import View
-
-    return View(type="modal", title="Peer support", close="Close", blocks=[{
-        "type": "section", "text": {"type": "mrkdwn", "text": (
-            "Your request is withdrawn. You can ask again at any time.")}}]).to_dict()
+        runtime.messenger.update_view(body["view"]["id"], withdrawn_view())
 
 
 @transactional

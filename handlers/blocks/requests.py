@@ -21,7 +21,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.library import Surfacing
+from bot.library import Entry, Surfacing
 from bot.models import RequestState, SupportRequest
 from bot.requests import CONNECTIONS, DURATIONS, NEED_MET, URGENCIES
 from bot.roster import ROLE_LABELS
@@ -105,6 +105,22 @@ def _state_line(request: SupportRequest) -> str:
     if request.state == RequestState.CLOSED:
         return "This conversation is closed. You can ask again at any time."
     return f"We are finding a supporter for you, {TYPICAL_WAIT[request.urgency]}."
+
+
+def crisis_view(crisis: Sequence[Entry]) -> dict:
+    """What someone who says they are not safe sees at once, in place of the form."""
+    blocks = to_dicts([_section(
+        ":rotating_light: *Thank you for telling us.* If you might act on these thoughts, call "
+        "or text *988* now or your local emergency number. A program coordinator has been "
+        "alerted and every available supporter has been asked to reach you.")])
+    return View(type="modal", title="You are not alone", close="Close",
+                blocks=blocks + crisis_blocks(crisis, "Please reach out now")).to_dict()
+
+
+def withdrawn_view() -> dict:
+    """The open-request modal once the request is withdrawn."""
+    return View(type="modal", title="Peer support", close="Close", blocks=[_section(
+        "Your request is withdrawn. You can ask again at any time.")]).to_dict()
 
 
 def open_request_modal(request: SupportRequest) -> dict:
