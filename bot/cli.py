@@ -93,7 +93,6 @@ def _run(settings: Settings) -> int:
     from bot.app import create_app
     from bot.runtime import build_runtime
     from bot.scheduler import build_scheduler
-
     from handlers.jobs import bootstrap_jobs
 
     runtime = build_runtime(settings)
@@ -129,7 +128,6 @@ def _clock(settings: Settings) -> int:
     settings.require_slack(transport="clock")
     from bot.runtime import build_runtime
     from bot.scheduler import build_scheduler
-
     from handlers.jobs import bootstrap_jobs
 
     runtime = build_runtime(settings)

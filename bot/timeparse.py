@@ -52,7 +52,7 @@ def parse_until(text: str, *, now: datetime, tz: str) -> datetime:
         raise TimeParseError(f"I could not read that time. Try {EXAMPLES}.")
     at = _time(rest) if rest else DAY_START
     moment = datetime.combine(day, at, tzinfo=zone(tz))
-    if moment <= local_now and day == local_now.date() and not words[0] == "today":
+    if moment <= local_now and day == local_now.date() and words[0] != "today":
         moment += timedelta(days=1)  # "18:00" said after six means tomorrow's
     if moment <= local_now:
         raise TimeParseError("That time has already passed.")

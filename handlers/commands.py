@@ -10,9 +10,9 @@ from slack_bolt import Ack, App, Respond
 
 from handlers.blocks.help import help_message
 from handlers.blocks.library import library_page
+from handlers.checkins import checkins_command
 from handlers.ids import PEERSUPPORT_COMMAND
 from handlers.middleware import transactional
-from handlers.checkins import checkins_command
 from handlers.requests import open_request
 from handlers.roster import available_command, away_command, roster_command
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+
 from slack_bolt import Ack, App
 
 log = logging.getLogger(__name__)

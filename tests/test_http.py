@@ -14,6 +14,7 @@ from bot.logs import configure_logging
 from bot.models import DueWork
 from tests.conftest import AppServer
 
+
 def help_text(reply_json: dict) -> str:
     return json.dumps(reply_json["blocks"])
 

@@ -27,7 +27,8 @@ from bot.requests import CONNECTIONS, DURATIONS, NEED_MET, URGENCIES
 from bot.roster import ROLE_LABELS
 from handlers.blocks.common import escape, to_dicts
 from handlers.blocks.library import crisis_blocks, surfacing_blocks, tips_blocks
-from handlers.ids import Action, Block as BlockId, Callback
+from handlers.ids import Action, Callback
+from handlers.ids import Block as BlockId
 
 NOT_SAFE = "not_safe"
 WELCOME = "welcome"
