@@ -141,6 +141,12 @@ def remind(runtime: Runtime, db: Session, request_id: int, number: int) -> None:
         dispatch_wave(runtime, db, request)  # someone may have come on duty meanwhile
         if request.state == RequestState.OPEN:
             return
+    # Still escalated: ask anyone who has become eligible since, as well as the coordinators.
+    newcomers = domain.next_wave(db, request, now=runtime.clock.now(),
+                                 wave_size=runtime.settings.wave_size)
+    if newcomers:
+        request_id, wave, offer_ids = request.id, request.wave, [o.id for o in newcomers]
+        after_commit(db, lambda: _post_offers(runtime, request_id, wave, offer_ids))
     _alert_coordinators(runtime, db, request, reminder=number)
     _schedule_reminder(runtime, db, request, number + 1)
 

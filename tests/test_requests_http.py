@@ -479,3 +479,15 @@ def test_retention_runs_daily_on_the_clock(app_server: AppServer) -> None:
         kinds = [(d.kind, d.state) for d in session.scalars(select(DueWork).where(
             DueWork.kind == RETENTION).order_by(DueWork.due_at))]
     assert kinds == [(RETENTION, WorkState.DONE), (RETENTION, WorkState.PENDING)]
+
+
+def test_a_supporter_who_comes_on_duty_is_asked_at_the_next_reminder(
+        app_server: AppServer) -> None:
+    ask(app_server)
+    assert eventually(lambda: current(app_server, "state") == RequestState.ESCALATED)
+    add_supporters(app_server, SUPPORTERS[0])  # someone joins the roster meanwhile
+    tick(app_server, 900)
+    posted_offers(app_server, 1)
+    app_server.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
+                                  offer_value(app_server, SUPPORTERS[0]))
+    assert eventually(lambda: current(app_server, "supporter_id") == SUPPORTERS[0])
