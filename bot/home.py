@@ -7,7 +7,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from bot import checkins, duty, roster
+from bot import checkins, duty, pulses, roster
+from bot import insights as program
 from bot import requests as domain
 from bot.duty import Coverage, Gap
 from bot.library import Library, Moment, Surfacing
@@ -51,6 +52,8 @@ class Home:
     my_request: SupportRequest | None = None
     next_checkin: CheckIn | None = None
     checkin_tz: str = "UTC"
+    insights: program.Insights | None = None
+    prompt_results: tuple[pulses.PulseResults, ...] = ()
     supporter: SupporterPanel | None = None
     coordinator: CoordinatorPanel | None = None
 
@@ -91,4 +94,9 @@ def build_home(session: Session, user_id: str, *, roles: RoleResolver, library: 
         checkin_tz=getattr(session.get(ContactHours, user_id), "tz", settings.program_timezone),
         supporter=supporter_panel(session, supporter, now) if supporter is not None else None,
         coordinator=coordinator_panel(session, settings, now) if who.coordinator else None,
+        insights=program.compute(session, minimum=settings.min_group)
+        if who.coordinator or who.leader else None,
+        prompt_results=tuple(pulses.results(session, p, minimum=settings.min_group)
+                             for p in pulses.leader_pulses(session, user_id)[:3])
+        if who.leader else (),
     )

@@ -35,7 +35,11 @@ METHODS_USED = (
     "views.open",
     "views.update",
     "views.publish",
+    "files.getUploadURLExternal",
+    "files.completeUploadExternal",
 )
+# files_upload_v2 makes the two file calls above (and uploads to the URL the first returns).
+FILE_METHODS = ("files.getUploadURLExternal", "files.completeUploadExternal")
 
 # Errors after which trying the same call again cannot help: the person or channel is gone.
 UNREACHABLE = frozenset(
@@ -164,6 +168,22 @@ class Messenger:
     def update_view(self, view_id: str, view: dict) -> dict[str, Any]:
         """Replace an open modal."""
         return self._call("views.update", view_id=view_id, view=view)
+
+    def upload_file(self, channel: str, filename: str, content: bytes, title: str,
+                    comment: str | None = None) -> str:
+        """Share a file (a chart or a CSV of aggregates) in a channel or DM; returns its id."""
+        try:
+            response = self.client.files_upload_v2(
+                channel=channel, filename=filename, content=content, title=title,
+                **({"initial_comment": comment} if comment else {}))
+        except SlackApiError as error:
+            code = str(error.response.get("error", "unknown_error"))
+            log.warning("slack files.upload_v2 failed: %s", code)
+            if code in UNREACHABLE:
+                raise SlackUnreachable(code) from None
+            raise
+        files = response.get("files") or [response.get("file") or {}]
+        return str(files[0].get("id", ""))
 
     def publish_home(self, user_id: str, view: dict) -> None:
         """Publish a person's App Home tab."""

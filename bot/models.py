@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -256,3 +256,55 @@ class ContactHours(Base):
     start_minute: Mapped[int] = mapped_column(default=9 * 60)
     end_minute: Mapped[int] = mapped_column(default=18 * 60)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Pulse(Base):
+    """A leader's anonymous wellbeing prompt: the question, where it goes, and when."""
+
+    __tablename__ = "pulses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    leader_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    question: Mapped[str] = mapped_column(String(300))
+    scale: Mapped[str] = mapped_column(String(16))  # five_point or options
+    options: Mapped[list[str]] = mapped_column(JSON)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    department: Mapped[str] = mapped_column(String(80), default="")
+    recurrence: Mapped[str] = mapped_column(String(16))  # once, weekly, biweekly, monthly
+    weekday: Mapped[int] = mapped_column(default=0)
+    minute: Mapped[int] = mapped_column(default=9 * 60)
+    tz: Mapped[str] = mapped_column(String(64), default="UTC")
+    open_hours: Mapped[int] = mapped_column(default=72)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PulseRun(Base):
+    """One posting of a prompt, open for answers until it closes."""
+
+    __tablename__ = "pulse_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pulse_id: Mapped[int] = mapped_column(ForeignKey("pulses.id", ondelete="CASCADE"),
+                                          index=True)
+    state: Mapped[str] = mapped_column(String(16), default="open")  # open, closed, failed
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closes_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    channel: Mapped[str | None] = mapped_column(String(32))
+    ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class PulseAnswer(Base):
+    """An answer with no identity: a keyed hash stands in for the person, and only the day."""
+
+    __tablename__ = "pulse_answers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("pulse_runs.id", ondelete="CASCADE"),
+                                        index=True)
+    responder: Mapped[str] = mapped_column(String(64))
+    choice: Mapped[int]
+    day: Mapped[date]
+
+    __table_args__ = (UniqueConstraint("run_id", "responder",
+                                       name="uq_pulse_answers_run_id_responder"),)

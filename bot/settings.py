@@ -58,6 +58,8 @@ class Settings:
     retention_days: int = 90
     checkin_days: tuple[float, ...] = (1, 3, 7, 30)
     alert_on_struggling: bool = True
+    min_group: int = 5
+    pulse_secret: str | None = None
 
     def offer_timeout(self, urgency: str) -> int:
         """Seconds a wave of offers waits for an answer, for a request of this urgency."""
@@ -155,6 +157,8 @@ class Settings:
             retention_days=reader.integer("PEERSUPPORT_RETENTION_DAYS", 90, low=1, high=3650),
             checkin_days=reader.days("PEERSUPPORT_CHECKIN_DAYS", (1, 3, 7, 30)),
             alert_on_struggling=reader.flag("PEERSUPPORT_ALERT_ON_STRUGGLING", True),
+            min_group=reader.integer("PEERSUPPORT_MIN_GROUP", 5, low=5, high=1000),
+            pulse_secret=reader.secret("PEERSUPPORT_PULSE_SECRET"),
         )
 
 
@@ -287,6 +291,13 @@ class _Reader:
             raise SettingsError(f"{name} must list 1 to 12 days between 0 and 365, like "
                                 "1,3,7,30.")
         return days
+
+    def secret(self, name: str) -> str | None:
+        value = self.raw(name)
+        if value is not None and len(value) < 32:
+            raise SettingsError(f"{name} must be at least 32 characters; generate one with "
+                                "`python -c 'import secrets; print(secrets.token_hex(32))'`.")
+        return value
 
     def flag(self, name: str, default: bool) -> bool:
         value = self.raw(name)

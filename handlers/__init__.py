@@ -2,7 +2,7 @@
 
 from slack_bolt import App
 
-from handlers import checkins, commands, fallback, home, library, requests
+from handlers import checkins, commands, fallback, home, library, pulses, requests
 
 
 def register(app: App) -> None:
@@ -12,4 +12,5 @@ def register(app: App) -> None:
     home.register(app)
     requests.register(app)
     checkins.register(app)
+    pulses.register(app)
     fallback.register(app)

@@ -13,6 +13,7 @@ from handlers.blocks.library import library_page
 from handlers.checkins import checkins_command
 from handlers.ids import PEERSUPPORT_COMMAND
 from handlers.middleware import transactional
+from handlers.pulses import insights_command, pulse_command, results_command
 from handlers.requests import open_request
 from handlers.roster import available_command, away_command, roster_command
 
@@ -66,6 +67,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                    "Supporters: stop requests, until you return or until a time.", away_command),
         Subcommand("roster", "roster add|remove|list",
                    "Coordinators: manage the peer supporter roster.", roster_command),
+        Subcommand("pulse", "pulse", "Leaders: post an anonymous wellbeing prompt.",
+                   pulse_command),
+        Subcommand("results", "results",
+                   "Leaders: your prompts' results (chart and CSV by DM).", results_command),
+        Subcommand("insights", "insights",
+                   "Coordinators and leaders: program figures.", insights_command),
         Subcommand("help", "help", "Show this list.", _help),
     )
 }

@@ -37,11 +37,13 @@ class Action(StrEnum):
     CHECKIN_CANCEL = "checkin_cancel"
     CHECKIN_HOURS = "checkin_hours"
     STOP_REMINDERS = "stop_checkin_reminders"
+    PULSE_ANSWER = "pulse:answer"  # followed by ":<choice index>"
 
 
 # Every library navigation button: one listener reads the list's state from the button value.
 LIBRARY_ACTIONS = re.compile(r"^library:")
 CHECKIN_ANSWERS = re.compile(r"^checkin:answer:")
+PULSE_ANSWERS = re.compile(r"^pulse:answer:")
 
 
 class Callback(StrEnum):
@@ -54,6 +56,7 @@ class Callback(StrEnum):
     CLOSE_REQUEST = "close_request"
     REQUEST_SHORTCUT = "request_support"  # the global shortcut
     CHECKIN_HOURS = "checkin_hours"
+    PULSE = "pulse"
 
 
 class Block(StrEnum):
@@ -79,4 +82,14 @@ class Block(StrEnum):
     REFERRED = "referred"
     NEED_MET = "need_met"
     HOURS_FROM = "hours_from"
+    PRESET = "preset"
+    QUESTION = "question"
+    SCALE = "scale"
+    OPTIONS = "options"
+    CHANNEL = "channel"
+    PULSE_DEPARTMENT = "pulse_department"
+    RECURRENCE = "recurrence"
+    WEEKDAY = "weekday"
+    TIME = "time"
+    OPEN_FOR = "open_for"
     HOURS_UNTIL = "hours_until"

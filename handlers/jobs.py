@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from bot import checkins, duework, duty, roster
+from bot import checkins, duework, duty, pulses, roster
 from bot import requests as domain
 from bot.duework import JobContext, JobKind
 from bot.messaging import SlackUnreachable
 from bot.models import SupportRequest
 from handlers import checkin_flow
+from handlers import pulses as pulse_handlers
 from handlers import request_flow as flow
 from handlers.blocks.roster import coverage_warning
 
@@ -67,6 +68,17 @@ def register_jobs(runtime: Runtime) -> None:
     # catch-up policy; send() then places each check-in inside the person's own hours.
     runtime.jobs.register(JobKind(checkins.CHECKIN, send_checkin))
     runtime.jobs.register(JobKind(checkin_flow.SUPPORTER_REMINDER, remind_supporter))
+
+    def open_pulse(ctx: JobContext) -> None:
+        pulse_handlers.open_run(runtime, ctx)
+
+    def close_pulse(ctx: JobContext) -> None:
+        pulse_handlers.close_run(runtime, ctx)
+
+    # A prompt found late opens at once (its answers stay open for the full period), and a
+    # close found late closes at once: neither may wait.
+    runtime.jobs.register(JobKind(pulses.PULSE_OPEN, open_pulse, always_run=True))
+    runtime.jobs.register(JobKind(pulses.PULSE_CLOSE, close_pulse, always_run=True))
     # Timers on a request run however late: a request must never wait longer for being late.
     for kind in (JobKind(COVERAGE_CHECK, check_coverage, always_run=True),
                  JobKind(flow.OFFER_TIMEOUT, offer_timeout, always_run=True),

@@ -85,6 +85,7 @@ class FakeSlack:
         self._faults: list[Fault] = []
         self.socket_url: str | None = None  # where apps.connections.open sends Socket Mode
         self.usergroups: dict[str, list[str]] = {}
+        self.files: dict[str, JsonDict] = {}  # uploaded files by id: name, bytes, channel
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
@@ -239,6 +240,35 @@ class FakeSlack:
             return {"ok": False, "error": "no_such_subteam"}
         return {"ok": True, "users": list(self.usergroups[group])}
 
+    def _api_files_getUploadURLExternal(self, args: JsonDict) -> JsonDict:  # noqa: N802
+        file_id = f"F{next(self._ids):08d}"
+        with self._lock:
+            self.files[file_id] = {"filename": args.get("filename"), "content": b"",
+                                   "length": int(args.get("length") or 0), "channel": None}
+        return {"ok": True, "upload_url": f"{self.base_url}upload/{file_id}", "file_id": file_id}
+
+    def _api_files_completeUploadExternal(self, args: JsonDict) -> JsonDict:  # noqa: N802
+        listed = args.get("files")
+        listed = json.loads(listed) if isinstance(listed, str) else listed or []
+        done = []
+        with self._lock:
+            for item in listed:
+                stored = self.files.get(item.get("id"))
+                if stored is None:
+                    return {"ok": False, "error": "file_not_found"}
+                stored.update(title=item.get("title"), channel=args.get("channel_id"),
+                              comment=args.get("initial_comment"))
+                done.append({"id": item["id"], "title": item.get("title")})
+        return {"ok": True, "files": done}
+
+    def record_upload(self, file_id: str, content: bytes) -> bool:
+        with self._lock:
+            if file_id not in self.files:
+                return False
+            self.files[file_id]["content"] = content
+            self._lock.notify_all()
+            return True
+
     def _api_users_info(self, args: JsonDict) -> JsonDict:
         user = self.users.get(str(args.get("user")))
         if user is None:
@@ -335,6 +365,10 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if parts.path.startswith("/upload/"):
+                found = fake.record_upload(parts.path[len("/upload/"):], raw)
+                self._send(200 if found else 404, {"ok": found}, {})
+                return
             if parts.path.startswith("/respond/"):
                 fake.record_response(json.loads(raw or b"{}"))
                 self._send(200, {"ok": True}, {})

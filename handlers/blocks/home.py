@@ -23,6 +23,7 @@ from bot.requests import CONNECTIONS, URGENCIES
 from bot.roster import ROLE_LABELS
 from handlers.blocks.common import escape, to_dicts
 from handlers.blocks.library import surfacing_blocks
+from handlers.blocks.pulses import insights_blocks, results_message
 from handlers.ids import Action
 
 DEPARTMENT_LINES = 20  # beyond this the Home summarises, so 1,000 supporters still fit
@@ -54,9 +55,15 @@ def home_view(home: Home) -> dict:
         blocks.extend(_coordinator_section(home.coordinator))
     if home.roles.leader:
         blocks.extend([DividerBlock(), HeaderBlock(text="For leaders"),
-                       _text("Anonymous wellbeing prompts and program insights will appear "
-                             "here; every figure hides groups too small to stay anonymous.")])
+                       _text("Post an anonymous wellbeing prompt with `/peersupport pulse`; see "
+                             "results with `/peersupport results`.")])
     view = {"type": "home", "blocks": to_dicts(blocks)}
+    if home.roles.leader and home.prompt_results:
+        view["blocks"].extend(results_message(list(home.prompt_results),
+                                              home.insights.minimum if home.insights else 5
+                                              )["blocks"][1:])
+    if home.insights is not None:
+        view["blocks"].extend([DividerBlock().to_dict(), *insights_blocks(home.insights)])
     view["blocks"].extend([DividerBlock().to_dict()] + surfacing_blocks(
         home.surfacing, resources_heading="From the peer support toolkit"))
     return View(**view).to_dict()
@@ -169,8 +176,6 @@ def _coordinator_section(panel: CoordinatorPanel) -> list[Block]:
                             + "\n".join(lines)))
     else:
         blocks.append(_text("*Unassigned or escalated requests:* none."))
-    blocks.append(_context("Program figures appear here as requests come in; figures for fewer "
-                           "than the minimum group size are never shown."))
     return blocks
 
 

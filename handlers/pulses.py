@@ -1,0 +1,269 @@
+"""Wellbeing prompts (`pulse`, `results`) and program insights (`insights`)."""
+
+from __future__ import annotations
+
+from datetime import time
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import Ack, App, Respond
+from sqlalchemy.orm import Session
+
+from bot import insights as program
+from bot import pulses
+from bot.charts import series_chart
+from bot.db import after_commit
+from bot.duework import JobContext
+from bot.library import Moment
+from bot.messaging import SlackUnreachable
+from bot.models import Pulse, PulseRun
+from bot.pulses import PulseError, PulseSpec
+from bot.runtime import Runtime
+from handlers.blocks.library import surfacing_blocks
+from handlers.blocks.pulses import (
+    OWN,
+    insights_message,
+    not_in_channel,
+    prompt_closed,
+    prompt_message,
+    pulse_modal,
+    results_message,
+)
+from handlers.blocks.roster import notice
+from handlers.ids import PULSE_ANSWERS, Action, Block, Callback
+from handlers.middleware import transactional
+
+if TYPE_CHECKING:
+    from handlers.commands import Invocation
+
+FIVE_POINT_LABELS = ("1", "2", "3", "4", "5")
+
+
+def register(app: App) -> None:
+    """Listen for the prompt modal and answer buttons."""
+    app.view(Callback.PULSE)(on_pulse_submitted)
+    app.action(PULSE_ANSWERS)(on_pulse_answer)
+
+
+def _refuse_unless_leader(call: Invocation) -> str | None:
+    roles = call.context["runtime"].roles.of(call.context["db"], call.user_id)
+    if not roles.leader:
+        return ("Only leaders can post wellbeing prompts and see their results. If you should "
+                "be one, ask whoever runs the app to add you to PEERSUPPORT_LEADERS or the "
+                "leaders' user group.")
+    if not call.context["runtime"].settings.pulse_secret:
+        return ("Wellbeing prompts are switched off until PEERSUPPORT_PULSE_SECRET is set, so "
+                "answers can be kept anonymous; ask whoever runs the app.")
+    return None
+
+
+def pulse_command(call: Invocation) -> None:
+    """`/peersupport pulse`: leaders open the prompt modal."""
+    refusal = _refuse_unless_leader(call)
+    if refusal:
+        call.ack(response_type="ephemeral", **notice(refusal))
+        return
+    call.ack()
+    runtime: Runtime = call.context["runtime"]
+    try:  # after the ack: recurring prompts run on the leader's own clock
+        tz = str(runtime.messenger.user_info(call.user_id).get("tz") or "UTC")
+    except SlackUnreachable:
+        tz = runtime.settings.program_timezone
+    runtime.messenger.open_view(call.trigger_id, pulse_modal(runtime.library.prompts(), tz))
+
+
+def _all_results(runtime: Runtime, db: Session, leader_id: str) -> list[pulses.PulseResults]:
+    minimum = runtime.settings.min_group
+    return [pulses.results(db, pulse, minimum=minimum)
+            for pulse in pulses.leader_pulses(db, leader_id)]
+
+
+def share_results(runtime: Runtime, leader_id: str, all_results: list[pulses.PulseResults]
+                  ) -> None:
+    """DM a leader their results: the summary, a chart of the newest prompt, and a CSV."""
+    minimum = runtime.settings.min_group
+    channel = runtime.messenger.open_conversation([leader_id])
+    runtime.messenger.post_message(channel, **results_message(all_results, minimum))
+    if all_results:
+        labels, values, axis = pulses.trend_series(all_results[0])
+        runtime.messenger.upload_file(
+            channel, "prompt-results.png",
+            series_chart(all_results[0].pulse.question, labels, values, ylabel=axis,
+                         kind="line"), "Prompt results over time")
+        runtime.messenger.upload_file(channel, "prompt-results.csv",
+                                      pulses.results_csv(all_results).encode(),
+                                      "Prompt results (aggregates only)")
+
+
+def results_command(call: Invocation) -> None:
+    """`/peersupport results`: leaders see their prompts' results; chart and CSV come by DM."""
+    refusal = _refuse_unless_leader(call)
+    if refusal:
+        call.ack(response_type="ephemeral", **notice(refusal))
+        return
+    call.ack()
+    runtime: Runtime = call.context["runtime"]
+    found = _all_results(runtime, call.context["db"], call.user_id)
+    call.respond(response_type="ephemeral",
+                 **results_message(found, runtime.settings.min_group))
+    after_commit(call.context["db"], lambda: share_results(runtime, call.user_id, found))
+
+
+def insights_command(call: Invocation) -> None:
+    """`/peersupport insights`: coordinators and leaders see program figures, chart by DM."""
+    runtime: Runtime = call.context["runtime"]
+    roles = runtime.roles.of(call.context["db"], call.user_id)
+    if not (roles.coordinator or roles.leader):
+        call.ack(response_type="ephemeral", **notice(
+            "Only coordinators and leaders can see program insights."))
+        return
+    call.ack()
+    figures = program.compute(call.context["db"], minimum=runtime.settings.min_group)
+    call.respond(response_type="ephemeral", **insights_message(figures))
+
+    def send_chart() -> None:
+        channel = runtime.messenger.open_conversation([call.user_id])
+        months = list(figures.months)
+        values = [float(v) if v is not None else None for v in figures.months.values()]
+        runtime.messenger.upload_file(
+            channel, "requests-by-month.png",
+            series_chart("Requests by month", months, values, ylabel="Requests"),
+            "Requests by month")
+
+    after_commit(call.context["db"], send_chart)
+
+
+def _field(values: dict[str, Any], block: str) -> Any:
+    element = values.get(block, {}).get(Action.FIELD, {})
+    if not isinstance(element, dict):
+        return None
+    selected = element.get("selected_option")
+    if isinstance(selected, dict):
+        return selected.get("value")
+    for key in ("selected_conversation", "selected_time", "value"):
+        if element.get(key) is not None:
+            return element[key]
+    return None
+
+
+def read_spec(values: dict[str, Any], runtime: Runtime, tz: str) -> PulseSpec:
+    """The prompt the leader described, from the modal's state."""
+    preset_id = _field(values, Block.PRESET)
+    preset = runtime.library.get(preset_id) if preset_id and preset_id != OWN else None
+    question = preset.title if preset else str(_field(values, Block.QUESTION) or "")
+    scale = _field(values, Block.SCALE) or ""
+    if preset is not None:
+        scale = preset.scale or "options"
+        options = tuple(preset.answers)
+    elif scale == "five_point":
+        options = FIVE_POINT_LABELS
+    else:
+        options = tuple(o.strip() for o in str(_field(values, Block.OPTIONS) or "").split(",")
+                        if o.strip())
+    clock = str(_field(values, Block.TIME) or "09:00")
+    try:
+        at = time.fromisoformat(clock)
+    except ValueError:
+        at = time(9, 0)
+    return PulseSpec(question=question, scale=scale, options=options,
+                     channel_id=str(_field(values, Block.CHANNEL) or ""),
+                     department=str(_field(values, Block.PULSE_DEPARTMENT) or ""),
+                     recurrence=str(_field(values, Block.RECURRENCE) or ""),
+                     weekday=int(_field(values, Block.WEEKDAY) or 0),
+                     minute=at.hour * 60 + at.minute, tz=tz,
+                     open_hours=int(_field(values, Block.OPEN_FOR) or 0))
+
+
+@transactional
+def on_pulse_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
+                       context: dict[str, Any], db: Session) -> None:
+    """Save the prompt; a one-off is posted at once, a recurring one on its schedule."""
+    runtime: Runtime = context["runtime"]
+    user_id = body["user"]["id"]
+    if not runtime.roles.of(db, user_id).leader or not runtime.settings.pulse_secret:
+        ack(response_action="errors", errors={Block.PRESET: "Only leaders can post prompts."})
+        return
+    tz = view.get("private_metadata") or runtime.settings.program_timezone
+    try:
+        pulses.create(db, user_id, read_spec(view["state"]["values"], runtime, tz),
+                      now=runtime.clock.now())
+    except PulseError as error:
+        ack(response_action="errors", errors={Block.QUESTION: str(error)})
+        return
+    ack()
+    guidance = runtime.library.for_moment(Moment.LEADER_PROMPT, audience="leader")
+    after_commit(db, lambda: runtime.messenger.post_dm(
+        user_id, text="Your prompt is saved. While answers come in, some ideas that help:",
+        blocks=surfacing_blocks(guidance)))
+
+
+@transactional
+def on_pulse_answer(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+                    context: dict[str, Any], db: Session) -> None:
+    """Record an anonymous answer and confirm it privately."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    try:
+        choice = int(str(action.get("action_id", "")).rsplit(":", 1)[-1])
+        run_id = int(action.get("value"))
+    except (TypeError, ValueError):
+        return
+    if not runtime.settings.pulse_secret:
+        return
+    try:
+        run = pulses.answer(db, run_id, body["user"]["id"], choice,
+                            secret=runtime.settings.pulse_secret, now=runtime.clock.now())
+    except PulseError as error:
+        respond(response_type="ephemeral", replace_original=False, text=str(error))
+        return
+    pulse = db.get(Pulse, run.pulse_id)
+    respond(response_type="ephemeral", replace_original=False, text=(
+        f"Thank you: your answer “{pulse.options[choice]}” is recorded anonymously. You can "
+        f"change it until the prompt closes."))
+
+
+def open_run(runtime: Runtime, ctx: JobContext) -> None:
+    """A prompt's posting time: open a run and post it in the channel."""
+    pulse = ctx.session.get(Pulse, ctx.payload["pulse_id"])
+    if pulse is None or not pulse.active:
+        return
+    run = pulses.open_run(ctx.session, pulse, now=ctx.now)
+    content = prompt_message(pulse, run)
+    run_id, channel, leader = run.id, pulse.channel_id, pulse.leader_id
+
+    def post() -> None:
+        try:
+            posted = runtime.messenger.post_message(channel, **content)
+        except SlackUnreachable:
+            with runtime.sessions.begin() as session:
+                session.get(PulseRun, run_id).state = "failed"
+            if leader:
+                runtime.messenger.post_dm(leader, **not_in_channel(channel))
+            return
+        with runtime.sessions.begin() as session:
+            stored = session.get(PulseRun, run_id)
+            stored.channel, stored.ts = posted.channel, posted.ts
+
+    after_commit(ctx.session, post)
+
+
+def close_run(runtime: Runtime, ctx: JobContext) -> None:
+    """A run's closing time: close it, mark the message, and send the leader the results."""
+    run = pulses.close_run(ctx.session, ctx.payload["run_id"])
+    if run is None:
+        return
+    pulse = ctx.session.get(Pulse, run.pulse_id)
+    ctx.session.flush()
+    found = [pulses.results(ctx.session, pulse, minimum=runtime.settings.min_group)]
+    channel, ts, leader = run.channel, run.ts, pulse.leader_id
+    closed = prompt_closed(pulse)
+
+    def send() -> None:
+        if channel and ts:
+            try:
+                runtime.messenger.update_message(channel, ts, **closed)
+            except SlackUnreachable:
+                pass
+        if leader:
+            share_results(runtime, leader, found)
+
+    after_commit(ctx.session, send)
