@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import time
 from typing import TYPE_CHECKING, Any
 
@@ -191,9 +192,14 @@ def on_pulse_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         return
     ack()
     guidance = runtime.library.for_moment(Moment.LEADER_PROMPT, audience="leader")
-    after_commit(db, lambda: runtime.messenger.post_dm(
-        user_id, text="Your prompt is saved. While answers come in, some ideas that help:",
-        blocks=surfacing_blocks(guidance)))
+
+    def send_guidance() -> None:
+        with contextlib.suppress(SlackUnreachable):
+            runtime.messenger.post_dm(
+                user_id, text="Your prompt is saved. While answers come in, some ideas that help:",
+                blocks=surfacing_blocks(guidance))
+
+    after_commit(db, send_guidance)
 
 
 @transactional
