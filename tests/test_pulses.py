@@ -342,3 +342,61 @@ def test_results_and_insights_commands(leader_server: AppServer) -> None:
         "Only coordinators and leaders")
     home = home_of(server, LEADER)
     assert "Program insights" in home and "/peersupport pulse" in home
+
+
+def test_adversary_learns_nothing_about_a_small_group_from_any_output(
+        leader_server: AppServer) -> None:
+    """A leader posts the same question to a large and a small team, and the program has a
+    quiet month; every output a leader or coordinator can reach is gathered and searched for
+    anything about the small groups: their size, their answers, or a total to subtract from."""
+    runtime = leader_server.runtime
+    with runtime.sessions.begin() as session:
+        for department, answers in (("ICU", [4] * 7), ("Pharmacy", [0, 0, 0])):
+            pulse = pulses.create(session, LEADER, spec(department=department), now=NOW)
+            run = pulses.open_run(session, pulse, now=NOW)
+            for number, choice in enumerate(answers):
+                pulses.answer(session, run.id, f"U{department}{number}", choice, secret=SECRET,
+                              now=NOW)
+            pulses.close_run(session, run.id)
+        for month, count, department in (("2026-01", 8, "ICU"), ("2026-02", 2, "Pharmacy")):
+            created = datetime.fromisoformat(f"{month}-05T10:00:00+00:00")
+            for number in range(count):
+                session.add(SupportRequest(
+                    requester_id=f"U{month}{number}", urgency="now", connection="slack",
+                    outside_department=False, same_role=False, requester_department=department,
+                    followups=False, crisis=False, state=RequestState.CLOSED, wave=1,
+                    supporter_id=f"USUP{number}", created_at=created,
+                    assigned_at=created + timedelta(minutes=5), closed_at=created,
+                    escalated_at=created if number == 0 else None))
+    with runtime.sessions() as session:
+        found = [pulses.results(session, p, minimum=K)
+                 for p in pulses.leader_pulses(session, LEADER)]
+        figures = program.compute(session, minimum=K)
+    outputs = {
+        "results": json.dumps(results_message(found, K)),
+        "csv": pulses.results_csv(found),
+        "prompt chart": json.dumps([pulses.trend_series(r) for r in found]),
+        "insights": json.dumps(insights_blocks(figures)),
+        "insights chart": json.dumps(list(figures.months.values())),
+        "leader home": home_of(leader_server, LEADER),
+        "coordinator home": home_of(leader_server, "UCOORD0001"),
+    }
+    leader_server.slack.command(LEADER, "results")
+    leader_server.slack.command(LEADER, "insights")
+    for reply in leader_server.slack.fake.wait_for_response(count=2):
+        outputs[f"command {len(outputs)}"] = json.dumps(reply)
+    everything = "\n".join(outputs.values())
+    # The Pharmacy prompt (3 answers, all "1") and February (2 requests) must not show.
+    pharmacy = next(r for r in found if r.pulse.department == "Pharmacy")
+    assert pharmacy.runs[0].respondents is None and pharmacy.runs[0].counts is None
+    assert figures.months["2026-02"] is None
+    for leak in ("Pharmacy 3", "3 answers", "average 1.0", "2026-02 2", "Pharmacy 2",
+                 "; all 10", "2026-02-05,3", "1=3"):
+        assert leak not in everything, leak
+    # Nor by subtraction: no total beside a hidden department or month gives them away.
+    icu = next(r for r in found if r.pulse.department == "ICU")
+    assert icu.department_total is None
+    assert figures.total_requests is None or figures.months["2026-01"] is None
+    assert figures.escalations is None, "two escalations are fewer than five"
+    assert figures.departments == {"ICU": None, "Pharmacy": None} or \
+        figures.departments["Pharmacy"] is None and figures.total_requests is None
