@@ -220,6 +220,16 @@ def results(session: Session, pulse: Pulse, *, minimum: int) -> PulseResults:
     return outcome
 
 
+def stop(session: Session, pulse_id: int, leader_id: str, *, now: datetime) -> Pulse:
+    """Stop a recurring prompt: no more runs (an open run still closes and reports)."""
+    pulse = session.get(Pulse, pulse_id)
+    if pulse is None or pulse.leader_id != leader_id:
+        raise PulseError("That prompt is not yours.")
+    pulse.active = False
+    duework.cancel(session, now=now, kind=PULSE_OPEN, payload_match={"pulse_id": pulse.id})
+    return pulse
+
+
 def leader_pulses(session: Session, leader_id: str) -> list[Pulse]:
     """A leader's prompts, newest first."""
     return list(session.scalars(select(Pulse).where(Pulse.leader_id == leader_id)

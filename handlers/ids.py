@@ -38,6 +38,7 @@ class Action(StrEnum):
     CHECKIN_HOURS = "checkin_hours"
     STOP_REMINDERS = "stop_checkin_reminders"
     PULSE_ANSWER = "pulse:answer"  # followed by ":<choice index>"
+    PULSE_STOP = "pulse_stop"
 
 
 # Every library navigation button: one listener reads the list's state from the button value.

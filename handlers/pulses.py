@@ -43,6 +43,7 @@ def register(app: App) -> None:
     """Listen for the prompt modal and answer buttons."""
     app.view(Callback.PULSE)(on_pulse_submitted)
     app.action(PULSE_ANSWERS)(on_pulse_answer)
+    app.action(Action.PULSE_STOP)(on_pulse_stop)
 
 
 def _refuse_unless_leader(call: Invocation) -> str | None:
@@ -225,6 +226,23 @@ def on_pulse_answer(ack: Ack, body: dict[str, Any], action: dict[str, Any], resp
     respond(response_type="ephemeral", replace_original=False, text=(
         f"Thank you: your answer “{pulse.options[choice]}” is recorded anonymously. You can "
         f"change it until the prompt closes."))
+
+
+@transactional
+def on_pulse_stop(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+                  context: dict[str, Any], db: Session) -> None:
+    """A leader stops one of their recurring prompts."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    try:
+        pulse = pulses.stop(db, int(action.get("value") or 0), body["user"]["id"],
+                            now=runtime.clock.now())
+    except (PulseError, ValueError) as error:
+        message = str(error) if isinstance(error, PulseError) else "That prompt is not yours."
+        respond(response_type="ephemeral", replace_original=False, text=message)
+        return
+    respond(response_type="ephemeral", replace_original=False,
+            text=f"“{pulse.question}” will not be posted again.")
 
 
 def open_run(runtime: Runtime, ctx: JobContext) -> None:

@@ -221,6 +221,8 @@ class AppServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        # Let listeners still running after their ack finish before Slack's stand-in goes.
+        self.bolt._listener_runner.listener_executor.shutdown(wait=True)
 
 
 @pytest.fixture

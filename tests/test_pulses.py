@@ -400,3 +400,26 @@ def test_adversary_learns_nothing_about_a_small_group_from_any_output(
     assert figures.escalations is None, "two escalations are fewer than five"
     assert figures.departments == {"ICU": None, "Pharmacy": None} or \
         figures.departments["Pharmacy"] is None and figures.total_requests is None
+
+
+def test_a_recurring_prompt_runs_on_schedule_until_stopped(leader_server: AppServer) -> None:
+    runtime = leader_server.runtime
+    with runtime.sessions.begin() as session:
+        pulse = pulses.create(session, LEADER, spec(recurrence="weekly", weekday=0, minute=600,
+                                                    open_hours=24), now=runtime.clock.now())
+        pulse_id = pulse.id
+    tick(leader_server, 7 * 86400)  # a week: Monday 10:00 New York comes round once
+
+    def runs() -> int:
+        with runtime.sessions() as session:
+            return len(session.scalars(select(PulseRun)).all())
+
+    assert runs() == 1
+    leader_server.slack.block_action("USOMEONE1", Action.PULSE_STOP, str(pulse_id))
+    assert "not yours" in leader_server.slack.fake.wait_for_response()[0]["text"]
+    leader_server.slack.block_action(LEADER, Action.PULSE_STOP, str(pulse_id))
+    assert "will not be posted again" in \
+        leader_server.slack.fake.wait_for_response(count=2)[1]["text"]
+    eventually(lambda: not runtime.sessions().get(Pulse, pulse_id).active)
+    tick(leader_server, 14 * 86400)
+    assert runs() == 1

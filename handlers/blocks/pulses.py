@@ -144,7 +144,11 @@ def results_message(all_results: Sequence[PulseResults], minimum: int) -> dict:
             total = f"; all {result.department_total}" if result.department_total else ""
             lines.append("By department (answers in the latest run): " + "; ".join(parts)
                          + total)
-        blocks.append(_section("\n".join(lines)[:3000]))
+        section = _section("\n".join(lines)[:3000])
+        if pulse.recurrence != "once" and pulse.active:
+            section.accessory = ButtonElement(text="Stop repeating", action_id=Action.PULSE_STOP,
+                                              value=str(pulse.id))
+        blocks.append(section)
     blocks.append(ContextBlock(elements=[MarkdownTextObject(
         text=f"Groups with fewer than {minimum} answers are hidden, never shown as zero.")]))
     return {"text": "Your wellbeing prompt results", "blocks": to_dicts(blocks)}
