@@ -9,6 +9,7 @@ from typing import Any
 from slack_bolt import App, BoltResponse
 
 import handlers
+from bot.deliveries import delivery_key, first_delivery
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,18 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
         # A session connects only when first used; @transactional listeners commit and close it.
         context["db"] = runtime.sessions()
         next()
+
+    @app.use
+    def drop_repeated_deliveries(body: dict[str, Any], next: Any) -> BoltResponse | None:  # noqa: A002
+        # Slack retries an event it thinks was lost, and a proxy may replay a click: whichever
+        # process sees a delivery first handles it; every later copy is acknowledged and dropped.
+        key = delivery_key(body)
+        if key is not None:
+            with runtime.sessions.begin() as session:
+                if not first_delivery(session, key, now=runtime.clock.now()):
+                    log.info("dropped a repeated Slack delivery")
+                    return BoltResponse(status=200, body="")
+        return next()
 
     @app.error
     def on_error(error: Exception, context: dict[str, Any], response: BoltResponse | None

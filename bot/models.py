@@ -308,3 +308,13 @@ class PulseAnswer(Base):
 
     __table_args__ = (UniqueConstraint("run_id", "responder",
                                        name="uq_pulse_answers_run_id_responder"),)
+
+
+class SeenDelivery(Base):
+    """A Slack delivery already handled (an event_id, or an interaction's trigger_id), kept for
+    a day so a retry reaching any process changes nothing."""
+
+    __tablename__ = "seen_deliveries"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

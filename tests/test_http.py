@@ -136,3 +136,26 @@ def test_logs_never_contain_what_a_person_typed(app_server: AppServer,
         time.sleep(0.3)
     logged = "\n".join(record.getMessage() + str(record.exc_info or "") for record in caplog.records)
     assert "MARKER" not in logged
+
+
+def test_a_retried_event_is_handled_once(app_server: AppServer) -> None:
+    event = {"type": "app_home_opened", "user": "UCLIN00001", "tab": "home", "event_ts": "1.2"}
+    first = app_server.slack.event(event, event_id="Ev0REPEATED1")
+    again = app_server.slack.event(event, event_id="Ev0REPEATED1")
+    assert (first.status, again.status) == (200, 200)
+    app_server.slack.fake.wait_for("views.publish")
+    time.sleep(0.3)
+    assert len(app_server.slack.fake.calls_to("views.publish")) == 1
+
+
+def test_a_replayed_click_changes_nothing(app_server: AppServer) -> None:
+    payload = {"type": "block_actions", "team": {"id": "T0PEERSUP"}, "api_app_id": "A1",
+               "user": {"id": "UCLIN00001"}, "trigger_id": "9.9.replayed", "token": "t",
+               "actions": [{"type": "button", "action_id": "request_support", "block_id": "b",
+                            "action_ts": "1.2"}],
+               "container": {"type": "view", "view_id": "V1"}}
+    assert app_server.slack.post_payload(payload).status == 200
+    assert app_server.slack.post_payload(payload).status == 200
+    app_server.slack.fake.wait_for("views.open")
+    time.sleep(0.3)
+    assert len(app_server.slack.fake.calls_to("views.open")) == 1

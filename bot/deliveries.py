@@ -1,0 +1,38 @@
+"""Deduplication of Slack deliveries across processes: the first to record a key handles it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from bot.models import SeenDelivery
+
+KEEP = timedelta(days=1)  # Slack retries within minutes; a day is ample
+
+
+def delivery_key(body: dict[str, Any]) -> str | None:
+    """What identifies one delivery: an event's event_id, or an interaction's trigger_id."""
+    if body.get("type") == "event_callback" and isinstance(body.get("event_id"), str):
+        return "event:" + body["event_id"][:100]
+    if body.get("type") in ("block_actions", "view_submission", "shortcut", "message_action") \
+            and isinstance(body.get("trigger_id"), str):
+        return "trigger:" + body["trigger_id"][:100]
+    return None
+
+
+def first_delivery(session: Session, key: str, *, now: datetime) -> bool:
+    """Record `key`; True only for the first delivery to do so, in any process."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(SeenDelivery).values(key=key, seen_at=now).on_conflict_do_nothing(
+        index_elements=["key"]).returning(SeenDelivery.key)
+    return session.execute(statement).scalar() is not None
+
+
+def forget_old(session: Session, *, now: datetime) -> int:
+    """Drop records older than a day."""
+    return session.execute(delete(SeenDelivery).where(SeenDelivery.seen_at < now - KEEP)).rowcount
