@@ -11,13 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from bot import duty
 from bot.models import (
     ACTIVE_STATES,
     UNASSIGNED_STATES,
+    CheckIn,
+    CheckInState,
+    ContactHours,
     Offer,
     OfferState,
     RequestState,
@@ -411,7 +414,19 @@ def forget_identities(session: Session, *, now: datetime, retention_days: int) -
         request.requester_id = request.supporter_id = None
         request.status_channel = request.status_ts = request.intro_channel = None
     if old:
-        session.execute(update(Offer).where(Offer.request_id.in_([r.id for r in old]))
+        ids = [r.id for r in old]
+        session.execute(update(Offer).where(Offer.request_id.in_(ids))
                         .values(supporter_id=None, channel=None, ts=None)
                         .execution_options(synchronize_session=False))
+        # Check-ins of these requests that are over (answered, cancelled, or never answered).
+        session.execute(update(CheckIn).where(
+            CheckIn.request_id.in_(ids), CheckIn.state != CheckInState.SCHEDULED)
+            .values(user_id=None, channel=None, ts=None)
+            .execution_options(synchronize_session=False))
+    # Check-in hours exist only for people who were supported: keep them no longer than needed.
+    needed = select(CheckIn.user_id).where(CheckIn.state == CheckInState.SCHEDULED)
+    active = select(SupportRequest.requester_id).where(SupportRequest.state.in_(ACTIVE_STATES))
+    session.execute(delete(ContactHours).where(
+        ContactHours.updated_at < cutoff, ContactHours.user_id.not_in(needed),
+        ContactHours.user_id.not_in(active)).execution_options(synchronize_session=False))
     return len(old)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bot import roster_csv
+from bot import audit, roster_csv
 from bot.clock import SystemClock
 from bot.db import make_engine, make_sessions, migrate
 from bot.messaging import Messenger, build_client
@@ -18,8 +18,9 @@ def run_roster(settings: Settings, action: str, file: str) -> int:
     migrate(engine)
     sessions = make_sessions(engine)
     if action == "export":
-        with sessions() as session:
+        with sessions.begin() as session:
             text = roster_csv.export(session)
+            audit.record(session, None, "roster.export", "cli", now=SystemClock().now())
         if file == "-":
             sys.stdout.write(text)
         else:

@@ -56,6 +56,7 @@ class Settings:
                                                    ("week", 14400))
     escalation_repeat_seconds: int = 900
     retention_days: int = 90
+    audit_retention_days: int = 365
     checkin_days: tuple[float, ...] = (1, 3, 7, 30)
     alert_on_struggling: bool = True
     min_group: int = 5
@@ -155,6 +156,8 @@ class Settings:
             escalation_repeat_seconds=reader.integer(
                 "PEERSUPPORT_ESCALATION_REPEAT_SECONDS", 900, low=10, high=86400),
             retention_days=reader.integer("PEERSUPPORT_RETENTION_DAYS", 90, low=1, high=3650),
+            audit_retention_days=reader.integer("PEERSUPPORT_AUDIT_RETENTION_DAYS", 365,
+                                                low=30, high=3650),
             checkin_days=reader.days("PEERSUPPORT_CHECKIN_DAYS", (1, 3, 7, 30)),
             alert_on_struggling=reader.flag("PEERSUPPORT_ALERT_ON_STRUGGLING", True),
             min_group=reader.integer("PEERSUPPORT_MIN_GROUP", 5, low=5, high=1000),

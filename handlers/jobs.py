@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from bot import checkins, deliveries, duework, duty, pulses, roster
+from bot import audit, checkins, deliveries, duework, duty, pulses, roster
 from bot import requests as domain
 from bot.duework import JobContext, JobKind
 from bot.messaging import SlackUnreachable
@@ -57,6 +57,8 @@ def register_jobs(runtime: Runtime) -> None:
         domain.forget_identities(ctx.session, now=ctx.now,
                                  retention_days=runtime.settings.retention_days)
         deliveries.forget_old(ctx.session, now=ctx.now)
+        audit.forget_old(ctx.session, now=ctx.now,
+                         retention_days=runtime.settings.audit_retention_days)
         schedule_daily(runtime, ctx.session, RETENTION, RETENTION_MINUTE, after=ctx.now)
 
     def send_checkin(ctx: JobContext) -> None:

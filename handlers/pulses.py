@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App, Respond
 from sqlalchemy.orm import Session
 
+from bot import audit, pulses
 from bot import insights as program
-from bot import pulses
 from bot.charts import series_chart
 from bot.db import after_commit
 from bot.duework import JobContext
@@ -105,6 +105,7 @@ def results_command(call: Invocation) -> None:
     call.ack()
     runtime: Runtime = call.context["runtime"]
     found = _all_results(runtime, call.context["db"], call.user_id)
+    audit.record(call.context["db"], call.user_id, "results.view", now=runtime.clock.now())
     call.respond(response_type="ephemeral",
                  **results_message(found, runtime.settings.min_group))
     after_commit(call.context["db"], lambda: share_results(runtime, call.user_id, found))
@@ -120,6 +121,7 @@ def insights_command(call: Invocation) -> None:
         return
     call.ack()
     figures = program.compute(call.context["db"], minimum=runtime.settings.min_group)
+    audit.record(call.context["db"], call.user_id, "insights.view", now=runtime.clock.now())
     call.respond(response_type="ephemeral", **insights_message(figures))
 
     def send_chart() -> None:

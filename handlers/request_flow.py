@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import duework
+from bot import audit, duework
 from bot import requests as domain
 from bot.db import after_commit, first_time, run_after_commit
 from bot.library import Moment
@@ -44,6 +44,7 @@ def start(runtime: Runtime, db: Session, request: SupportRequest) -> None:
     and send the first wave of offers (or escalate when nobody is eligible)."""
     if request.crisis:
         _alert_coordinators(runtime, db, request)
+        audit.record(db, None, "request.crisis_alert", str(request.id), now=runtime.clock.now())
     dispatch_wave(runtime, db, request)
     _refresh_status(runtime, db, request)
 

@@ -8,6 +8,7 @@ from slack_bolt import Ack, App, Respond
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot import audit
 from bot import requests as domain
 from bot.models import Supporter, SupportRequest
 from bot.requests import AlreadyOpen, Outcome, RequestError, RequestForm
@@ -267,6 +268,7 @@ def on_take(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Res
     except (NotPermitted, RequestError) as error:
         _reply(respond, str(error))
         return
+    audit.record(db, user_id, "request.take", str(request.id), now=runtime.clock.now())
     flow.accepted(runtime, db, result)
 
 
@@ -287,5 +289,7 @@ def on_pick(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Res
     except (NotPermitted, RequestError) as error:
         _reply(respond, str(error))
         return
+    audit.record(db, body["user"]["id"], "request.pick", str(request.id),
+                 now=runtime.clock.now())
     _reply(respond, f"Offered to <@{picked}>. You will hear when someone accepts.")
 

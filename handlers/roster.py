@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import TYPE_CHECKING
 
-from bot import roster
+from bot import audit, roster
 from bot.messaging import SlackUnreachable
 from bot.roles import NotPermitted
 from bot.roster import RosterError, SupporterSpec
@@ -32,6 +32,7 @@ def roster_command(call: Invocation) -> None:
         action, _, rest = call.args.partition(" ")
         if action == "list":
             reply = roster_list(roster.all_supporters(db), runtime.clock.now())
+            audit.record(db, call.user_id, "roster.list", now=runtime.clock.now())
         elif action in ("add", "remove"):
             reply = _add_or_remove(runtime, db, action, rest)
         else:

@@ -291,3 +291,31 @@ def test_twenty_concurrent_accepts_assign_exactly_one(pg_database: Database) -> 
             Offer.request_id == request_id, Offer.state == OfferState.ACCEPTED)).all()
         assert request.state == RequestState.ASSIGNED
         assert [o.supporter_id for o in accepted] == [request.supporter_id]
+
+
+def test_retention_also_forgets_check_ins_and_their_hours(database: Database) -> None:
+    from bot import checkins
+    from bot.models import CheckIn, ContactHours
+
+    add(database, ("USUP000001", "", "nurse"))
+    request_id = ask(database, form=RequestForm(urgency="now", connection="slack",
+                                                followups=True))
+    wave(database, request_id)
+    with database.sessions.begin() as session:
+        domain.accept(session, offer_of(database, request_id, "USUP000001"), "USUP000001",
+                      now=NOW)
+        request = session.get(SupportRequest, request_id)
+        checkins.plan(session, request, now=NOW, offsets_days=(1, 3), default_tz="UTC")
+        domain.close(session, request_id, "USUP000001", now=NOW, duration="15_30",
+                     referred=False, need_met="yes")
+    with database.sessions.begin() as session:
+        for checkin in session.scalars(select(CheckIn)):
+            checkin.state = "answered"
+            checkin.answer = "better"
+    with database.sessions.begin() as session:
+        assert domain.forget_identities(session, now=NOW + timedelta(days=91),
+                                        retention_days=90) == 1
+    with database.sessions() as session:
+        assert set(session.scalars(select(CheckIn.user_id))) == {None}
+        assert set(session.scalars(select(CheckIn.answer))) == {"better"}, "outcomes stay"
+        assert session.scalars(select(ContactHours)).all() == []

@@ -491,3 +491,26 @@ def test_a_supporter_who_comes_on_duty_is_asked_at_the_next_reminder(
     app_server.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
                                   offer_value(app_server, SUPPORTERS[0]))
     assert eventually(lambda: current(app_server, "supporter_id") == SUPPORTERS[0])
+
+
+def test_privileged_reads_are_audited_without_content(app_server: AppServer) -> None:
+    from bot import audit
+
+    ask(app_server, crisis=True)
+    assert eventually(lambda: current(app_server, "state") == RequestState.ESCALATED)
+    request = request_row(app_server)
+    app_server.slack.block_action(COORDINATOR, Action.TAKE_REQUEST, str(request.id))
+    assert eventually(lambda: current(app_server, "supporter_id") == COORDINATOR)
+    app_server.slack.command(COORDINATOR, "roster list")
+    app_server.slack.command(COORDINATOR, "insights")
+    app_server.slack.fake.wait_for_response(count=2)
+
+    def events() -> list[tuple[str | None, str, str]]:
+        with app_server.runtime.sessions() as session:
+            return [(e.actor_id, e.action, e.subject) for e in audit.recent(session)]
+
+    found = eventually(lambda: len(events()) == 4 and events())
+    assert sorted(found, key=lambda e: e[1]) == [
+        (COORDINATOR, "insights.view", ""), (None, "request.crisis_alert", str(request.id)),
+        (COORDINATOR, "request.take", str(request.id)), (COORDINATOR, "roster.list", "")]
+    assert REQUESTER not in json.dumps(found)
