@@ -11,11 +11,11 @@ from typing import Any
 
 # Interactive payload types and the fields Bolt reads while routing them.
 _NEEDS: dict[str, tuple[tuple[str, type], ...]] = {
-    "block_actions": (("user", dict), ("actions", list)),
-    "view_submission": (("user", dict), ("view", dict)),
+    "block_actions": (("user", dict), ("actions", list), ("trigger_id", str)),
+    "view_submission": (("user", dict), ("view", dict), ("trigger_id", str)),
     "view_closed": (("user", dict), ("view", dict)),
-    "shortcut": (("user", dict), ("callback_id", str)),
-    "message_action": (("user", dict), ("callback_id", str)),
+    "shortcut": (("user", dict), ("callback_id", str), ("trigger_id", str)),
+    "message_action": (("user", dict), ("callback_id", str), ("trigger_id", str)),
     "block_suggestion": (("user", dict), ("action_id", str)),
     "event_callback": (("event", dict),),
     "url_verification": (("challenge", str),),
@@ -23,6 +23,8 @@ _NEEDS: dict[str, tuple[tuple[str, type], ...]] = {
 }
 _STRING_FIELDS = ("team_id", "api_app_id", "user_id", "channel_id", "trigger_id", "text",
                   "command", "response_url", "callback_id", "type", "token")
+# Parts of an interaction that, when present, Slack always sends as objects.
+_OBJECT_FIELDS = ("container", "view", "message", "channel", "team", "user", "state")
 
 
 def malformed(body: Any) -> str | None:
@@ -32,6 +34,9 @@ def malformed(body: Any) -> str | None:
     for name in _STRING_FIELDS:
         if name in body and not isinstance(body[name], str):
             return f"{name} is not a string"
+    for name in _OBJECT_FIELDS:
+        if name in body and not isinstance(body[name], dict):
+            return f"{name} is not an object"
     if body.get("ssl_check") == "1":
         return None  # Slack's certificate check for a slash command URL
     if "command" in body:
@@ -42,16 +47,25 @@ def malformed(body: Any) -> str | None:
     for name, expected in _NEEDS[kind]:
         if not isinstance(body.get(name), expected):
             return f"{kind} without a valid {name}"
-    if kind == "block_actions" and not all(
-        isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in body["actions"]
-    ):
+    if kind == "block_actions" and (not body["actions"] or not all(
+        isinstance(a, dict) and isinstance(a.get("action_id"), str)
+        and isinstance(a.get("value", ""), str) and isinstance(a.get("block_id", ""), str)
+        for a in body["actions"]
+    )):
         return "block_actions with a malformed action"
     if kind in ("view_submission", "view_closed"):
         view = body["view"]
         if not isinstance(view.get("callback_id"), str):
             return "view without a callback_id"
-        if "state" in view and not isinstance(view["state"], dict):
+        state = view.get("state", {})
+        if not isinstance(state, dict) or not isinstance(state.get("values", {}), dict):
             return "view with a malformed state"
+        if not all(isinstance(block, dict) and all(isinstance(e, dict) for e in block.values())
+                   for block in state.get("values", {}).values()):
+            return "view with malformed values"
+        if not isinstance(view.get("private_metadata", ""), str) or \
+                not isinstance(view.get("id", ""), str):
+            return "view with malformed metadata"
     if kind == "event_callback" and not isinstance(body["event"].get("type"), str):
         return "event without a type"
     if "user" in body and not isinstance(body["user"].get("id"), str):
