@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
 )
 
 from bot.settings import Settings
@@ -43,8 +44,14 @@ FILE_METHODS = ("files.getUploadURLExternal", "files.completeUploadExternal")
 
 # Errors after which trying the same call again cannot help: the person or channel is gone.
 UNREACHABLE = frozenset(
-    {"user_not_found", "account_inactive", "channel_not_found", "is_archived",
-     "cannot_dm_bot", "user_disabled", "not_in_channel", "users_not_found"}
+    {"user_not_found", "channel_not_found", "is_archived", "cannot_dm_bot", "user_disabled",
+     "not_in_channel", "users_not_found"}
+)
+# Errors about the app itself (its token or its scopes): nothing works until an operator acts,
+# so they are logged as errors and the work is retried later, never skipped.
+APP_PROBLEMS = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
+     "missing_scope", "no_permission", "team_access_not_granted"}
 )
 
 
@@ -57,8 +64,22 @@ def build_client(settings: Settings, *, timeout: int = 10) -> WebClient:
         retry_handlers=[
             RateLimitErrorRetryHandler(max_retry_count=2),
             ConnectionErrorRetryHandler(max_retry_count=2),
+            ServerErrorRetryHandler(max_retry_count=1),
         ],
     )
+
+
+class SlackAppProblem(RuntimeError):
+    """Slack refused the app itself (token revoked, scope missing): an operator must act."""
+
+    def __init__(self, error: str, needed: str | None = None):
+        super().__init__(error)
+        self.error = error
+        self.needed = needed
+
+
+class TriggerExpired(RuntimeError):
+    """A modal could not open because Slack's trigger_id expired (3 seconds): ask to retry."""
 
 
 class SlackUnreachable(LookupError):
@@ -96,6 +117,13 @@ class Messenger:
             log.warning("slack %s failed: %s", method, code)
             if code in UNREACHABLE:
                 raise SlackUnreachable(code) from None
+            if code in APP_PROBLEMS:
+                needed = error.response.get("needed")
+                log.error("Slack refused the app on %s: %s%s; fix the app's token or scopes "
+                          "(manifest.yml)", method, code, f" (needs {needed})" if needed else "")
+                raise SlackAppProblem(code, needed) from None
+            if code == "expired_trigger_id":
+                raise TriggerExpired(code) from None
             raise
         return dict(response.data) if isinstance(response.data, dict) else {}
 

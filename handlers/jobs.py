@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING
 
+from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
 from bot import audit, checkins, deliveries, duework, duty, pulses, roster
 from bot import requests as domain
-from bot.duework import JobContext, JobKind
-from bot.messaging import SlackUnreachable
+from bot.duework import JobContext, JobKind, RetryLater
+from bot.messaging import SlackAppProblem, SlackUnreachable
 from bot.models import SupportRequest
 from handlers import checkin_flow
 from handlers import pulses as pulse_handlers
@@ -21,8 +24,26 @@ if TYPE_CHECKING:
     from bot.runtime import Runtime
 
 COVERAGE_CHECK = "coverage_check"
+APP_PROBLEM_RETRY = 300  # seconds: an operator has to fix the token or scopes first
+SLACK_ERROR_RETRY = 60
 RETENTION = "retention"
 RETENTION_MINUTE = 3 * 60 + 30  # 03:30 in the program's zone, when little else happens
+
+
+def _retry_on_slack_trouble(run: Callable[[JobContext], None]) -> Callable[[JobContext], None]:
+    """Slack refusing the app, or failing after its own retries, means try the job later."""
+
+    @functools.wraps(run)
+    def guarded(ctx: JobContext) -> None:
+        try:
+            run(ctx)
+        except SlackAppProblem as problem:
+            raise RetryLater(APP_PROBLEM_RETRY, f"slack: {problem.error}") from None
+        except SlackApiError as error:
+            raise RetryLater(SLACK_ERROR_RETRY, "slack: " + str(
+                error.response.get("error", "error"))[:60]) from None
+
+    return guarded
 
 
 def register_jobs(runtime: Runtime) -> None:
@@ -69,8 +90,9 @@ def register_jobs(runtime: Runtime) -> None:
 
     # Check-ins and nudges found late (the clock was down) are spread out by the engine's
     # catch-up policy; send() then places each check-in inside the person's own hours.
-    runtime.jobs.register(JobKind(checkins.CHECKIN, send_checkin))
-    runtime.jobs.register(JobKind(checkin_flow.SUPPORTER_REMINDER, remind_supporter))
+    runtime.jobs.register(JobKind(checkins.CHECKIN, _retry_on_slack_trouble(send_checkin)))
+    runtime.jobs.register(JobKind(checkin_flow.SUPPORTER_REMINDER,
+                                  _retry_on_slack_trouble(remind_supporter)))
 
     def open_pulse(ctx: JobContext) -> None:
         pulse_handlers.open_run(runtime, ctx)
@@ -80,14 +102,14 @@ def register_jobs(runtime: Runtime) -> None:
 
     # A prompt found late opens at once (its answers stay open for the full period), and a
     # close found late closes at once: neither may wait.
-    runtime.jobs.register(JobKind(pulses.PULSE_OPEN, open_pulse, always_run=True))
-    runtime.jobs.register(JobKind(pulses.PULSE_CLOSE, close_pulse, always_run=True))
+    runtime.jobs.register(JobKind(pulses.PULSE_OPEN, _retry_on_slack_trouble(open_pulse),
+                                  always_run=True))
+    runtime.jobs.register(JobKind(pulses.PULSE_CLOSE, _retry_on_slack_trouble(close_pulse),
+                                  always_run=True))
     # Timers on a request run however late: a request must never wait longer for being late.
-    for kind in (JobKind(COVERAGE_CHECK, check_coverage, always_run=True),
-                 JobKind(flow.OFFER_TIMEOUT, offer_timeout, always_run=True),
-                 JobKind(flow.ESCALATION_REMINDER, escalation_reminder, always_run=True),
-                 JobKind(RETENTION, retention, always_run=True)):
-        runtime.jobs.register(kind)
+    for name, run in ((COVERAGE_CHECK, check_coverage), (flow.OFFER_TIMEOUT, offer_timeout),
+                      (flow.ESCALATION_REMINDER, escalation_reminder), (RETENTION, retention)):
+        runtime.jobs.register(JobKind(name, _retry_on_slack_trouble(run), always_run=True))
 
 
 def next_daily(runtime: Runtime, minute: int, after: datetime) -> datetime:

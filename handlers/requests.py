@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from bot import audit
 from bot import requests as domain
+from bot.messaging import SlackUnreachable, TriggerExpired
 from bot.models import Supporter, SupportRequest
 from bot.requests import AlreadyOpen, Outcome, RequestError, RequestForm
 from bot.roles import NotPermitted
@@ -61,7 +63,14 @@ def open_request(runtime: Runtime, db: Session, user_id: str, trigger_id: str) -
     else:
         departments = sorted({d for d in db.scalars(select(Supporter.department)) if d})
         view = request_modal(departments)
-    runtime.messenger.open_view(trigger_id, view)
+    try:
+        runtime.messenger.open_view(trigger_id, view)
+    except TriggerExpired:
+        # Slack allows three seconds to open a form; when that passed, say so and ask again.
+        with contextlib.suppress(SlackUnreachable):
+            runtime.messenger.post_dm(user_id, text=(
+                "Slack took too long to open the support form. Please try again: type "
+                "`/peersupport` or use the Home tab's Request support button."))
 
 
 @transactional

@@ -184,15 +184,28 @@ class FakeSlack:
             self.calls.append(Call(method, args, token))
             self._lock.notify_all()
             fault = self._take_fault(method)
+        if fault is not None and fault.error is None and fault.status == 200:
+            # A slow answer: Slack does the work at once, and its answer arrives late.
+            answer = self._answer(method, args) if token else (
+                200, {"ok": False, "error": "not_authed"}, {})
+            time.sleep(fault.delay)
+            return answer
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
             if fault.status != 200:
                 return fault.status, {"ok": False, "error": fault.error or "ratelimited"}, headers
-            return 200, {"ok": False, "error": fault.error}, headers
+            if fault.error is not None:
+                body: JsonDict = {"ok": False, "error": fault.error}
+                if fault.error == "missing_scope":
+                    body.update(needed="chat:write", provided="commands")
+                return 200, body, headers
         if not token:
             return 200, {"ok": False, "error": "not_authed"}, {}
+        return self._answer(method, args)
+
+    def _answer(self, method: str, args: JsonDict) -> tuple[int, JsonDict, dict]:
         if self.spec is not None:
             problems = self.spec.problems(method, args)
             if problems:

@@ -111,9 +111,9 @@ def prompt_closed(pulse: Pulse) -> dict:
 
 def not_in_channel(channel_id: str) -> dict:
     """Told to a leader when the bot cannot post in the chosen channel."""
-    text = (f"I could not post your prompt in <#{channel_id}> because I am not a member of it. "
-            "Open the channel and type `/invite @peersupport` (or use the channel's "
-            "Integrations settings), then post the prompt again.")
+    text = (f"I could not post your prompt in <#{channel_id}>: I am not a member of it, or it "
+            "no longer exists. Open the channel and type `/invite @peersupport` (or use the "
+            "channel's Integrations settings), then post the prompt again.")
     return {"text": text, "blocks": to_dicts([_section(text)])}
 
 
