@@ -4,13 +4,17 @@ loopback Slack stand-in checked against Slack's spec, and the real app served ov
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
+import re
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 from sqlalchemy import Engine, text
@@ -19,6 +23,7 @@ from werkzeug.serving import make_server
 from bot.app import create_app
 from bot.clock import ManualClock
 from bot.db import make_engine, make_sessions, migrate
+from bot.logs import configure_logging
 from bot.messaging import build_client
 from bot.runtime import Runtime, build_runtime
 from bot.sandbox.driver import SlackDriver
@@ -225,10 +230,53 @@ class AppServer:
         self.bolt._listener_runner.listener_executor.shutdown(wait=True)
 
 
+TYPED_KEYS = {"text", "value", "private_metadata"}
+_ID_LIKE = re.compile(r"^[A-Za-z0-9._:/=-]*$")
+
+
+def typed_strings(body: str) -> set[str]:
+    """What a person could have typed in a request body: command text, input values."""
+    found: set[str] = set()
+
+    def walk(node: object, key: str = "") -> None:
+        if isinstance(node, dict):
+            for name, value in node.items():
+                walk(value, name)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, key)
+        elif isinstance(node, str) and key in TYPED_KEYS and len(node) >= 8 \
+                and not _ID_LIKE.match(node):
+            found.add(node)
+
+    try:
+        form = dict(parse_qsl(body, keep_blank_values=True))
+    except ValueError:
+        form = {}
+    if "payload" in form:
+        try:
+            walk(json.loads(form["payload"]))
+        except ValueError:
+            pass
+    else:
+        walk(form)
+    return found
+
+
 @pytest.fixture
-def app_server(runtime: Runtime, fake_slack: FakeSlack) -> Iterator[AppServer]:
+def app_server(runtime: Runtime, fake_slack: FakeSlack,
+               caplog: pytest.LogCaptureFixture) -> Iterator[AppServer]:
+    """The app over HTTP, with debug logging on; at the end, no log record may contain
+    anything a person typed in any request the test sent."""
+    configure_logging("DEBUG")
+    caplog.set_level(logging.DEBUG)
     server = AppServer(runtime, fake_slack)
     try:
         yield server
     finally:
         server.stop()
+    typed = set().union(*(typed_strings(body) for body in server.slack.sent))
+    records = caplog.get_records("setup") + caplog.get_records("call") + caplog.records
+    logged = "\n".join(r.getMessage() + str(r.exc_info or "") for r in records)
+    leaked = sorted(t for t in typed if t in logged)
+    assert not leaked, f"typed text reached the logs: {leaked[:3]}"

@@ -36,6 +36,7 @@ class SlackDriver:
         self.fake = fake
         self.team_id = team_id
         self.timeout = timeout
+        self.sent: list[str] = []  # every body sent, so tests can check what reached the logs
         self._ids = itertools.count(1)
 
     # -- what Slack sends --------------------------------------------------------------------
@@ -130,6 +131,7 @@ class SlackDriver:
     def post_raw(self, body: str, content_type: str, *, headers: dict[str, str] | None = None,
                  sign: bool = True) -> Reply:
         """POST `body` to the app; signed unless told otherwise, extra headers win."""
+        self.sent.append(body)
         all_headers = {"Content-Type": content_type}
         if sign:
             all_headers.update(self.signature_headers(body))
