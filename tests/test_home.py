@@ -142,9 +142,11 @@ def test_the_preferences_modal_opens_and_saves(app_server: AppServer) -> None:
     assert reply.status == 200 and reply.body == ""
 
     def saved() -> Supporter | None:
+        # Two reads (the row, then its hours) can straddle the listener's commit on
+        # PostgreSQL, so wait for both halves of the change.
         with app_server.runtime.sessions() as session:
             supporter = roster.get(session, SUPPORTER)
-            return supporter if supporter.hours else None
+            return supporter if supporter.hours and supporter.case_cap == 3 else None
 
     supporter = eventually(saved)
     assert [(h.weekday, h.start_minute, h.end_minute) for h in supporter.hours] == [
