@@ -46,6 +46,16 @@ def register(app: App) -> None:
     app.action(Action.PULSE_STOP)(on_pulse_stop)
 
 
+def _ack_as_leader(call: Invocation) -> bool:
+    """Acknowledge: empty for a leader (True), or with the reason they cannot (False)."""
+    refusal = _refuse_unless_leader(call)
+    if refusal:
+        call.ack(response_type="ephemeral", **notice(refusal))
+        return False
+    call.ack()
+    return True
+
+
 def _refuse_unless_leader(call: Invocation) -> str | None:
     roles = call.context["runtime"].roles.of(call.context["db"], call.user_id)
     if not roles.leader:
@@ -60,11 +70,8 @@ def _refuse_unless_leader(call: Invocation) -> str | None:
 
 def pulse_command(call: Invocation) -> None:
     """`/peersupport pulse`: leaders open the prompt modal."""
-    refusal = _refuse_unless_leader(call)
-    if refusal:
-        call.ack(response_type="ephemeral", **notice(refusal))
+    if not _ack_as_leader(call):
         return
-    call.ack()
     runtime: Runtime = call.context["runtime"]
     try:  # after the ack: recurring prompts run on the leader's own clock
         tz = str(runtime.messenger.user_info(call.user_id).get("tz") or "UTC")
@@ -98,11 +105,8 @@ def share_results(runtime: Runtime, leader_id: str, all_results: list[pulses.Pul
 
 def results_command(call: Invocation) -> None:
     """`/peersupport results`: leaders see their prompts' results; chart and CSV come by DM."""
-    refusal = _refuse_unless_leader(call)
-    if refusal:
-        call.ack(response_type="ephemeral", **notice(refusal))
+    if not _ack_as_leader(call):
         return
-    call.ack()
     runtime: Runtime = call.context["runtime"]
     found = _all_results(runtime, call.context["db"], call.user_id)
     audit.record(call.context["db"], call.user_id, "results.view", now=runtime.clock.now())
