@@ -18,6 +18,7 @@ from handlers import request_flow as flow
 from handlers.blocks.checkins import answered, checkin_list, hours_modal
 from handlers.blocks.roster import notice
 from handlers.ids import CHECKIN_ANSWERS, Action, Block, Callback
+from handlers.interaction import reply_privately, submitted, whole_number
 from handlers.middleware import transactional
 
 if TYPE_CHECKING:
@@ -47,13 +48,6 @@ def checkins_command(call: Invocation) -> None:
                  **_list(call.context["runtime"], call.context["db"], call.user_id))
 
 
-def _id(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
 @transactional
 def on_answer(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
               context: dict[str, Any], db: Session) -> None:
@@ -61,12 +55,12 @@ def on_answer(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: R
     ack()
     runtime: Runtime = context["runtime"]
     choice = str(action.get("action_id", "")).rsplit(":", 1)[-1]
-    checkin_id = _id(action.get("value"))
+    checkin_id = whole_number(action.get("value")) or 0
     try:
         checkin = checkins.answer(db, checkin_id, body["user"]["id"], choice,
                                   now=runtime.clock.now())
     except CheckInError as error:
-        respond(response_type="ephemeral", replace_original=False, text=str(error))
+        reply_privately(respond, str(error))
         return
     surfacing = checkin_flow.struggling_surfacing(runtime) if choice == "struggling" else None
     respond(replace_original=True, **answered(choice, checkin_id, surfacing))
@@ -80,8 +74,7 @@ def _talk_again(runtime: Runtime, db: Session, checkin: CheckIn, respond: Respon
     try:
         request = domain.again(db, earlier, now=runtime.clock.now())
     except AlreadyOpen:
-        respond(response_type="ephemeral", replace_original=False,
-                text="You already have a request open; a supporter will be in touch.")
+        reply_privately(respond, "You already have a request open; a supporter will be in touch.")
         return
     flow.start(runtime, db, request)
 
@@ -91,10 +84,9 @@ def on_talk_again(ack: Ack, body: dict[str, Any], action: dict[str, Any], respon
                   context: dict[str, Any], db: Session) -> None:
     """'Talk with a peer supporter again', offered after a 'struggling' answer."""
     ack()
-    checkin = db.get(CheckIn, _id(action.get("value")))
+    checkin = db.get(CheckIn, whole_number(action.get("value")) or 0)
     if checkin is None or checkin.user_id != body["user"]["id"]:
-        respond(response_type="ephemeral", replace_original=False,
-                text="That button is not yours.")
+        reply_privately(respond, "That button is not yours.")
         return
     _talk_again(context["runtime"], db, checkin, respond)
     respond(replace_original=True, **answered("talk_again", checkin.id))
@@ -106,9 +98,9 @@ def _change(change: Any, ack: Ack, body: dict[str, Any], action: dict[str, Any],
     runtime: Runtime = context["runtime"]
     user_id = body["user"]["id"]
     try:
-        change(db, _id(action.get("value")), user_id, now=runtime.clock.now())
+        change(db, whole_number(action.get("value")) or 0, user_id, now=runtime.clock.now())
     except CheckInError as error:
-        respond(response_type="ephemeral", replace_original=False, text=str(error))
+        reply_privately(respond, str(error))
         return
     db.flush()
     respond(replace_original=True, response_type="ephemeral", **_list(runtime, db, user_id))
@@ -146,8 +138,8 @@ def on_hours_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
     values = view["state"]["values"]
 
     def minute(block: str) -> int:
-        selected = values.get(block, {}).get(Action.FIELD, {}).get("selected_option") or {}
-        return _id(selected.get("value", -1)) if str(selected.get("value", "")).isdigit() else -1
+        value = whole_number(submitted(values, block))
+        return -1 if value is None else value
 
     try:
         checkins.set_hours(db, body["user"]["id"], start=minute(Block.HOURS_FROM),

@@ -21,6 +21,7 @@ from handlers.blocks.availability import (
 )
 from handlers.blocks.home import home_view
 from handlers.ids import Action, Block, Callback
+from handlers.interaction import submitted, whole_number
 from handlers.middleware import transactional
 
 
@@ -99,22 +100,12 @@ def on_open_preferences(ack: Ack, body: dict[str, Any], context: dict[str, Any],
         context["runtime"].messenger.open_view(body["trigger_id"], preferences_modal(supporter))
 
 
-def _value(values: dict[str, Any], block: str) -> Any:
-    element = next(iter(values.get(block, {}).values()), {})
-    if not isinstance(element, dict):
-        return None
-    selected = element.get("selected_option")
-    if isinstance(selected, dict):
-        return selected.get("value")
-    return element.get("selected_date_time", element.get("value"))
-
-
 @transactional
 def on_away_until_submitted(ack: Ack, view: dict[str, Any], body: dict[str, Any],
                             context: dict[str, Any], db: Session) -> None:
     """Save 'away until'; a time in the past is refused in the modal itself."""
     runtime: Runtime = context["runtime"]
-    epoch = _value(view["state"]["values"], Block.AWAY_UNTIL)
+    epoch = submitted(view["state"]["values"], Block.AWAY_UNTIL)
     try:
         until = datetime.fromtimestamp(int(epoch), tz=zone("UTC"))
         roster.set_away(db, body["user"]["id"], now=runtime.clock.now(), until=until)
@@ -131,13 +122,15 @@ def read_hours(values: dict[str, Any]) -> tuple[dict[int, tuple[int, int]], dict
     hours: dict[int, tuple[int, int]] = {}
     errors: dict[str, str] = {}
     for weekday in range(7):
-        start = _value(values, hours_block_id(weekday, "start")) or OFF
-        end = _value(values, hours_block_id(weekday, "end")) or OFF
+        start = submitted(values, hours_block_id(weekday, "start")) or OFF
+        end = submitted(values, hours_block_id(weekday, "end")) or OFF
         if start == OFF and end == OFF:
             continue
         if OFF in (start, end):
             errors[hours_block_id(weekday, "end" if start != OFF else "start")] = \
                 "Choose both a start and an end, or set both to off duty."
+        elif whole_number(start) is None or whole_number(end) is None:
+            errors[hours_block_id(weekday, "start")] = "Choose times from the list."
         elif start == end:
             errors[hours_block_id(weekday, "end")] = "The end must differ from the start."
         else:
@@ -152,20 +145,16 @@ def on_preferences_submitted(ack: Ack, view: dict[str, Any], body: dict[str, Any
     runtime: Runtime = context["runtime"]
     values = view["state"]["values"]
     hours, errors = read_hours(values)
-    try:
-        case_cap = int(_value(values, Block.CASE_CAP))
-    except (TypeError, ValueError):
+    case_cap = whole_number(submitted(values, Block.CASE_CAP))
+    if case_cap is None:
         errors[Block.CASE_CAP] = "Enter a whole number."
-        case_cap = 0
-    try:
-        cooldown = int(_value(values, Block.COOLDOWN))
-    except (TypeError, ValueError):
+    cooldown = whole_number(submitted(values, Block.COOLDOWN))
+    if cooldown is None:
         errors[Block.COOLDOWN] = "Choose a rest period."
-        cooldown = -1
     if not errors:
         try:
             roster.set_preferences(db, body["user"]["id"], now=runtime.clock.now(), hours=hours,
-                                   case_cap=case_cap, cooldown_hours=cooldown)
+                                   case_cap=case_cap or 0, cooldown_hours=cooldown or 0)
         except RosterError as error:
             block = Block.COOLDOWN if error.field == "cooldown" else Block.CASE_CAP
             errors[block] = str(error).capitalize() + "."

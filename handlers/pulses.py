@@ -31,12 +31,12 @@ from handlers.blocks.pulses import (
 )
 from handlers.blocks.roster import notice
 from handlers.ids import PULSE_ANSWERS, Action, Block, Callback
+from handlers.interaction import reply_privately, submitted, whole_number
 from handlers.middleware import transactional
 
 if TYPE_CHECKING:
     from handlers.commands import Invocation
 
-FIVE_POINT_LABELS = ("1", "2", "3", "4", "5")
 
 
 def register(app: App) -> None:
@@ -140,45 +140,32 @@ def insights_command(call: Invocation) -> None:
     after_commit(call.context["db"], send_chart)
 
 
-def _field(values: dict[str, Any], block: str) -> Any:
-    element = values.get(block, {}).get(Action.FIELD, {})
-    if not isinstance(element, dict):
-        return None
-    selected = element.get("selected_option")
-    if isinstance(selected, dict):
-        return selected.get("value")
-    for key in ("selected_conversation", "selected_time", "value"):
-        if element.get(key) is not None:
-            return element[key]
-    return None
-
-
 def read_spec(values: dict[str, Any], runtime: Runtime, tz: str) -> PulseSpec:
     """The prompt the leader described, from the modal's state."""
-    preset_id = _field(values, Block.PRESET)
+    preset_id = submitted(values, Block.PRESET)
     preset = runtime.library.get(preset_id) if preset_id and preset_id != OWN else None
-    question = preset.title if preset else str(_field(values, Block.QUESTION) or "")
-    scale = _field(values, Block.SCALE) or ""
+    question = preset.title if preset else str(submitted(values, Block.QUESTION) or "")
+    scale = submitted(values, Block.SCALE) or ""
     if preset is not None:
         scale = preset.scale or "options"
         options = tuple(preset.answers)
     elif scale == "five_point":
-        options = FIVE_POINT_LABELS
+        options = pulses.FIVE_POINT
     else:
-        options = tuple(o.strip() for o in str(_field(values, Block.OPTIONS) or "").split(",")
+        options = tuple(o.strip() for o in str(submitted(values, Block.OPTIONS) or "").split(",")
                         if o.strip())
-    clock = str(_field(values, Block.TIME) or "09:00")
+    clock = str(submitted(values, Block.TIME) or "09:00")
     try:
         at = time.fromisoformat(clock)
     except ValueError:
         at = time(9, 0)
     return PulseSpec(question=question, scale=scale, options=options,
-                     channel_id=str(_field(values, Block.CHANNEL) or ""),
-                     department=str(_field(values, Block.PULSE_DEPARTMENT) or ""),
-                     recurrence=str(_field(values, Block.RECURRENCE) or ""),
-                     weekday=int(_field(values, Block.WEEKDAY) or 0),
+                     channel_id=str(submitted(values, Block.CHANNEL) or ""),
+                     department=str(submitted(values, Block.PULSE_DEPARTMENT) or ""),
+                     recurrence=str(submitted(values, Block.RECURRENCE) or ""),
+                     weekday=whole_number(submitted(values, Block.WEEKDAY)) or 0,
                      minute=at.hour * 60 + at.minute, tz=tz,
-                     open_hours=int(_field(values, Block.OPEN_FOR) or 0))
+                     open_hours=whole_number(submitted(values, Block.OPEN_FOR)) or 0)
 
 
 @transactional
@@ -215,21 +202,18 @@ def on_pulse_answer(ack: Ack, body: dict[str, Any], action: dict[str, Any], resp
     """Record an anonymous answer and confirm it privately."""
     ack()
     runtime: Runtime = context["runtime"]
-    try:
-        choice = int(str(action.get("action_id", "")).rsplit(":", 1)[-1])
-        run_id = int(action.get("value"))
-    except (TypeError, ValueError):
-        return
-    if not runtime.settings.pulse_secret:
+    choice = whole_number(str(action.get("action_id", "")).rsplit(":", 1)[-1])
+    run_id = whole_number(action.get("value"))
+    if choice is None or run_id is None or not runtime.settings.pulse_secret:
         return
     try:
         run = pulses.answer(db, run_id, body["user"]["id"], choice,
                             secret=runtime.settings.pulse_secret, now=runtime.clock.now())
     except PulseError as error:
-        respond(response_type="ephemeral", replace_original=False, text=str(error))
+        reply_privately(respond, str(error))
         return
     pulse = db.get(Pulse, run.pulse_id)
-    respond(response_type="ephemeral", replace_original=False, text=(
+    reply_privately(respond, (
         f"Thank you: your answer “{pulse.options[choice]}” is recorded anonymously. You can "
         f"change it until the prompt closes."))
 
@@ -241,14 +225,12 @@ def on_pulse_stop(ack: Ack, body: dict[str, Any], action: dict[str, Any], respon
     ack()
     runtime: Runtime = context["runtime"]
     try:
-        pulse = pulses.stop(db, int(action.get("value") or 0), body["user"]["id"],
+        pulse = pulses.stop(db, whole_number(action.get("value")) or 0, body["user"]["id"],
                             now=runtime.clock.now())
-    except (PulseError, ValueError) as error:
-        message = str(error) if isinstance(error, PulseError) else "That prompt is not yours."
-        respond(response_type="ephemeral", replace_original=False, text=message)
+    except PulseError as error:
+        reply_privately(respond, str(error))
         return
-    respond(response_type="ephemeral", replace_original=False,
-            text=f"“{pulse.question}” will not be posted again.")
+    reply_privately(respond, f"“{pulse.question}” will not be posted again.")
 
 
 def open_run(runtime: Runtime, ctx: JobContext) -> None:

@@ -28,6 +28,7 @@ from handlers.blocks.requests import (
     withdrawn_view,
 )
 from handlers.ids import Action, Block, Callback
+from handlers.interaction import reply_privately, submitted, whole_number
 from handlers.middleware import transactional
 
 REFUSALS = {
@@ -89,27 +90,17 @@ def on_request_button(ack: Ack, body: dict[str, Any], context: dict[str, Any],
     open_request(context["runtime"], db, body["user"]["id"], body["trigger_id"])
 
 
-def _field(values: dict[str, Any], block: str) -> Any:
-    element = values.get(block, {}).get(Action.FIELD, {})
-    if not isinstance(element, dict):
-        return None
-    if "selected_options" in element:
-        return [o.get("value") for o in element["selected_options"] or [] if isinstance(o, dict)]
-    selected = element.get("selected_option")
-    return selected.get("value") if isinstance(selected, dict) else None
-
-
 def read_form(values: dict[str, Any]) -> RequestForm:
     """The request form from the modal's state."""
     return RequestForm(
-        urgency=_field(values, Block.URGENCY) or "",
-        connection=_field(values, Block.CONNECTION) or "",
-        outside_department=_field(values, Block.WHO) == "outside",
-        same_role=_field(values, Block.ROLE_MATCH) == "same",
-        department=_field(values, Block.DEPARTMENT),
-        role=_field(values, Block.ROLE),
-        followups=WELCOME in (_field(values, Block.FOLLOWUPS) or []),
-        crisis=NOT_SAFE in (_field(values, Block.SAFETY) or []),
+        urgency=submitted(values, Block.URGENCY) or "",
+        connection=submitted(values, Block.CONNECTION) or "",
+        outside_department=submitted(values, Block.WHO) == "outside",
+        same_role=submitted(values, Block.ROLE_MATCH) == "same",
+        department=submitted(values, Block.DEPARTMENT),
+        role=submitted(values, Block.ROLE),
+        followups=WELCOME in (submitted(values, Block.FOLLOWUPS) or []),
+        crisis=NOT_SAFE in (submitted(values, Block.SAFETY) or []),
     )
 
 
@@ -139,30 +130,19 @@ def on_request_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
     flow.start(runtime, db, request)
 
 
-def _reply(respond: Respond, text: str) -> None:
-    respond(response_type="ephemeral", replace_original=False, text=text)
-
-
-def _number(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 @transactional
 def on_accept(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
               context: dict[str, Any], db: Session) -> None:
     """First accept wins; everyone else is thanked."""
     ack()
     runtime: Runtime = context["runtime"]
-    offer_id = _number(action.get("value"))
+    offer_id = whole_number(action.get("value"))
     result = domain.accept(db, offer_id, body["user"]["id"], now=runtime.clock.now()) \
         if offer_id is not None else domain.AcceptResult(Outcome.NOT_FOUND)
     if result.outcome == Outcome.ACCEPTED:
         flow.accepted(runtime, db, result)
         return
-    _reply(respond, REFUSALS[result.outcome])
+    reply_privately(respond, REFUSALS[result.outcome])
     if result.outcome in (Outcome.TAKEN, Outcome.CANCELLED) and result.offer is not None:
         how = "withdrawn" if result.outcome == Outcome.CANCELLED else "taken"
         respond(replace_original=True, **offer_ended(how))
@@ -174,13 +154,13 @@ def on_decline(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: 
     """A supporter cannot take it."""
     ack()
     runtime: Runtime = context["runtime"]
-    offer_id = _number(action.get("value"))
+    offer_id = whole_number(action.get("value"))
     result = domain.decline(db, offer_id, body["user"]["id"], now=runtime.clock.now()) \
         if offer_id is not None else domain.AcceptResult(Outcome.NOT_FOUND)
     if result.outcome == Outcome.DECLINED:
         flow.declined(runtime, db, result)
     else:
-        _reply(respond, REFUSALS[result.outcome])
+        reply_privately(respond, REFUSALS[result.outcome])
 
 
 @transactional
@@ -189,7 +169,7 @@ def on_cancel(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: R
     """The requester withdraws their request, from their DM, the modal or the Home tab."""
     ack()
     runtime: Runtime = context["runtime"]
-    request_id = _number(action.get("value"))
+    request_id = whole_number(action.get("value"))
     try:
         if request_id is None:
             raise RequestError("That request no longer exists.")
@@ -199,7 +179,7 @@ def on_cancel(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: R
                                            now=runtime.clock.now())
     except RequestError as error:
         if body.get("container", {}).get("type") == "message":
-            _reply(respond, str(error))
+            reply_privately(respond, str(error))
         return
     flow.cancelled(runtime, db, request, withdrawn, supporter_id)
     if body.get("container", {}).get("type") == "view" and "view" in body:
@@ -214,10 +194,10 @@ def on_hand_back(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond
     runtime: Runtime = context["runtime"]
     user_id = body["user"]["id"]
     try:
-        request = domain.hand_back(db, _number(action.get("value")) or 0, user_id,
+        request = domain.hand_back(db, whole_number(action.get("value")) or 0, user_id,
                                    now=runtime.clock.now())
     except RequestError as error:
-        _reply(respond, str(error))
+        reply_privately(respond, str(error))
         return
     flow.handed_back(runtime, db, request, user_id)
     respond(replace_original=True, **offer_ended("handed_back"))
@@ -228,10 +208,10 @@ def on_open_close(ack: Ack, body: dict[str, Any], action: dict[str, Any], respon
                   context: dict[str, Any], db: Session) -> None:
     """Open the closing questions for a request the clicker is supporting."""
     ack()
-    request = db.get(SupportRequest, _number(action.get("value")) or 0)
+    request = db.get(SupportRequest, whole_number(action.get("value")) or 0)
     if request is None or request.supporter_id != body["user"]["id"] \
             or request.state != "assigned":
-        _reply(respond, "This request is not open with you any more.")
+        reply_privately(respond, "This request is not open with you any more.")
         return
     context["runtime"].messenger.open_view(body["trigger_id"], close_modal(request.id))
 
@@ -244,10 +224,10 @@ def on_close_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
     values = view["state"]["values"]
     try:
         request = domain.close(
-            db, _number(view.get("private_metadata")) or 0, body["user"]["id"],
-            now=runtime.clock.now(), duration=_field(values, Block.DURATION) or "",
-            referred=_field(values, Block.REFERRED) == "yes",
-            need_met=_field(values, Block.NEED_MET) or "")
+            db, whole_number(view.get("private_metadata")) or 0, body["user"]["id"],
+            now=runtime.clock.now(), duration=submitted(values, Block.DURATION) or "",
+            referred=submitted(values, Block.REFERRED) == "yes",
+            need_met=submitted(values, Block.NEED_MET) or "")
     except RequestError as error:
         ack(response_action="errors", errors={Block.DURATION: str(error)})
         return
@@ -272,10 +252,10 @@ def on_take(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Res
     runtime: Runtime = context["runtime"]
     user_id = body["user"]["id"]
     try:
-        request = _coordinator_request(runtime, db, user_id, _number(action.get("value")))
+        request = _coordinator_request(runtime, db, user_id, whole_number(action.get("value")))
         result = domain.take_as_coordinator(db, request.id, user_id, now=runtime.clock.now())
     except (NotPermitted, RequestError) as error:
-        _reply(respond, str(error))
+        reply_privately(respond, str(error))
         return
     audit.record(db, user_id, "request.take", str(request.id), now=runtime.clock.now())
     flow.accepted(runtime, db, result)
@@ -291,14 +271,14 @@ def on_pick(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Res
     picked = action.get("selected_user")
     try:
         request = _coordinator_request(runtime, db, body["user"]["id"],
-                                       _number(block_id.removeprefix("alert:")))
+                                       whole_number(block_id.removeprefix("alert:")))
         if not isinstance(picked, str):
             raise RequestError("Pick a person.")
         flow.direct_offer(runtime, db, request, picked)
     except (NotPermitted, RequestError) as error:
-        _reply(respond, str(error))
+        reply_privately(respond, str(error))
         return
     audit.record(db, body["user"]["id"], "request.pick", str(request.id),
                  now=runtime.clock.now())
-    _reply(respond, f"Offered to <@{picked}>. You will hear when someone accepts.")
+    reply_privately(respond, f"Offered to <@{picked}>. You will hear when someone accepts.")
 

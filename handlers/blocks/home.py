@@ -58,10 +58,9 @@ def home_view(home: Home) -> dict:
                        _text("Post an anonymous wellbeing prompt with `/peersupport pulse`; see "
                              "results with `/peersupport results`.")])
     view = {"type": "home", "blocks": to_dicts(blocks)}
-    if home.roles.leader and home.prompt_results:
+    if home.prompt_results and home.insights is not None:  # leaders always get both
         view["blocks"].extend(results_message(list(home.prompt_results),
-                                              home.insights.minimum if home.insights else 5
-                                              )["blocks"][1:])
+                                              home.insights.minimum)["blocks"][1:])
     if home.insights is not None:
         view["blocks"].extend([DividerBlock().to_dict(), *insights_blocks(home.insights)])
     view["blocks"].extend([DividerBlock().to_dict()] + surfacing_blocks(

@@ -26,7 +26,7 @@ from bot.duty import WEEKDAYS
 from bot.insights import Insights
 from bot.library import Entry
 from bot.models import Pulse, PulseRun
-from bot.pulses import OPEN_FOR, RECURRENCES, PulseResults
+from bot.pulses import MAX_QUESTION, OPEN_FOR, RECURRENCES, PulseResults
 from handlers.blocks.common import escape, to_dicts
 from handlers.ids import Action, Callback
 from handlers.ids import Block as BlockId
@@ -62,7 +62,8 @@ def pulse_modal(presets: Sequence[Entry], tz: str) -> dict:
         InputBlock(block_id=BlockId.PRESET, label="Question", element=StaticSelectElement(
             action_id=Action.FIELD, options=preset_options, initial_option=preset_options[0])),
         InputBlock(block_id=BlockId.QUESTION, label="Your own question", optional=True,
-                   element=PlainTextInputElement(action_id=Action.FIELD, max_length=150),
+                   element=PlainTextInputElement(action_id=Action.FIELD,
+                                                 max_length=MAX_QUESTION),
                    hint="Only if you chose your own question. Never ask about patients."),
         radio(BlockId.SCALE, "Answers", {"five_point": "A scale of 1 to 5",
                                          "options": "Named answers"}, "five_point"),
