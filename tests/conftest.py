@@ -11,9 +11,10 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
@@ -197,6 +198,30 @@ def runtime(database: Database, fake_slack: FakeSlack, clock: ManualClock) -> Ru
                          engine=database.engine, run_migrations=False)
 
 
+def run_together(work: Callable[[Any, Callable[[], Any]], Any], items: Sequence[Any], *,
+                 timeout: float = 120) -> list[Any]:
+    """Run work(item, go) for every item on its own thread; each calls go() to wait until all
+    are ready, so they really race. Re-raises the first error; returns results in item order."""
+    barrier = threading.Barrier(len(items))
+    results: list[Any] = [None] * len(items)
+    errors: list[BaseException] = []
+
+    def run(index: int, item: Any) -> None:
+        try:
+            results[index] = work(item, barrier.wait)
+        except BaseException as error:  # noqa: BLE001 - re-raised below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(items)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    if errors:
+        raise errors[0]
+    return results
+
+
 def eventually(check, timeout: float = 5.0):  # noqa: ANN001, ANN201
     """Poll `check` until it returns a truthy value (listeners commit just after they answer)."""
     deadline = time.monotonic() + timeout
@@ -261,6 +286,20 @@ def typed_strings(body: str) -> set[str]:
     else:
         walk(form)
     return found
+
+
+LEADER = "ULEAD00001"
+PULSE_SECRET = "s" * 40
+
+
+@pytest.fixture
+def leader_server(app_server: AppServer) -> AppServer:
+    """The app with a leader (LEADER) and wellbeing prompts switched on."""
+    runtime = app_server.runtime
+    object.__setattr__(runtime.settings, "pulse_secret", PULSE_SECRET)
+    runtime.roles.leaders = frozenset({LEADER})
+    app_server.slack.fake.add_user(LEADER, tz="America/New_York")
+    return app_server
 
 
 @pytest.fixture

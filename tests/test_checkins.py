@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -20,7 +19,7 @@ from bot.models import CheckIn, CheckInState, ContactHours, RequestState, Suppor
 from bot.requests import RequestForm
 from handlers.blocks.checkins import METADATA_TYPE
 from handlers.ids import Action, Block, Callback
-from tests.conftest import AppServer, Database, eventually
+from tests.conftest import AppServer, Database, eventually, run_together
 from tests.test_requests_http import (
     REQUESTER,
     SUPPORTERS,
@@ -386,23 +385,13 @@ def test_two_clocks_on_the_same_database_send_each_check_in_once(
     runtime = app_server.runtime
     engines = [DueWorkEngine(make_sessions(runtime.engine), runtime.jobs, runtime.clock,
                              batch_size=4, worker_id=name) for name in ("clock-a", "clock-b")]
-    start = threading.Barrier(2)
-    errors: list[BaseException] = []
 
-    def run(engine: DueWorkEngine) -> None:
-        try:
-            start.wait()
-            while engine.tick().claimed:
-                pass
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+    def run(engine: DueWorkEngine, go) -> None:  # noqa: ANN001
+        go()
+        while engine.tick().claimed:
+            pass
 
-    threads = [threading.Thread(target=run, args=(e,)) for e in engines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
+    run_together(run, engines)
     sent = Counter(c.args["metadata"]["event_payload"]["checkin_id"]
                    for c in checkin_posts(app_server))
     assert sorted(sent) == sorted(many_due) and set(sent.values()) == {1}

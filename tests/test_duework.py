@@ -13,7 +13,7 @@ from bot.clock import ManualClock
 from bot.db import make_sessions
 from bot.duework import DueWorkEngine, JobContext, JobKind, JobRegistry, RetryLater, cancel, schedule
 from bot.models import DueWork, WorkState
-from tests.conftest import Database
+from tests.conftest import Database, run_together
 
 
 class Recorder:
@@ -276,23 +276,13 @@ def _two_clocks_run_everything_once(database: Database, clock: ManualClock, item
         # Each clock has its own engine and connection pool, as a separate process would.
         engines.append(DueWorkEngine(make_sessions(database.new_engine()), registry, clock,
                                      batch_size=7, worker_id=name))
-    start = threading.Barrier(len(engines))
-    errors: list[BaseException] = []
 
-    def run(engine: DueWorkEngine) -> None:
-        try:
-            start.wait()
-            while engine.tick().claimed:
-                pass
-        except BaseException as error:  # noqa: BLE001 - surfaced to the test below
-            errors.append(error)
+    def run(engine: DueWorkEngine, go) -> None:  # noqa: ANN001
+        go()
+        while engine.tick().claimed:
+            pass
 
-    threads = [threading.Thread(target=run, args=(engine,)) for engine in engines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    run_together(run, engines)
     counts = Counter(recorder.runs)
     assert len(counts) == items, "every item ran"
     assert max(counts.values()) == 1, "no item ran twice"

@@ -20,12 +20,11 @@ from bot.pulses import PulseError, PulseSpec
 from bot.settings import Settings, SettingsError
 from handlers.blocks.pulses import insights_blocks, results_message
 from handlers.ids import Action, Block, Callback
-from tests.conftest import AppServer, Database, eventually
+from tests.conftest import LEADER, PULSE_SECRET, AppServer, Database, eventually
 from tests.test_requests_http import home_of, tick
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
-SECRET = "s" * 40
-LEADER = "ULEAD00001"
+SECRET = PULSE_SECRET
 K = 5
 
 
@@ -232,15 +231,6 @@ def test_figures_on_few_people_are_hidden(database: Database) -> None:
 
 
 # -- end to end --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def leader_server(app_server: AppServer) -> AppServer:
-    runtime = app_server.runtime
-    object.__setattr__(runtime.settings, "pulse_secret", SECRET)
-    runtime.roles.leaders = frozenset({LEADER})
-    app_server.slack.fake.add_user(LEADER, tz="America/New_York")
-    return app_server
 
 
 def submit_prompt(server: AppServer, channel: str = "C0ICU0001") -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +14,7 @@ from bot.db import make_sessions
 from bot.models import Offer, OfferState, RequestState, SupporterStatus, SupportRequest
 from bot.requests import AlreadyOpen, Outcome, RequestError, RequestForm
 from bot.roster import SupporterSpec
-from tests.conftest import Database
+from tests.conftest import Database, run_together
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 FORM = RequestForm(urgency="now", connection="slack")
@@ -259,31 +258,18 @@ def test_twenty_concurrent_accepts_assign_exactly_one(pg_database: Database) -> 
     request_id = ask(pg_database)
     wave(pg_database, request_id, size=20)
     offers = {s: offer_of(pg_database, request_id, s) for s in supporters}
-    start = threading.Barrier(len(supporters))
-    outcomes: list[Outcome] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
 
-    def click(supporter: str) -> None:
+    def click(supporter: str, go) -> Outcome:  # noqa: ANN001
         # Each click has its own engine and connection, as a separate web process would.
         engine = pg_database.new_engine()
         try:
             with make_sessions(engine).begin() as session:
-                start.wait()
-                result = domain.accept(session, offers[supporter], supporter, now=NOW)
-            with lock:
-                outcomes.append(result.outcome)
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+                go()
+                return domain.accept(session, offers[supporter], supporter, now=NOW).outcome
         finally:
             engine.dispose()
 
-    threads = [threading.Thread(target=click, args=(s,)) for s in supporters]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    outcomes = run_together(click, supporters)
     assert Counter(outcomes) == Counter({Outcome.ACCEPTED: 1, Outcome.TAKEN: 19})
     with pg_database.sessions() as session:
         request = session.get(SupportRequest, request_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 
 import pytest
 from sqlalchemy import select
@@ -24,7 +23,7 @@ from bot.roster import SupporterSpec
 from handlers.blocks.requests import NOT_SAFE, WELCOME
 from handlers.ids import Action, Block, Callback
 from handlers.request_flow import ESCALATION_REMINDER, OFFER_TIMEOUT
-from tests.conftest import AppServer, eventually
+from tests.conftest import AppServer, eventually, run_together
 
 REQUESTER = "UCLIN00001"
 COORDINATOR = "UCOORD0001"
@@ -208,17 +207,12 @@ def test_concurrent_accept_clicks_assign_one_supporter(app_server: AppServer) ->
     request = request_row(app_server)
     clickers = [o.supporter_id for o in offers(app_server, request.id)]
     values = {s: offer_value(app_server, s) for s in clickers}
-    start = threading.Barrier(len(clickers))
 
-    def click(supporter: str) -> None:
-        start.wait()
+    def click(supporter: str, go) -> None:  # noqa: ANN001
+        go()
         app_server.slack.block_action(supporter, Action.ACCEPT_OFFER, values[supporter])
 
-    threads = [threading.Thread(target=click, args=(s,)) for s in clickers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(click, clickers)
     late = app_server.slack.fake.wait_for_response(count=4)  # a note and an update each
     assert sum("already taken" in r.get("text", "") for r in late
                if not r.get("replace_original")) == 2

@@ -75,18 +75,14 @@ def test_an_expired_trigger_asks_the_person_to_try_again(app_server: AppServer) 
     assert "took too long" in dm.args["text"]
 
 
-def test_a_deleted_channel_is_reported_to_the_leader(app_server: AppServer) -> None:
-    from tests.test_pulses import LEADER, SECRET, post_due_prompts, submit_prompt
+def test_a_deleted_channel_is_reported_to_the_leader(leader_server: AppServer) -> None:
+    from tests.test_pulses import post_due_prompts, submit_prompt
 
-    runtime = app_server.runtime
-    object.__setattr__(runtime.settings, "pulse_secret", SECRET)
-    runtime.roles.leaders = frozenset({LEADER})
-    app_server.slack.fake.add_user(LEADER, tz="America/New_York")
-    submit_prompt(app_server, channel="C0GONE0001")
-    app_server.slack.fake.fail("chat.postMessage", "channel_not_found")
-    post_due_prompts(app_server)
-    note = app_server.slack.fake.wait_for("chat.postMessage", lambda c: "no longer exists"
-                                          in c.args.get("text", ""))[0]
+    submit_prompt(leader_server, channel="C0GONE0001")
+    leader_server.slack.fake.fail("chat.postMessage", "channel_not_found")
+    post_due_prompts(leader_server)
+    note = leader_server.slack.fake.wait_for("chat.postMessage", lambda c: "no longer exists"
+                                             in c.args.get("text", ""))[0]
     assert "<#C0GONE0001>" in note.args["text"]
 
 
