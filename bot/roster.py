@@ -127,7 +127,8 @@ def remove(session: Session, user_ids: Iterable[str]) -> tuple[list[str], list[s
     return removed, missing
 
 
-def _require(session: Session, user_id: str) -> Supporter:
+def require(session: Session, user_id: str) -> Supporter:
+    """The supporter with this id, or RosterError saying they are not on the roster."""
     supporter = session.get(Supporter, user_id)
     if supporter is None:
         raise RosterError("you are not on the peer supporter roster; a program coordinator "
@@ -137,7 +138,7 @@ def _require(session: Session, user_id: str) -> Supporter:
 
 def set_available(session: Session, user_id: str, *, now: datetime) -> Supporter:
     """Mark a supporter available from now."""
-    supporter = _require(session, user_id)
+    supporter = require(session, user_id)
     supporter.status, supporter.away_until, supporter.updated_at = \
         SupporterStatus.AVAILABLE, None, now
     return supporter
@@ -146,7 +147,7 @@ def set_available(session: Session, user_id: str, *, now: datetime) -> Supporter
 def set_away(session: Session, user_id: str, *, now: datetime,
              until: datetime | None = None) -> Supporter:
     """Mark a supporter away, until a moment (at most 180 days ahead) or until they return."""
-    supporter = _require(session, user_id)
+    supporter = require(session, user_id)
     if until is not None and not now < until <= now + MAX_AWAY:
         raise RosterError("'away until' must be in the future and within 180 days")
     supporter.status, supporter.away_until, supporter.updated_at = \
@@ -158,7 +159,7 @@ def set_preferences(session: Session, user_id: str, *, now: datetime,
                     hours: Mapping[int, tuple[int, int]], case_cap: int,
                     cooldown_hours: int) -> Supporter:
     """Replace a supporter's weekly hours (weekday -> start, end minutes), cap and cool-down."""
-    supporter = _require(session, user_id)
+    supporter = require(session, user_id)
     low, high = CASE_CAP_RANGE
     if not low <= case_cap <= high:
         raise RosterError(f"the case limit must be between {low} and {high}", "case_cap")

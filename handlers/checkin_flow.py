@@ -89,7 +89,8 @@ def send(runtime: Runtime, ctx: JobContext) -> None:
     tz = str(user.get("tz") or (stored.tz if stored else runtime.settings.program_timezone))
     start, end = (stored.start_minute, stored.end_minute) if stored else \
         (checkins.DEFAULT_START, checkins.DEFAULT_END)
-    if checkin.state == CheckInState.SCHEDULED:
+    retrying = checkin.state == CheckInState.SENDING
+    if not retrying:
         placed = checkins.place(ctx.now, tz, start, end)
         if placed > ctx.now:  # late (the clock was down), or the person changed their hours
             checkins.move(db, checkin, placed, now=ctx.now)
@@ -98,7 +99,9 @@ def send(runtime: Runtime, ctx: JobContext) -> None:
             if not checkins.claim_for_sending(claim, checkin.id):
                 return  # another clock has it
     channel = runtime.messenger.open_conversation([user_id])
-    posted = runtime.messenger.find_marked(channel, METADATA_TYPE, "checkin_id", checkin.id)
+    # Only a check-in claimed by an earlier attempt can already be in the DM.
+    posted = runtime.messenger.find_marked(channel, METADATA_TYPE, "checkin_id", checkin.id) \
+        if retrying else None
     if posted is None:
         try:
             posted = runtime.messenger.post_message(channel, **checkin_message(checkin.id))

@@ -60,8 +60,12 @@ def dispatch_wave(runtime: Runtime, db: Session, request: SupportRequest) -> Non
     duework.schedule(db, OFFER_TIMEOUT, now + timedelta(seconds=timeout), now=now,
                      payload={"request_id": request.id, "wave": request.wave},
                      key=f"{OFFER_TIMEOUT}:{request.id}:{request.wave}")
-    request_id, wave = request.id, request.wave
-    offer_ids = [offer.id for offer in offers]
+    _post_after_commit(runtime, db, request, offers)
+
+
+def _post_after_commit(runtime: Runtime, db: Session, request: SupportRequest,
+                       offers: list[Offer]) -> None:
+    request_id, wave, offer_ids = request.id, request.wave, [offer.id for offer in offers]
     after_commit(db, lambda: _post_offers(runtime, request_id, wave, offer_ids))
 
 
@@ -146,8 +150,7 @@ def remind(runtime: Runtime, db: Session, request_id: int, number: int) -> None:
     newcomers = domain.next_wave(db, request, now=runtime.clock.now(),
                                  wave_size=runtime.settings.wave_size)
     if newcomers:
-        request_id, wave, offer_ids = request.id, request.wave, [o.id for o in newcomers]
-        after_commit(db, lambda: _post_offers(runtime, request_id, wave, offer_ids))
+        _post_after_commit(runtime, db, request, newcomers)
     _alert_coordinators(runtime, db, request, reminder=number)
     _schedule_reminder(runtime, db, request, number + 1)
 

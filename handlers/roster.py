@@ -113,11 +113,8 @@ def away_command(call: Invocation) -> None:
     runtime: Runtime = call.context["runtime"]
     db = call.context["db"]
     now = runtime.clock.now()
-    supporter = roster.get(db, call.user_id)
     try:
-        if supporter is None:
-            raise RosterError("you are not on the peer supporter roster; a program coordinator "
-                              "can add you")
+        supporter = roster.require(db, call.user_id)
         until = None
         if call.args:
             text = call.args.removeprefix("until ").strip()
