@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -13,18 +14,22 @@ from bot.deliveries import delivery_key, first_delivery
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
+# Listeners that may have acknowledged and be waiting for a work slot, per process.
+ACK_BACKLOG = 256
 
 
 def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
     """Build the Bolt app for HTTP or Socket Mode from a runtime."""
     settings = runtime.settings
+    work_slots = threading.BoundedSemaphore(settings.listener_threads)
     app = App(
         signing_secret=settings.slack_signing_secret or "",
         client=runtime.client,
-        # Listeners run on this pool after ack(); a generous size keeps a slow Web API call
-        # from queueing the acknowledgements of other requests behind it.
+        # Listeners start on this pool and acknowledge from it; it is larger than the number
+        # that may work at once (work_slots, below), so an acknowledgement never queues behind
+        # slow Web API calls: see handlers.middleware.
         listener_executor=ThreadPoolExecutor(
-            max_workers=settings.listener_threads, thread_name_prefix="listener"),
+            max_workers=settings.listener_threads + ACK_BACKLOG, thread_name_prefix="listener"),
         request_verification_enabled=not settings.socket_mode,
         token_verification_enabled=verify_token,
         raise_error_for_unhandled_request=False,
@@ -34,6 +39,7 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
     @app.use
     def provide_runtime(context: dict[str, Any], next: Any) -> None:  # noqa: A002 - Bolt's name
         context["runtime"] = runtime
+        context["work_slots"] = work_slots
         context["messenger"] = runtime.messenger
         context["clock"] = runtime.clock
         # A session connects only when first used; @transactional listeners commit and close it.

@@ -7,7 +7,9 @@ uses, and one place where Slack's errors become outcomes the rest of the code un
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,8 +103,28 @@ class Posted:
 class Messenger:
     """Thin, typed wrappers over the Web API calls the app makes."""
 
-    def __init__(self, client: WebClient):
+    def __init__(self, client: WebClient, *, parallel: int = 8):
         self.client = client
+        self.parallel = parallel
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def post_dms(self, messages: Sequence[tuple[str, dict[str, Any]]]) -> list[Posted | None]:
+        """Post one DM to each (user id, message) pair, `parallel` at a time, in order; None
+        where the person could not be reached (the others are still posted)."""
+
+        def post(user_id: str, content: dict[str, Any]) -> Posted | None:
+            try:
+                return self.post_dm(user_id, **content)
+            except SlackUnreachable:
+                return None
+
+        if len(messages) <= 1:
+            return [post(user_id, content) for user_id, content in messages]
+        with self._pool_lock:
+            if self._pool is None:  # made on first use: after a server's fork, never before
+                self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="slack-post")
+        return list(self._pool.map(lambda pair: post(*pair), messages))
 
     def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
         if method not in METHODS_USED:

@@ -58,7 +58,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None,
         migrate(engine)
     client = client or build_client(settings)
     clock = clock or SystemClock()
-    messenger = Messenger(client)
+    messenger = Messenger(client, parallel=settings.slack_parallel)
     runtime = Runtime(
         settings=settings, engine=engine, sessions=make_sessions(engine), clock=clock,
         client=client, messenger=messenger, library=library,

@@ -36,6 +36,7 @@ class Settings:
     web_workers: int = 2
     web_threads: int = 8
     listener_threads: int = 16
+    slack_parallel: int = 8
     tick_seconds: float = 15.0
     duework_batch: int = 100
     duework_lease_seconds: int = 300
@@ -128,6 +129,7 @@ class Settings:
             web_workers=reader.integer("WEB_CONCURRENCY", 2, low=1, high=64),
             web_threads=reader.integer("PEERSUPPORT_WEB_THREADS", 8, low=1, high=256),
             listener_threads=reader.integer("PEERSUPPORT_LISTENER_THREADS", 16, low=1, high=256),
+            slack_parallel=reader.integer("PEERSUPPORT_SLACK_PARALLEL", 8, low=1, high=64),
             tick_seconds=reader.number("PEERSUPPORT_TICK_SECONDS", 15.0, low=0.05, high=3600),
             duework_batch=reader.integer("PEERSUPPORT_DUEWORK_BATCH", 100, low=1, high=10000),
             duework_lease_seconds=reader.integer(

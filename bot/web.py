@@ -67,6 +67,22 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         return self.application
 
 
+def server_options(port: int, *, workers: int, threads: int) -> dict[str, Any]:
+    """gunicorn's settings for serving Slack: threaded workers, no access log, no admin socket."""
+    return {
+        "bind": f"0.0.0.0:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": 30,
+        "graceful_timeout": 20,
+        "keepalive": 5,
+        "accesslog": None,
+        # No admin socket in the home directory: several instances may run on one host.
+        "control_socket_disable": True,
+    }
+
+
 def serve(runtime: Runtime, bolt: App, *, workers: int,
           in_worker: Callable[[], None] | None = None) -> None:
     """Serve HTTP on PORT with gunicorn's threaded workers until stopped.
@@ -87,19 +103,6 @@ def serve(runtime: Runtime, bolt: App, *, workers: int,
         if in_worker is not None:
             in_worker()
 
-    options = {
-        "bind": f"0.0.0.0:{settings.port}",
-        "workers": workers,
-        "worker_class": "gthread",
-        "threads": settings.web_threads,
-        "timeout": 30,
-        "graceful_timeout": 20,
-        "keepalive": 5,
-        "accesslog": None,
-        # No admin socket in the home directory: several instances may run on one host.
-        "control_socket_disable": True,
-        "post_fork": post_fork,
-        "when_ready": when_ready,
-        "post_worker_init": post_worker_init,
-    }
+    options = server_options(settings.port, workers=workers, threads=settings.web_threads)
+    options.update(post_fork=post_fork, when_ready=when_ready, post_worker_init=post_worker_init)
     GunicornServer(create_wsgi_app(runtime, bolt), options).run()

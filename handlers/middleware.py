@@ -3,12 +3,43 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
 
 from bot.db import discard_after_commit, run_after_commit
 
 Listener = TypeVar("Listener", bound=Callable[..., Any])
+
+
+class _AckThenWait:
+    """The listener's ack(), which answers Slack at once and then waits for a work slot.
+
+    Every listener runs on Bolt's listener pool and answers Slack from there. When that pool's
+    threads were all busy with slow Web API calls, new requests waited for a thread before they
+    could even acknowledge. Now the pool is large, acknowledging never waits, and the work after
+    it is what is bounded: a listener that has acknowledged parks (using no CPU) until one of
+    `work_slots` is free. One that already holds a database transaction (it did its work
+    before answering, as a form submission does) finishes at once instead: parked, it would
+    hold a pooled connection and its locks while it waited.
+    """
+
+    def __init__(self, ack: Callable[..., Any], slots: threading.Semaphore, db: Session):
+        self._ack, self._slots, self._db, self._held = ack, slots, db, False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        answer = self._ack(*args, **kwargs)
+        if not self._held and not self._db.in_transaction():
+            self._slots.acquire()
+            self._held = True
+        return answer
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
 
 
 def transactional(listener: Listener) -> Listener:
@@ -23,6 +54,10 @@ def transactional(listener: Listener) -> Listener:
     @functools.wraps(listener)
     def run(*args: Any, **kwargs: Any) -> Any:
         db = kwargs["db"] if "db" in kwargs else kwargs["context"]["db"]
+        slots = kwargs["context"].get("work_slots") if "context" in kwargs else None
+        acked = _AckThenWait(kwargs["ack"], slots, db) if "ack" in kwargs and slots else None
+        if acked is not None:
+            kwargs["ack"] = acked
         try:
             result = listener(*args, **kwargs)
             db.commit()
@@ -31,6 +66,9 @@ def transactional(listener: Listener) -> Listener:
             discard_after_commit(db)
             db.close()
             raise
+        finally:
+            if acked is not None:
+                acked.release()
         db.close()
         run_after_commit(db)
         return result

@@ -74,13 +74,9 @@ def _post_offers(runtime: Runtime, request_id: int, wave: int, offer_ids: list[i
         request = db.get(SupportRequest, request_id)
         offers = [db.get(Offer, offer_id) for offer_id in offer_ids]
         message = {offer.id: offer_message(request, offer.id) for offer in offers}
-    delivered = {}
-    for offer_id, content in message.items():
-        supporter_id = next(o.supporter_id for o in offers if o.id == offer_id)
-        try:
-            delivered[offer_id] = runtime.messenger.post_dm(supporter_id, **content)
-        except SlackUnreachable:
-            delivered[offer_id] = None  # skip this supporter and carry on with the others
+    # Posted a few at a time: a wave of fifty, one after another, would take seconds.
+    posted = runtime.messenger.post_dms([(offer.supporter_id, message[offer.id]) for offer in offers])
+    delivered = {offer.id: result for offer, result in zip(offers, posted, strict=True)}
     with runtime.sessions.begin() as db:
         request = db.get(SupportRequest, request_id)
         for offer_id, posted in delivered.items():

@@ -62,7 +62,8 @@ def open_request(runtime: Runtime, db: Session, user_id: str, trigger_id: str) -
     if existing is not None:
         view = open_request_modal(existing)
     else:
-        departments = sorted({d for d in db.scalars(select(Supporter.department)) if d})
+        departments = tuple(d for d in db.scalars(
+            select(Supporter.department).distinct().order_by(Supporter.department)) if d)
         view = request_modal(departments)
     try:
         runtime.messenger.open_view(trigger_id, view)

@@ -152,6 +152,20 @@ def test_asking_acknowledges_then_offers_a_wave_and_tells_the_person(
     assert_never_dropped(app_server)
 
 
+def test_a_wave_of_offers_goes_out_together_not_one_after_another(
+        app_server: AppServer) -> None:
+    add_supporters(app_server, *SUPPORTERS)
+    slow = 2.0
+    app_server.slack.fake.fail("chat.postMessage", delay=slow, times=3)  # each answer is late
+    ask(app_server)
+    posted_offers(app_server, 3)
+    starts = sorted(call.at for call in app_server.slack.fake.calls_to("chat.postMessage")
+                    if Action.ACCEPT_OFFER in json.dumps(call.args.get("blocks")))
+    # One after another, the third could only start once the first two had been answered.
+    assert starts[2] < starts[0] + slow
+    assert_never_dropped(app_server)
+
+
 def test_a_second_request_shows_the_open_one(app_server: AppServer) -> None:
     add_supporters(app_server, *SUPPORTERS)
     ask(app_server)

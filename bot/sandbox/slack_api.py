@@ -65,6 +65,12 @@ class SlackUser:
         }
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The default backlog of 5 resets connections when many calls arrive at once (benchmarks).
+    request_queue_size = 256
+
+
 class FakeSlack:
     """The Web API stand-in; start() it, use .api_url, stop() it."""
 
@@ -96,8 +102,7 @@ class FakeSlack:
     def start(self) -> FakeSlack:
         """Listen on a free loopback port in a background thread."""
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         daemon=True, name="fake-slack")
         self._thread.start()

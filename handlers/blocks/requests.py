@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from slack_sdk.models.blocks import (
@@ -55,8 +56,13 @@ def _radio(block_id: str, label: str, choices: dict[str, str], initial: str) -> 
         initial_option=next(o for o in options if o.value == initial)))
 
 
-def request_modal(departments: Sequence[str]) -> dict:
-    """Ask for support: preferences only, with no place to say what happened, and why."""
+@functools.lru_cache(maxsize=16)
+def request_modal(departments: tuple[str, ...]) -> dict:
+    """Ask for support: preferences only, with no place to say what happened, and why.
+
+    Cached by the department list (read-only to callers): the form is the same for everyone,
+    and building and validating its Block Kit was most of the cost of acknowledging a request.
+    """
     department_options = [Option(value=d, label=d[:75]) for d in departments[:99]]
     blocks: list[Block] = [
         _section("A trained peer supporter, a colleague, will reach out to listen. This is "
