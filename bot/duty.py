@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bot.models import DutyHours, Supporter, SupporterStatus
 
@@ -28,7 +33,25 @@ def is_available(supporter: Supporter, at: datetime) -> bool:
     return supporter.away_until is not None and supporter.away_until <= at
 
 
-def within_hours(hours: Sequence[DutyHours], tz: str, at: datetime) -> bool:
+class Window(Protocol):
+    """One weekly on-duty window: a DutyHours row, or a plain row read for many at once."""
+
+    weekday: int
+    start_minute: int
+    end_minute: int
+
+
+def weekly_hours(session: Session) -> dict[str, list[Window]]:
+    """Every supporter's windows in one plain query: matching reads a whole roster's hours,
+    and loading them as ORM collections cost far more than reading them."""
+    hours: dict[str, list[Window]] = defaultdict(list)
+    for row in session.execute(select(DutyHours.user_id, DutyHours.weekday,
+                                      DutyHours.start_minute, DutyHours.end_minute)):
+        hours[row.user_id].append(row)
+    return hours
+
+
+def within_hours(hours: Sequence[Window], tz: str, at: datetime) -> bool:
     """Whether `at` falls inside the weekly windows (no windows at all means any time).
 
     Windows are wall-clock times in the supporter's zone, so a 08:00-16:00 shift stays

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from bot import duty
 from bot.models import (
@@ -136,15 +136,18 @@ def eligible_supporters(session: Session, request: SupportRequest, *, now: datet
     asked = set(session.scalars(select(Offer.supporter_id).where(
         Offer.request_id == request.id)))
     active, last_closed = _workload(session)
+    hours = duty.weekly_hours(session)
     chosen = []
-    for supporter in session.scalars(select(Supporter)):
+    # Hours are read above in one plain query; loading them per supporter would dominate.
+    for supporter in session.scalars(select(Supporter).options(lazyload(Supporter.hours))):
         if supporter.user_id in asked or supporter.user_id == request.requester_id:
             continue
-        if request.crisis:
-            if duty.is_available(supporter, now):
-                chosen.append(supporter)
+        if not duty.is_available(supporter, now):
             continue
-        if not duty.is_on_duty(supporter, now):
+        if request.crisis:
+            chosen.append(supporter)
+            continue
+        if not duty.within_hours(hours.get(supporter.user_id, ()), supporter.tz, now):
             continue
         if active.get(supporter.user_id, 0) >= supporter.case_cap:
             continue

@@ -72,15 +72,17 @@ def _post_after_commit(runtime: Runtime, db: Session, request: SupportRequest,
 def _post_offers(runtime: Runtime, request_id: int, wave: int, offer_ids: list[int]) -> None:
     with runtime.sessions.begin() as db:
         request = db.get(SupportRequest, request_id)
-        offers = [db.get(Offer, offer_id) for offer_id in offer_ids]
+        by_id = {o.id: o for o in db.scalars(select(Offer).where(Offer.id.in_(offer_ids)))}
+        offers = [by_id[offer_id] for offer_id in offer_ids]
         message = {offer.id: offer_message(request, offer.id) for offer in offers}
     # Posted a few at a time: a wave of fifty, one after another, would take seconds.
     posted = runtime.messenger.post_dms([(offer.supporter_id, message[offer.id]) for offer in offers])
     delivered = {offer.id: result for offer, result in zip(offers, posted, strict=True)}
     with runtime.sessions.begin() as db:
         request = db.get(SupportRequest, request_id)
+        stored = {o.id: o for o in db.scalars(select(Offer).where(Offer.id.in_(offer_ids)))}
         for offer_id, posted in delivered.items():
-            offer = db.get(Offer, offer_id)
+            offer = stored[offer_id]
             if posted is None:
                 offer.state = OfferState.FAILED
                 continue
