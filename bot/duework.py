@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -157,6 +158,11 @@ class TickReport:
     rescheduled: int = 0
     lost_lease: int = 0
 
+    def add(self, other: TickReport) -> None:
+        """Count `other`'s figures in this one."""
+        for name in vars(self):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 class DueWorkEngine:
     """Claims due rows and runs them, each in its own session."""
@@ -172,6 +178,7 @@ class DueWorkEngine:
         grace: timedelta = timedelta(minutes=15),
         catchup_window: timedelta = timedelta(minutes=30),
         worker_id: str | None = None,
+        threads: int = 1,
     ):
         self.sessions = sessions
         self.registry = registry
@@ -181,6 +188,8 @@ class DueWorkEngine:
         self.grace = grace
         self.catchup_window = catchup_window
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
+        self.threads = threads
+        self._pool: ThreadPoolExecutor | None = None
         self._last_purge: datetime | None = None
 
     def tick(self) -> TickReport:
@@ -188,8 +197,16 @@ class DueWorkEngine:
         report = TickReport()
         token, items = self.claim()
         report.claimed = len(items)
-        for item in items:
-            self._run_one(item, token, report)
+        if self.threads > 1 and len(items) > 1:
+            # Items are independent (each has its own session and claim), and most of their
+            # time is spent waiting on Slack: a batch runs `threads` at a time.
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="duework")
+            for part in self._pool.map(lambda item: self._run_alone(item, token), items):
+                report.add(part)
+        else:
+            for item in items:
+                self._run_one(item, token, report)
         self._purge_finished_now_and_then()
         if report.claimed:
             log.info(
@@ -204,11 +221,26 @@ class DueWorkEngine:
         total = TickReport()
         for _ in range(max_ticks):
             report = self.tick()
-            for name in vars(total):
-                setattr(total, name, getattr(total, name) + getattr(report, name))
+            total.add(report)
             if report.claimed == 0:
                 break
         return total
+
+    def drain(self, max_ticks: int = 10_000) -> TickReport:
+        """Tick while batches come back full: what the clock runs each period, so a backlog
+        (after downtime, or a busy morning) goes out at full speed, not a batch per period."""
+        total = TickReport()
+        for _ in range(max_ticks):
+            report = self.tick()
+            total.add(report)
+            if report.claimed < self.batch_size:
+                break
+        return total
+
+    def _run_alone(self, item: DueWork, token: str) -> TickReport:
+        report = TickReport()
+        self._run_one(item, token, report)
+        return report
 
     def claim(self) -> tuple[str, list[DueWork]]:
         """Atomically mark up to batch_size due (or lease-expired) rows as ours and return them."""

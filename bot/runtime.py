@@ -42,6 +42,8 @@ class Runtime:
             grace=timedelta(seconds=s.duework_grace_seconds),
             catchup_window=timedelta(seconds=s.duework_catchup_seconds),
             worker_id=worker_id,
+            # SQLite lets one writer in at a time: more threads would only queue on its lock.
+            threads=1 if self.engine.dialect.name == "sqlite" else s.duework_threads,
         )
 
 

@@ -37,6 +37,7 @@ class Settings:
     web_threads: int = 8
     listener_threads: int = 16
     slack_parallel: int = 8
+    duework_threads: int = 4
     tick_seconds: float = 15.0
     duework_batch: int = 100
     duework_lease_seconds: int = 300
@@ -132,6 +133,7 @@ class Settings:
             slack_parallel=reader.integer("PEERSUPPORT_SLACK_PARALLEL", 8, low=1, high=64),
             tick_seconds=reader.number("PEERSUPPORT_TICK_SECONDS", 15.0, low=0.05, high=3600),
             duework_batch=reader.integer("PEERSUPPORT_DUEWORK_BATCH", 100, low=1, high=10000),
+            duework_threads=reader.integer("PEERSUPPORT_DUEWORK_THREADS", 4, low=1, high=64),
             duework_lease_seconds=reader.integer(
                 "PEERSUPPORT_DUEWORK_LEASE_SECONDS", 300, low=5, high=86400
             ),

@@ -297,3 +297,48 @@ def test_two_clocks_on_postgresql_never_run_an_item_twice(pg_database: Database,
 def test_two_clocks_on_sqlite_never_run_an_item_twice(sqlite_database: Database,
                                                       clock: ManualClock) -> None:
     _two_clocks_run_everything_once(sqlite_database, clock, items=120)
+
+
+def test_a_backlog_larger_than_a_batch_goes_out_in_one_period(database: Database,
+                                                               clock: ManualClock) -> None:
+    recorder = Recorder()
+    engine = make_engine(database, clock, JobKind("ping", recorder), batch_size=40)
+    with database.sessions.begin() as session:
+        for n in range(100):
+            schedule(session, "ping", clock.now(), now=clock.now(), payload={"n": n})
+
+    report = engine.drain()  # what the clock runs once per period
+
+    assert (report.claimed, report.done) == (100, 100)
+    assert sorted(p["n"] for p in recorder.payloads) == list(range(100))
+    assert states(database) == Counter({WorkState.DONE: 100})
+
+
+def test_a_batch_runs_several_items_at_once_each_exactly_once(pg_database: Database,
+                                                               clock: ManualClock) -> None:
+    inside, most, lock = [0], [0], threading.Lock()
+    everyone_in = threading.Barrier(3, timeout=10)
+    recorder = Recorder()
+
+    def slow(ctx: JobContext) -> None:
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        if ctx.payload["n"] < 3:
+            everyone_in.wait()  # the first three meet: only possible if they run together
+        recorder(ctx)
+        with lock:
+            inside[0] -= 1
+
+    engine = make_engine(pg_database, clock, JobKind("slow", slow), threads=4)
+    with pg_database.sessions.begin() as session:
+        for n in range(30):
+            schedule(session, "slow", clock.now() + timedelta(microseconds=n), now=clock.now(),
+                     payload={"n": n})
+    clock.advance(1)
+
+    report = engine.drain()
+
+    assert (report.claimed, report.done, report.failed) == (30, 30, 0)
+    assert most[0] >= 3
+    assert sorted(recorder.runs) == sorted(set(recorder.runs)) and len(recorder.runs) == 30

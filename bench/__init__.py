@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench` runs them all, prints a table and writes BENCHMARKS.md."""
