@@ -429,6 +429,7 @@ class World:
     def news(self) -> list[Seen]:
         """What appeared or changed on anyone's screen since the last call, in time order."""
         now: dict[tuple, tuple[int, str, str, str]] = {}
+        forms: dict[tuple, str] = {}  # a form is news when it opens or changes, not when filled
         for person in self.people.values():
             for channel, ts, where, message in self._visible(person.id):
                 if not where.startswith("#"):
@@ -438,6 +439,7 @@ class World:
             if modal is not None:
                 now[("form", person.id)] = (_order(modal["hash"]), person.name, "a form opens",
                                             self.form_text(person.id))
+                forms[("form", person.id)] = f"{modal['id']} {modal['hash']}"
             home = self.fake.homes.get(person.id)
             if home is not None:
                 now[("home", person.id)] = (_order(home["hash"]), person.name,
@@ -453,10 +455,10 @@ class World:
         fresh = []
         for key, (order, who, where, text) in now.items():
             previous = self._seen.get(key)
-            if previous != text:
+            if previous != forms.get(key, text):
                 label = where if previous is None or key[0] != "message" else where + " (updated)"
                 fresh.append(Seen(order, who, label, text))
-        self._seen = {key: value[3] for key, value in now.items()}
+        self._seen = {key: forms.get(key, value[3]) for key, value in now.items()}
         return sorted(fresh, key=lambda seen: (seen.order, seen.who))
 
     def news_text(self) -> str:
