@@ -1,4 +1,5 @@
-"""`python -m bot [run|web|clock|socket|migrate]`: start-up, with one clear line for any bad setting."""
+"""`python -m bot [run|web|clock|socket|migrate|roster|demo|sandbox]`: start-up, with one clear line
+for any bad setting; with no Slack settings at all, the bare command plays the demo instead."""
 
 from __future__ import annotations
 
@@ -25,7 +26,12 @@ COMMANDS = {
     "socket": "the Slack app over Socket Mode, without the scheduler",
     "migrate": "apply database migrations and exit",
     "roster": "import or export the supporter roster as CSV",
+    "demo": "play the whole program in a local Slack sandbox (no workspace or tokens needed)",
+    "sandbox": "act as anyone in a local Slack sandbox from the terminal (no workspace needed)",
 }
+NO_TOKENS = ("peersupport: no Slack tokens are set (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET), so this "
+             "is the demo in a local sandbox; to connect a real workspace see 'Create the Slack "
+             "app' in README.md.")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,15 +47,37 @@ def _parser() -> argparse.ArgumentParser:
             exporter = actions.add_parser("export", help="write the roster as CSV")
             exporter.add_argument("file", nargs="?", default="-",
                                   help="where to write it (default: standard output)")
+        if name == "demo":
+            _demo_options(sub)
     return parser
+
+
+def _demo_options(parser: argparse.ArgumentParser) -> None:
+    from bot.sandbox.demo import DEFAULT_CHART
+
+    parser.add_argument("--chart", default=DEFAULT_CHART, metavar="PATH",
+                        help=f"where to write the results chart (default: {DEFAULT_CHART})")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print only the steps and the outcomes, not what people see")
+    parser.add_argument("--pace", type=float, default=None, metavar="SECONDS",
+                        help="pause after each step (default: 0.3 in a terminal, else 0)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, build settings once, and run the chosen process."""
     args = _parser().parse_args(argv)
     command = args.command or "run"
+    if command in ("demo", "sandbox"):
+        # The sandbox needs no settings at all: SLACK_* and the rest are ignored on purpose.
+        return _sandbox(command, args)
     try:
         settings = Settings.from_env(os.environ)
+        if args.command is None and not any(_configured(settings)):
+            # Only the bare command falls back to the demo; `run`, `web`, `clock` and `socket`
+            # named explicitly (as a Procfile does) still fail loudly without their tokens, and
+            # so does the bare command when some Slack settings are given but not all.
+            print(NO_TOKENS, flush=True)
+            return _sandbox("demo", _parser().parse_args(["demo"]))
         from bot.logs import configure_logging
 
         configure_logging(settings.log_level)
@@ -77,6 +105,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"peersupport: could not reach Slack at SLACK_API_URL ({error.reason}); check the "
               "network, or leave SLACK_API_URL unset to use Slack's own address.", file=sys.stderr)
         return 2
+
+
+def _configured(settings: Settings) -> tuple[bool, ...]:
+    return (bool(settings.slack_bot_token), bool(settings.slack_signing_secret),
+            bool(settings.slack_app_token))
+
+
+def _sandbox(command: str, args: argparse.Namespace) -> int:
+    from bot.logs import configure_logging
+
+    configure_logging("WARNING")  # the story is the output; app logs would only interleave
+    if command == "sandbox":
+        from bot.sandbox.shell import run_shell
+
+        return run_shell()
+    from pathlib import Path
+
+    from bot.sandbox.demo import play
+
+    pace = args.pace if args.pace is not None else (0.3 if sys.stdout.isatty() else 0.0)
+    return play(chart=Path(args.chart), quiet=args.quiet, pace=pace)
 
 
 def _migrate(settings: Settings) -> int:

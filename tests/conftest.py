@@ -19,22 +19,20 @@ from urllib.parse import parse_qsl
 
 import pytest
 from sqlalchemy import Engine, text
-from werkzeug.serving import make_server
 
-from bot.app import create_app
 from bot.clock import ManualClock
 from bot.db import make_engine, make_sessions, migrate
 from bot.logs import configure_logging
 from bot.messaging import build_client
 from bot.runtime import Runtime, build_runtime
-from bot.sandbox.driver import SlackDriver
+from bot.sandbox.server import AppServer
 from bot.sandbox.slack_api import FakeSlack
 from bot.sandbox.spec import WebApiSpec, load_default_spec
-from bot.settings import Settings
+from bot.sandbox.world import SIGNING_SECRET as SIGNING_SECRET  # noqa: F401 - used by tests
+from bot.sandbox.world import sandbox_settings as make_settings
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 START = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 
 
@@ -176,20 +174,6 @@ def clock() -> ManualClock:
     return ManualClock(START)
 
 
-def make_settings(fake: FakeSlack, database_url: str, **overrides: str) -> Settings:
-    """Settings as a deployment would give them, pointed at the stand-in and a test database."""
-    values = {
-        "SLACK_BOT_TOKEN": "xoxb-test-token",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": fake.api_url,
-        "DATABASE_URL": database_url,
-        "PEERSUPPORT_COORDINATORS": "UCOORD0001",
-        "PEERSUPPORT_LISTENER_THREADS": "8",
-    }
-    values.update(overrides)
-    return Settings.from_mapping(values)
-
-
 @pytest.fixture
 def runtime(database: Database, fake_slack: FakeSlack, clock: ManualClock) -> Runtime:
     """A runtime on the test database, the stand-in and the manual clock."""
@@ -230,29 +214,6 @@ def eventually(check, timeout: float = 5.0):  # noqa: ANN001, ANN201
         if result or time.monotonic() > deadline:
             return result
         time.sleep(0.02)
-
-
-class AppServer:
-    """The real Bolt app behind the real Flask adapter, served on loopback."""
-
-    def __init__(self, runtime: Runtime, fake: FakeSlack):
-        from bot.web import create_wsgi_app
-
-        self.runtime = runtime
-        self.bolt = create_app(runtime)
-        self._server = make_server("127.0.0.1", 0, create_wsgi_app(runtime, self.bolt),
-                                   threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
-        self._thread.start()
-        self.url = f"http://127.0.0.1:{self._server.server_port}/slack/events"
-        self.slack = SlackDriver(self.url, runtime.settings.slack_signing_secret or "", fake)
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        # Let listeners still running after their ack finish before Slack's stand-in goes.
-        self.bolt._listener_runner.listener_executor.shutdown(wait=True)
 
 
 TYPED_KEYS = {"text", "value", "private_metadata"}

@@ -96,9 +96,23 @@ def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
                           capture_output=True, text=True, timeout=60)
 
 
-def test_run_without_tokens_says_what_is_missing_and_exits_2(tmp_path: Path) -> None:
+def test_the_bare_command_without_tokens_plays_the_demo(tmp_path: Path) -> None:
     result = run_cli(tmp_path, PYTHONPATH=str(ROOT))
-    assert result.returncode == 2
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("peersupport: no Slack tokens are set") and "README.md" in first
+    assert "Create the Slack app" in first
+    assert "ok  request closed, accepted by Dana Okafor" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "env"), [
+    (["web"], {}), (["clock"], {}), (["socket"], {}), (["run"], {}),
+    ([], {"SLACK_SIGNING_SECRET": "a-signing-secret"}),  # some Slack settings, not all: an error
+])
+def test_without_tokens_a_named_process_says_what_is_missing_and_exits_2(
+        tmp_path: Path, args: list[str], env: dict[str, str]) -> None:
+    result = run_cli(tmp_path, *args, PYTHONPATH=str(ROOT), **env)
+    assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert "SLACK_BOT_TOKEN" in lines[0] and "api.slack.com/apps" in lines[0]

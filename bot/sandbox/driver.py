@@ -49,7 +49,7 @@ class SlackDriver:
             "team_domain": "hospital", "channel_id": channel_id, "channel_name": "general",
             "user_id": user_id, "user_name": user_id.lower(), "command": command, "text": text,
             "api_app_id": "APEERSUP1", "is_enterprise_install": "false",
-            "response_url": self._response_url(), "trigger_id": self._trigger_id(),
+            "response_url": self._response_url(user_id), "trigger_id": self._trigger_id(user_id),
         }
         return self.post_form(form)
 
@@ -61,7 +61,8 @@ class SlackDriver:
             "type": "block_actions", "team": {"id": self.team_id, "domain": "hospital"},
             "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
             "api_app_id": "APEERSUP1", "token": "legacy-verification-token",
-            "trigger_id": self._trigger_id(), "response_url": self._response_url(),
+            "trigger_id": self._trigger_id(user_id),
+            "response_url": self._response_url(user_id, None if view else channel_id, message_ts),
             "actions": [{"type": "button", "action_id": action_id, "block_id": block_id,
                          "value": value, "action_ts": f"{time.time():.6f}"}],
         }
@@ -82,7 +83,7 @@ class SlackDriver:
             "type": "view_submission", "team": {"id": self.team_id, "domain": "hospital"},
             "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
             "api_app_id": "APEERSUP1", "token": "legacy-verification-token",
-            "trigger_id": self._trigger_id(),
+            "trigger_id": self._trigger_id(user_id),
             "view": {"id": view_id, "type": "modal", "callback_id": callback_id,
                      "private_metadata": private_metadata, "state": {"values": values},
                      "team_id": self.team_id, "hash": "1700000000.abc"},
@@ -92,7 +93,7 @@ class SlackDriver:
     def shortcut(self, user_id: str, callback_id: str) -> Reply:
         """A global shortcut chosen by `user_id`."""
         payload = {
-            "type": "shortcut", "callback_id": callback_id, "trigger_id": self._trigger_id(),
+            "type": "shortcut", "callback_id": callback_id, "trigger_id": self._trigger_id(user_id),
             "team": {"id": self.team_id, "domain": "hospital"}, "token": "legacy",
             "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
             "action_ts": f"{time.time():.6f}",
@@ -146,10 +147,14 @@ class SlackDriver:
         finally:
             connection.close()
 
-    def _response_url(self) -> str:
+    def _response_url(self, user_id: str, channel: str | None = None,
+                      ts: str | None = None) -> str:
         if self.fake is not None:
-            return self.fake.response_url()
+            return self.fake.response_url(user_id, channel, ts)
         return "https://hooks.slack.com/commands/T0PEERSUP/1/abc"
 
-    def _trigger_id(self) -> str:
-        return f"{next(self._ids)}.{int(time.time())}.trigger"
+    def _trigger_id(self, user_id: str) -> str:
+        trigger_id = f"{next(self._ids)}.{int(time.time())}.trigger"
+        if self.fake is not None:
+            self.fake.note_trigger(trigger_id, user_id)
+        return trigger_id

@@ -92,6 +92,11 @@ class FakeSlack:
         self.socket_url: str | None = None  # where apps.connections.open sends Socket Mode
         self.usergroups: dict[str, list[str]] = {}
         self.files: dict[str, JsonDict] = {}  # uploaded files by id: name, bytes, channel
+        self.channels: dict[str, str] = {}  # public channels by id: their names
+        self.modals: dict[str, list[str]] = {}  # each person's open modals (view ids), top last
+        self.ephemeral: dict[str, list[JsonDict]] = {}  # what only one person saw, by user id
+        self._triggers: dict[str, str] = {}  # trigger_id -> the user whose action made it
+        self._respond_to: dict[str, tuple[str | None, str | None, str | None]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
@@ -126,9 +131,19 @@ class FakeSlack:
         """The value for SLACK_API_URL."""
         return self.base_url + "api/"
 
-    def response_url(self) -> str:
-        """A fresh response_url for a slash command or interaction."""
-        return f"{self.base_url}respond/{next(self._ids)}"
+    def response_url(self, user_id: str | None = None, channel: str | None = None,
+                     ts: str | None = None) -> str:
+        """A fresh response_url for a slash command or interaction by `user_id` (on the message
+        `channel`/`ts`, when it was a click on one), so what the app posts there reaches them."""
+        key = str(next(self._ids))
+        with self._lock:
+            self._respond_to[key] = (user_id, channel, ts)
+        return f"{self.base_url}respond/{key}"
+
+    def note_trigger(self, trigger_id: str, user_id: str) -> None:
+        """Remember whose action made `trigger_id`, so a modal it opens is theirs."""
+        with self._lock:
+            self._triggers[trigger_id] = user_id
 
     # -- test-facing helpers -----------------------------------------------------------------
 
@@ -138,6 +153,45 @@ class FakeSlack:
         user = SlackUser(user_id, name or user_id.lower(), tz=tz, deleted=deleted)
         self.users[user_id] = user
         return user
+
+    def add_channel(self, channel_id: str, name: str) -> None:
+        """Make a public channel known by its name."""
+        self.channels[channel_id] = name
+
+    def dm_channel(self, user_ids: list[str] | tuple[str, ...]) -> str | None:
+        """The id of the DM (one person) or group DM (several) the bot has with these people."""
+        with self._lock:
+            return self._conversations.get(frozenset(user_ids))
+
+    def conversations_of(self, user_id: str) -> dict[str, frozenset[str]]:
+        """Every DM and group DM the bot opened that includes `user_id`, by channel id."""
+        with self._lock:
+            return {channel: members for members, channel in self._conversations.items()
+                    if user_id in members}
+
+    def open_modal(self, user_id: str) -> JsonDict | None:
+        """The modal on top of `user_id`'s screen, if any."""
+        with self._lock:
+            stack = self.modals.get(user_id) or []
+            return self.views.get(stack[-1]) if stack else None
+
+    def close_modal(self, user_id: str, *, everything: bool = False) -> None:
+        """Take the top modal (or every modal) off `user_id`'s screen."""
+        with self._lock:
+            stack = self.modals.get(user_id) or []
+            del stack[0 if everything else -1:]
+
+    def replace_view(self, view_id: str, view: JsonDict) -> JsonDict:
+        """Show `view` in place of an open view (a submission answered with response_action)."""
+        return self._view(view, view_id)
+
+    def show_ephemeral(self, user_id: str, message: JsonDict) -> None:
+        """Show `user_id` a message only they see (a command's answer, a private note)."""
+        with self._lock:
+            self.ephemeral.setdefault(user_id, []).append({
+                "ts": self._ts(), "text": message.get("text", ""),
+                "blocks": message.get("blocks"), "channel": message.get("channel")})
+            self._lock.notify_all()
 
     def fail(self, method: str, error: str | None = None, *, status: int = 200,
              retry_after: int | None = None, delay: float = 0.0, times: int = 1) -> None:
@@ -223,10 +277,25 @@ class FakeSlack:
             return 200, {"ok": True}, {}
         return 200, answer(args), {}
 
-    def record_response(self, body: JsonDict) -> None:
+    def record_response(self, body: JsonDict, key: str = "") -> None:
+        """Keep what the app posted to a response_url, and show it as Slack would: in place of
+        the clicked message when it says replace_original, otherwise to that person alone."""
         with self._lock:
             self.responses.append(body)
             self._lock.notify_all()
+            user_id, channel, ts = self._respond_to.get(key, (None, None, None))
+            if body.get("replace_original") or body.get("delete_original"):
+                places = [self.messages.get(channel or "", []), self.ephemeral.get(user_id or "", [])]
+                for messages in places:
+                    for message in list(messages):
+                        if message["ts"] == ts:
+                            if body.get("delete_original"):
+                                messages.remove(message)
+                            else:
+                                message.update(text=body.get("text", ""), blocks=body.get("blocks"))
+                            return
+        if user_id is not None and not body.get("delete_original"):
+            self.show_ephemeral(user_id, {**body, "channel": channel})
 
     def _take_fault(self, method: str) -> Fault | None:
         for fault in self._faults:
@@ -330,6 +399,10 @@ class FakeSlack:
         return {"ok": True, "messages": shown, "has_more": len(messages) > limit}
 
     def _api_chat_postEphemeral(self, args: JsonDict) -> JsonDict:
+        blocks = args.get("blocks")
+        self.show_ephemeral(str(args.get("user")), {
+            "text": args.get("text", ""), "channel": args.get("channel"),
+            "blocks": json.loads(blocks) if isinstance(blocks, str) else blocks})
         return {"ok": True, "message_ts": self._ts()}
 
     def _api_chat_update(self, args: JsonDict) -> JsonDict:
@@ -351,7 +424,12 @@ class FakeSlack:
         return stored
 
     def _api_views_open(self, args: JsonDict) -> JsonDict:
-        return {"ok": True, "view": self._view(args["view"])}
+        view = self._view(args["view"])
+        user_id = self._triggers.get(str(args.get("trigger_id")))
+        if user_id is not None:
+            with self._lock:
+                self.modals.setdefault(user_id, []).append(view["id"])
+        return {"ok": True, "view": view}
 
     def _api_views_update(self, args: JsonDict) -> JsonDict:
         view_id = str(args.get("view_id") or "")
@@ -388,7 +466,7 @@ def _make_handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                 self._send(200 if found else 404, {"ok": found}, {})
                 return
             if parts.path.startswith("/respond/"):
-                fake.record_response(json.loads(raw or b"{}"))
+                fake.record_response(json.loads(raw or b"{}"), parts.path[len("/respond/"):])
                 self._send(200, {"ok": True}, {})
                 return
             if not parts.path.startswith("/api/"):

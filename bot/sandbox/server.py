@@ -1,0 +1,71 @@
+"""The real app (Bolt behind the production Flask adapter) served on loopback with werkzeug."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+from werkzeug.serving import make_server
+
+from bot.app import create_app
+from bot.runtime import Runtime
+from bot.sandbox.driver import SlackDriver
+from bot.sandbox.slack_api import FakeSlack
+from bot.web import create_wsgi_app
+
+
+class AppServer:
+    """The real Bolt app behind the real Flask adapter, served on loopback."""
+
+    def __init__(self, runtime: Runtime, fake: FakeSlack):
+        self.runtime = runtime
+        self.bolt = create_app(runtime)
+        self._pending: set[Future] = set()
+        self._pending_lock = threading.Condition()
+        self._track_listeners()
+        self._server = make_server("127.0.0.1", 0, create_wsgi_app(runtime, self.bolt),
+                                   threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_port}/slack/events"
+        self.slack = SlackDriver(self.url, runtime.settings.slack_signing_secret or "", fake)
+
+    def _track_listeners(self) -> None:
+        # Bolt runs listeners on its executor after it answers Slack; counting what is still
+        # running there lets the sandbox wait until the app has finished reacting to a request.
+        executor = self.bolt._listener_runner.listener_executor
+        submit = executor.submit
+
+        def tracked_submit(fn: Any, /, *args: Any, **kwargs: Any) -> Future:
+            future = submit(fn, *args, **kwargs)
+            with self._pending_lock:
+                self._pending.add(future)
+            future.add_done_callback(self._done)
+            return future
+
+        executor.submit = tracked_submit  # type: ignore[method-assign]
+
+    def _done(self, future: Future) -> None:
+        with self._pending_lock:
+            self._pending.discard(future)
+            self._pending_lock.notify_all()
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every listener started by the requests sent so far has finished."""
+        deadline = time.monotonic() + timeout
+        with self._pending_lock:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"{len(self._pending)} listener(s) still running")
+                self._pending_lock.wait(remaining)
+
+    def stop(self) -> None:
+        """Stop serving, then let listeners still running after their ack finish."""
+        self._server.shutdown()
+        self._server.server_close()
+        # Let listeners still running after their ack finish before Slack's stand-in goes.
+        self.bolt._listener_runner.listener_executor.shutdown(wait=True)
