@@ -126,7 +126,9 @@ class World:
         settings = sandbox_settings(
             self.fake, f"sqlite:///{self._directory / 'sandbox.sqlite3'}",
             PEERSUPPORT_COORDINATORS=coordinators, PEERSUPPORT_LEADERS=leaders,
-            PEERSUPPORT_PULSE_SECRET=PULSE_SECRET, PEERSUPPORT_TIMEZONE="America/New_York")
+            PEERSUPPORT_PULSE_SECRET=PULSE_SECRET, PEERSUPPORT_TIMEZONE="America/New_York",
+            # One post at a time, so offers appear in the same order on every run.
+            PEERSUPPORT_SLACK_PARALLEL="1")
         self.runtime = build_runtime(settings, clock=self.clock,
                                      client=build_client(settings, timeout=10))
         self._seed_roster()

@@ -56,13 +56,18 @@ def _radio(block_id: str, label: str, choices: dict[str, str], initial: str) -> 
         initial_option=next(o for o in options if o.value == initial)))
 
 
-@functools.lru_cache(maxsize=16)
-def request_modal(departments: tuple[str, ...]) -> dict:
+def request_modal(departments: Sequence[str]) -> dict:
     """Ask for support: preferences only, with no place to say what happened, and why.
 
-    Cached by the department list (read-only to callers): the form is the same for everyone,
-    and building and validating its Block Kit was most of the cost of acknowledging a request.
+    Cached by the department list (the answer is shared: read it, do not change it): the form
+    is the same for everyone, and building and checking its Block Kit was most of the cost of
+    answering /peersupport.
     """
+    return _request_modal(tuple(departments))
+
+
+@functools.lru_cache(maxsize=16)
+def _request_modal(departments: tuple[str, ...]) -> dict:
     department_options = [Option(value=d, label=d[:75]) for d in departments[:99]]
     blocks: list[Block] = [
         _section("A trained peer supporter, a colleague, will reach out to listen. This is "
