@@ -26,7 +26,7 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def is_available(supporter: Supporter, at: datetime) -> bool:
+def is_available(supporter: Supporter | OnCall, at: datetime) -> bool:
     """Available, or away only until a moment that has passed."""
     if supporter.status == SupporterStatus.AVAILABLE:
         return True
@@ -49,6 +49,28 @@ def weekly_hours(session: Session) -> dict[str, list[Window]]:
                                       DutyHours.start_minute, DutyHours.end_minute)):
         hours[row.user_id].append(row)
     return hours
+
+
+@dataclass(frozen=True)
+class OnCall:
+    """What duty questions need of one supporter, read as plain rows rather than ORM objects."""
+
+    user_id: str
+    department: str
+    status: str
+    away_until: datetime | None
+    tz: str
+    hours: tuple[Window, ...]
+
+
+def on_call(session: Session) -> list[OnCall]:
+    """The whole roster for coverage questions (by department, then id), in two queries."""
+    hours = weekly_hours(session)
+    rows = session.execute(select(
+        Supporter.user_id, Supporter.department, Supporter.status, Supporter.away_until,
+        Supporter.tz).order_by(Supporter.department, Supporter.user_id))
+    return [OnCall(r.user_id, r.department, r.status, r.away_until, r.tz,
+                   tuple(hours.get(r.user_id, ()))) for r in rows]
 
 
 def within_hours(hours: Sequence[Window], tz: str, at: datetime) -> bool:
@@ -74,7 +96,7 @@ def within_hours(hours: Sequence[Window], tz: str, at: datetime) -> bool:
     return False
 
 
-def is_on_duty(supporter: Supporter, at: datetime) -> bool:
+def is_on_duty(supporter: Supporter | OnCall, at: datetime) -> bool:
     """Available and inside their hours at `at`."""
     return is_available(supporter, at) and within_hours(supporter.hours, supporter.tz, at)
 
@@ -97,7 +119,7 @@ class Coverage:
     departments: list[DepartmentCoverage] = field(default_factory=list)
 
 
-def coverage(supporters: Iterable[Supporter], at: datetime) -> Coverage:
+def coverage(supporters: Iterable[Supporter | OnCall], at: datetime) -> Coverage:
     """Counts for the whole roster and per department (largest first)."""
     result = Coverage()
     by_department: dict[str, DepartmentCoverage] = {}
@@ -123,16 +145,28 @@ class Gap:
     fewest: int
 
 
-def coverage_gaps(supporters: Sequence[Supporter], start: datetime, hours: int, minimum: int,
-                  *, step: timedelta = timedelta(minutes=15)) -> list[Gap]:
+def _same_duty(supporters: Iterable[Supporter | OnCall]) -> list[tuple[Supporter | OnCall, int]]:
+    """One supporter standing for each group with the same status, zone and hours, and the
+    group's size: most of a roster shares a few shift patterns, so each is checked once."""
+    groups: dict[tuple, list] = {}
+    for supporter in supporters:
+        key = (supporter.status, supporter.away_until, supporter.tz,
+               tuple((h.weekday, h.start_minute, h.end_minute) for h in supporter.hours))
+        groups.setdefault(key, [supporter, 0])[1] += 1
+    return [(first, size) for first, size in groups.values()]
+
+
+def coverage_gaps(supporters: Sequence[Supporter | OnCall], start: datetime, hours: int,
+                  minimum: int, *, step: timedelta = timedelta(minutes=15)) -> list[Gap]:
     """Gaps in the next `hours` from `start`, sampled every `step` and merged."""
     gaps: list[Gap] = []
     current_start: datetime | None = None
     fewest = minimum
     moment = start
     end = start + timedelta(hours=hours)
+    groups = _same_duty(supporters)
     while moment < end:
-        count = sum(1 for s in supporters if is_on_duty(s, moment))
+        count = sum(size for first, size in groups if is_on_duty(first, moment))
         if count < minimum:
             if current_start is None:
                 current_start, fewest = moment, count

@@ -72,7 +72,7 @@ def supporter_panel(session: Session, supporter: Supporter, now: datetime) -> Su
 
 def coordinator_panel(session: Session, settings: Settings, now: datetime) -> CoordinatorPanel:
     """Coverage now, and where the coming window falls below the minimum on duty."""
-    supporters = roster.all_supporters(session)
+    supporters = duty.on_call(session)
     return CoordinatorPanel(
         coverage=duty.coverage(supporters, now),
         gaps=duty.coverage_gaps(supporters, now, settings.coverage_window_hours,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
@@ -176,13 +175,15 @@ class PulseResults:
     department_total: int | None = None
 
 
-def _run_result(pulse: Pulse, run: PulseRun, choices: Sequence[int], minimum: int) -> RunResult:
-    if len(choices) < minimum:
+def _run_result(pulse: Pulse, run: PulseRun, tally: Mapping[int, int], minimum: int
+                ) -> RunResult:
+    answered = sum(tally.values())
+    if answered < minimum:
         return RunResult(run.id, run.opened_at, None, None, None)
-    tally = Counter(choices)
     counts = tuple(tally.get(i, 0) for i in range(len(pulse.options)))
-    mean = sum(c + 1 for c in choices) / len(choices) if pulse.scale == "five_point" else None
-    return RunResult(run.id, run.opened_at, len(choices), counts, mean)
+    mean = sum((choice + 1) * n for choice, n in tally.items()) / answered \
+        if pulse.scale == "five_point" else None
+    return RunResult(run.id, run.opened_at, answered, counts, mean)
 
 
 def results(session: Session, pulse: Pulse, *, minimum: int) -> PulseResults:
@@ -193,10 +194,16 @@ def results(session: Session, pulse: Pulse, *, minimum: int) -> PulseResults:
         PulseRun.pulse_id == pulse.id, PulseRun.state == "closed")
         .order_by(PulseRun.opened_at.desc()).limit(TREND_RUNS)))[::-1]
     outcome = PulseResults(pulse)
+    # Counted by the database, one grouped query for all the runs shown.
+    tallies: dict[int, dict[int, int]] = {run.id: {} for run in closed}
+    if closed:
+        for run_id, choice, n in session.execute(
+                select(PulseAnswer.run_id, PulseAnswer.choice, func.count())
+                .where(PulseAnswer.run_id.in_(list(tallies)))
+                .group_by(PulseAnswer.run_id, PulseAnswer.choice)):
+            tallies[run_id][choice] = n
     for run in closed:
-        choices = list(session.scalars(select(PulseAnswer.choice).where(
-            PulseAnswer.run_id == run.id)))
-        outcome.runs.append(_run_result(pulse, run, choices, minimum))
+        outcome.runs.append(_run_result(pulse, run, tallies[run.id], minimum))
     siblings = session.scalars(select(Pulse).where(
         Pulse.leader_id == pulse.leader_id, Pulse.question == pulse.question))
     sizes: dict[str, int] = {}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
-from bot import audit, checkins, deliveries, duework, duty, pulses, roster
+from bot import audit, checkins, deliveries, duework, duty, pulses
 from bot import requests as domain
 from bot.duework import JobContext, JobKind, RetryLater
 from bot.messaging import SlackAppProblem, SlackUnreachable
@@ -51,7 +51,7 @@ def register_jobs(runtime: Runtime) -> None:
 
     def check_coverage(ctx: JobContext) -> None:
         settings = runtime.settings
-        supporters = roster.all_supporters(ctx.session)
+        supporters = duty.on_call(ctx.session)
         gaps = duty.coverage_gaps(supporters, ctx.now, settings.coverage_window_hours,
                                   settings.min_on_duty)
         if gaps:

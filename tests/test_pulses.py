@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select, text
 
 from bot import insights as program
+from bot.aggregate import percentile
 from bot import pulses
 from bot.aggregate import percentile, share, suppress
 from bot.models import Pulse, PulseAnswer, PulseRun, RequestState, SupportRequest
@@ -218,6 +219,15 @@ def test_a_quiet_month_cannot_be_found_by_subtraction(database: Database) -> Non
     assert figures.months == {"2026-01": None, "2026-02": None}
     assert figures.total_requests == 9
     assert "2026-02 2" not in outputs and "2026-01 7" not in outputs
+
+
+def test_waits_are_the_nearest_rank_on_every_database(database: Database) -> None:
+    requests_in(database, {"2026-01": 9, "2026-02": 1})  # waits of 10..18 minutes, and 10
+    figures, _ = insight_outputs(database)
+    waits = sorted([10.0 + n for n in range(9)] + [10.0])
+    assert figures.median_minutes_to_accept == percentile(waits, 0.5, K) == 13.0
+    assert figures.p90_minutes_to_accept == percentile(waits, 0.9, K) == 17.0
+    assert figures.share_within_30 == 1.0
 
 
 def test_figures_on_few_people_are_hidden(database: Database) -> None:
