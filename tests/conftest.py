@@ -124,6 +124,9 @@ def open_database(backend: str, tmp_path: Path) -> Iterator[Database]:
     finally:
         engine.dispose()
         with admin.begin() as connection:
+            # A session a test left open would hold its locks and make this wait forever:
+            # fail in seconds, saying why, instead.
+            connection.execute(text("SET LOCAL lock_timeout = '20s'"))
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 

@@ -6,18 +6,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from bot import insights as program
-from bot.aggregate import percentile
 from bot import pulses
 from bot.aggregate import percentile, share, suppress
 from bot.models import Pulse, PulseAnswer, PulseRun, RequestState, SupportRequest
 from bot.pulses import PulseError, PulseSpec
+from bot.runtime import Runtime
 from bot.settings import Settings, SettingsError
 from handlers.blocks.pulses import insights_blocks, results_message
 from handlers.ids import Action, Block, Callback
@@ -189,6 +192,12 @@ def test_open_runs_show_nothing_until_they_close(database: Database) -> None:
     assert found.runs == [], "no running count that could be differenced over time"
 
 
+def read(runtime: Runtime, query: Callable[[Session], Any]) -> Any:
+    """A query in a session that is closed at once: a session left open holds its locks."""
+    with runtime.sessions() as session:
+        return query(session)
+
+
 # -- insights ----------------------------------------------------------------------------------
 
 
@@ -269,7 +278,7 @@ def submit_prompt(server: AppServer, channel: str = "C0ICU0001") -> None:
     reply = server.slack.view_submission(LEADER, Callback.PULSE, values,
                                          private_metadata="America/New_York")
     assert reply.status == 200 and reply.body == ""
-    eventually(lambda: server.runtime.sessions().scalars(select(Pulse)).first())
+    eventually(lambda: read(server.runtime, lambda s: s.scalars(select(Pulse)).first()))
     server.slack.fake.wait_for("chat.postMessage", lambda c: "While answers come in" in
                                c.args.get("text", ""))
 
@@ -420,6 +429,6 @@ def test_a_recurring_prompt_runs_on_schedule_until_stopped(leader_server: AppSer
     leader_server.slack.block_action(LEADER, Action.PULSE_STOP, str(pulse_id))
     assert "will not be posted again" in \
         leader_server.slack.fake.wait_for_response(count=2)[1]["text"]
-    eventually(lambda: not runtime.sessions().get(Pulse, pulse_id).active)
+    eventually(lambda: not read(runtime, lambda s: s.get(Pulse, pulse_id).active))
     tick(leader_server, 14 * 86400)
     assert runs() == 1
