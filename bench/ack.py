@@ -89,7 +89,8 @@ def run(settings: Settings | None = None) -> Report:
             env = {"SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_API_URL": fake.api_url,
                    "DATABASE_URL": database.url}
             respond_to = fake.base_url + "respond/1"
-            with server("bot", ["web"], env) as ours, \
+            problems: list[str] = []
+            with server("bot", ["web"], env, problems) as ours, \
                     server("bench.bare_app", [], {"SLACK_API_URL": fake.api_url}) as bare:
                 for index, clients in enumerate(settings.clients):
                     for kind in kinds:
@@ -103,6 +104,7 @@ def run(settings: Settings | None = None) -> Report:
                             time.sleep(min(2.0, settings.seconds / 2))
                         _record(report, f"{_case(kind)}, {clients} clients", results, clients)
                 fake.calls.clear()
+            report.add("all loads", "errors in our server's log", len(problems), "lines", target=1)
     finally:
         fake.stop()
     report.notes.append(

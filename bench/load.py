@@ -55,7 +55,7 @@ class _Bodies(SlackDriver):
     def post_raw(self, body: str, content_type: str, **_: Any) -> Any:  # type: ignore[override]
         return body, content_type
 
-    def _response_url(self) -> str:
+    def _response_url(self, *_: Any) -> str:
         return self.respond_to  # the app answers there after ack: the Slack stand-in
 
 
@@ -121,11 +121,21 @@ def drive(url: str, secret: str, respond_to: str, scenario: Scenario, clients: i
         with lock:
             latencies.extend(mine)
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    failures: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            client()
+        except BaseException as error:  # noqa: BLE001 - reported once every client stopped
+            failures.append(error)
+
+    threads = [threading.Thread(target=guarded, daemon=True) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if failures:
+        raise failures[0]
     return LoadResult(latencies, seconds, errors[0], statuses)
 
 

@@ -40,8 +40,10 @@ def _wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: 
 
 
 @contextlib.contextmanager
-def server(module: str, args: list[str], env: dict[str, str]) -> Iterator[str]:
-    """Run `python -m module args` with `env` added; yield its Slack events URL; stop it after."""
+def server(module: str, args: list[str], env: dict[str, str],
+           problems: list[str] | None = None) -> Iterator[str]:
+    """Run `python -m module args` with `env` added; yield its Slack events URL; stop it after,
+    adding each error its log showed to `problems`."""
     port = free_port()
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PORT": str(port),
                 "SLACK_SIGNING_SECRET": SIGNING_SECRET, **env}
@@ -63,8 +65,10 @@ def server(module: str, args: list[str], env: dict[str, str]) -> Iterator[str]:
         log.seek(0)
         lines = log.read().decode(errors="replace").splitlines()
         log.close()
-        problems = [n for n, line in enumerate(lines) if "Traceback" in line or "ERROR" in line]
-        if problems:
-            first = "\n    ".join(lines[problems[0]:problems[0] + 30])
-            print(f"  {module}: {len(problems)} errors in its log; the first:\n    {first}",
+        errors = [n for n, line in enumerate(lines) if "Traceback" in line or "ERROR" in line]
+        if errors:
+            first = "\n    ".join(lines[errors[0]:errors[0] + 30])
+            print(f"  {module}: {len(errors)} errors in its log; the first:\n    {first}",
                   file=sys.stderr)
+            if problems is not None:
+                problems.extend(lines[n] for n in errors)

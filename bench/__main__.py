@@ -1,0 +1,91 @@
+"""`python -m bench`: run every benchmark (or those named), print a table, write BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import ack, duework, fanout, insights
+from bench.common import Report, Row, machine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _full() -> dict[str, Callable[[], Report]]:
+    return {"ack": ack.run, "fanout": fanout.run, "duework": duework.run,
+            "insights": insights.run}
+
+
+def quick() -> dict[str, Callable[[], Report]]:
+    """Tiny sizes: every benchmark runs end to end in seconds (the test suite's smoke run)."""
+    return {
+        "ack": lambda: ack.run(ack.Settings(clients=(4,), seconds=0.5, warmup=0.2,
+                                            supporters=20, seeds_per_run=200)),
+        "fanout": lambda: fanout.run(fanout.Settings(supporters=30, wave=10, latency=0.01,
+                                                     requests=1)),
+        "duework": lambda: duework.run(duework.Settings(checkins=40)),
+        "insights": lambda: insights.run(insights.Settings(
+            requests=500, answers=5_000, answers_per_run=100, runs_per_prompt=5, repeats=1)),
+    }
+
+
+def table(rows: Sequence[Row]) -> str:
+    """The rows as a Markdown table."""
+    lines = ["| benchmark | case | figure | measured | target | met |",
+             "|---|---|---|---:|---|---|"]
+    for row in rows:
+        met = "" if row.met is None else ("yes" if row.met else "**no**")
+        lines.append(f"| {row.benchmark} | {row.case} | {row.figure} | {row.shown()} | "
+                     f"{row.target} | {met} |")
+    return "\n".join(lines)
+
+
+def markdown(reports: Sequence[Report], command: str, seconds: float) -> str:
+    """BENCHMARKS.md: the machine, the command, the table, then each benchmark's notes."""
+    rows = [row for report in reports for row in report.rows]
+    parts = [
+        "# Benchmarks", "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{command}` "
+        f"({seconds / 60:.0f} min in all). Written by `bench/__main__.py`; rerun it to update.",
+        "", "## Machine", "", *[f"- {line}" for line in machine()], "",
+        "## Results", "", table(rows), "",
+    ]
+    for report in reports:
+        if report.notes:
+            parts += [f"## {report.name}", "", *[note + "\n" for note in report.notes]]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the chosen benchmarks; exit 1 if any target was missed."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"benchmarks to run: {', '.join(_full())} (default: all)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, to check the benchmarks themselves work")
+    parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"),
+                        help="where to write the report ('-' for nowhere)")
+    args = parser.parse_args(argv)
+    chosen = quick() if args.quick else _full()
+    names = args.names or list(chosen)
+    started = time.monotonic()
+    reports = []
+    for name in names:
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        reports.append(chosen[name]())
+    rows = [row for report in reports for row in report.rows]
+    print(table(rows))
+    if args.output != "-":
+        command = "python -m bench" + (" --quick" if args.quick else "") + \
+            "".join(f" {name}" for name in args.names)
+        Path(args.output).write_text(markdown(reports, command, time.monotonic() - started))
+        print(f"bench: wrote {args.output}", file=sys.stderr)
+    return 1 if any(row.met is False for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
