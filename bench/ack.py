@@ -72,6 +72,20 @@ def _seed(engine: Engine, fake: FakeSlack, settings: Settings, runs: int
     return slices
 
 
+def _settle(fake: FakeSlack, quiet: float = 1.0) -> float:
+    """Seconds until the app's Web API calls stop (none for `quiet` seconds)."""
+    started = time.monotonic()
+    seen, last_change = -1, started
+    while True:
+        count = len(fake.calls) + len(fake.responses)
+        now = time.monotonic()
+        if count != seen:
+            seen, last_change = count, now
+        elif now - last_change >= quiet:
+            return last_change - started
+        time.sleep(0.05)
+
+
 def _case(kind: str) -> str:
     return {"command": "/peersupport (opens the form)", "accept": "Accept click",
             "checkin": "check-in answer"}[kind]
@@ -100,8 +114,12 @@ def run(settings: Settings | None = None) -> Report:
                             results[name] = drive_elsewhere(url, SIGNING_SECRET, respond_to, scenario,
                                                             clients, settings.seconds,
                                                             settings.warmup)
-                            # Let work that runs after the acknowledgement finish before the next load.
-                            time.sleep(min(2.0, settings.seconds / 2))
+                            # Work runs after each acknowledgement: let it finish before the next
+                            # load, and say how long it took.
+                            lag = _settle(fake)
+                            if name == "ours":
+                                report.add(f"{_case(kind)}, {clients} clients",
+                                           "ours: work done after the load", lag, "s")
                         _record(report, f"{_case(kind)}, {clients} clients", results, clients)
                 fake.calls.clear()
             report.add("all loads", "errors in our server's log", len(problems), "lines", target=1)
