@@ -76,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     reports = []
     for name in names:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        began = time.monotonic()
         reports.append(chosen[name]())
+        print(f"bench: {name} took {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
     rows = [row for report in reports for row in report.rows]
     print(table(rows))
     if args.output != "-":

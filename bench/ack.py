@@ -3,6 +3,7 @@ the same signed requests, 16 and 64 closed-loop clients."""
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -121,6 +122,9 @@ def run(settings: Settings | None = None) -> Report:
                                 report.add(f"{_case(kind)}, {clients} clients",
                                            "ours: work done after the load", lag, "s")
                         _record(report, f"{_case(kind)}, {clients} clients", results, clients)
+                        print(f"  ack: {_case(kind)}, {clients} clients: "
+                              f"{results['ours'].per_second:.0f} vs "
+                              f"{results['bare'].per_second:.0f} req/s", file=sys.stderr, flush=True)
                 fake.calls.clear()
             report.add("all loads", "errors in our server's log", len(problems), "lines", target=1)
     finally:

@@ -12,6 +12,7 @@ from slack_bolt import App, BoltResponse
 import handlers
 from bot.deliveries import delivery_key, first_delivery
 from bot.runtime import Runtime
+from handlers.middleware import WORK_SLOTS
 
 log = logging.getLogger(__name__)
 # Listeners that may have acknowledged and be waiting for a work slot, per process.
@@ -39,11 +40,10 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
     @app.use
     def provide_runtime(context: dict[str, Any], next: Any) -> None:  # noqa: A002 - Bolt's name
         context["runtime"] = runtime
-        context["work_slots"] = work_slots
         context["messenger"] = runtime.messenger
         context["clock"] = runtime.clock
         # A session connects only when first used; @transactional listeners commit and close it.
-        context["db"] = runtime.sessions()
+        context["db"] = runtime.sessions(info={WORK_SLOTS: work_slots})
         next()
 
     @app.use

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from bot.db import discard_after_commit, run_after_commit
 
 Listener = TypeVar("Listener", bound=Callable[..., Any])
+# The key, in a request session's `info`, of the semaphore bounding work after acknowledgements.
+WORK_SLOTS = "work_slots"
 
 
 class _AckThenWait:
@@ -54,24 +56,25 @@ def transactional(listener: Listener) -> Listener:
     @functools.wraps(listener)
     def run(*args: Any, **kwargs: Any) -> Any:
         db = kwargs["db"] if "db" in kwargs else kwargs["context"]["db"]
-        slots = kwargs["context"].get("work_slots") if "context" in kwargs else None
+        slots = db.info.get(WORK_SLOTS)
         acked = _AckThenWait(kwargs["ack"], slots, db) if "ack" in kwargs and slots else None
         if acked is not None:
             kwargs["ack"] = acked
         try:
-            result = listener(*args, **kwargs)
-            db.commit()
-        except BaseException:
-            db.rollback()
-            discard_after_commit(db)
+            try:
+                result = listener(*args, **kwargs)
+                db.commit()
+            except BaseException:
+                db.rollback()
+                discard_after_commit(db)
+                db.close()
+                raise
             db.close()
-            raise
+            run_after_commit(db)  # the Slack calls: part of the work the slot bounds
+            return result
         finally:
             if acked is not None:
                 acked.release()
-        db.close()
-        run_after_commit(db)
-        return result
 
     run.__transactional__ = True  # type: ignore[attr-defined]
     return run  # type: ignore[return-value]
