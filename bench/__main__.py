@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -13,6 +14,7 @@ from bench import ack, duework, fanout, insights
 from bench.common import Report, Row, machine
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"  # the latest full-size report of each benchmark
 
 
 def _full() -> dict[str, Callable[[], Report]]:
@@ -45,19 +47,31 @@ def table(rows: Sequence[Row]) -> str:
 
 
 def markdown(reports: Sequence[Report], command: str, seconds: float) -> str:
-    """BENCHMARKS.md: the machine, the command, the table, then each benchmark's notes."""
+    """BENCHMARKS.md: the machine, the commands, the table, then each benchmark's notes."""
     rows = [row for report in reports for row in report.rows]
+    measured = [f"- `{r.name}`: {r.measured}" for r in reports if r.measured]
     parts = [
         "# Benchmarks", "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{command}` "
-        f"({seconds / 60:.0f} min in all). Written by `bench/__main__.py`; rerun it to update.",
-        "", "## Machine", "", *[f"- {line}" for line in machine()], "",
+        f"Written by `{command}` ({seconds / 60:.0f} min) from the latest full-size run of each "
+        "benchmark, kept in `bench/results/`; rerun `python -m bench` (or name some benchmarks) "
+        "to update it.", "", *measured, "",
+        "## Machine", "", *[f"- {line}" for line in machine()], "",
         "## Results", "", table(rows), "",
     ]
     for report in reports:
         if report.notes:
             parts += [f"## {report.name}", "", *[note + "\n" for note in report.notes]]
     return "\n".join(parts).rstrip() + "\n"
+
+
+def saved(names: Sequence[str]) -> list[Report]:
+    """The latest saved report of each benchmark that has one, in the given order."""
+    found = []
+    for name in names:
+        path = RESULTS / f"{name}.json"
+        if path.exists():
+            found.append(Report.from_json(json.loads(path.read_text())))
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,9 +95,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench: {name} took {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
     rows = [row for report in reports for row in report.rows]
     print(table(rows))
+    command = "python -m bench" + (" --quick" if args.quick else "") + \
+        "".join(f" {name}" for name in args.names)
+    if not args.quick:
+        # Full-size figures are kept, so rerunning one benchmark keeps the others' figures.
+        RESULTS.mkdir(exist_ok=True)
+        stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `{command}`"
+        for report in reports:
+            report.measured = stamp
+            (RESULTS / f"{report.name}.json").write_text(json.dumps(report.to_json(), indent=1))
+        reports = saved(list(_full()))
     if args.output != "-":
-        command = "python -m bench" + (" --quick" if args.quick else "") + \
-            "".join(f" {name}" for name in args.names)
         Path(args.output).write_text(markdown(reports, command, time.monotonic() - started))
         print(f"bench: wrote {args.output}", file=sys.stderr)
     return 1 if any(row.met is False for row in rows) else 0

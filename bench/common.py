@@ -42,6 +42,18 @@ class Report:
     name: str
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    measured: str = ""  # when and by which command, once saved
+
+    def to_json(self) -> dict:
+        """The report as plain data, to keep beside BENCHMARKS.md."""
+        return {"name": self.name, "measured": self.measured, "notes": self.notes,
+                "rows": [vars(row) for row in self.rows]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Report:
+        """A report saved by to_json."""
+        return cls(data["name"], [Row(**row) for row in data["rows"]], list(data["notes"]),
+                   data.get("measured", ""))
 
     def add(self, case: str, figure: str, value: float, unit: str, *, target: float | None = None,
             below: bool = True) -> Row:
