@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from bot import aggregate
 from bot.db import make_engine, migrate
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -68,12 +69,9 @@ class Report:
 
 
 def percentile(values: Sequence[float], share: float) -> float:
-    """The nearest-rank percentile (share in 0..1) of `values`; 0 when there are none."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(share * len(ordered) + 0.5)))
-    return ordered[rank - 1]
+    """The nearest-rank percentile (share in 0..1) of `values`, as the app's own figures use it;
+    0 when there are none."""
+    return aggregate.percentile(list(values), share, 1) if values else 0.0
 
 
 def pg_url() -> str:

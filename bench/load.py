@@ -18,9 +18,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.sandbox.driver import SlackDriver
+from handlers.ids import Action
 
-ACCEPT = "accept_offer"
-CHECKIN_ANSWER = "checkin:answer:better"
+ACCEPT = Action.ACCEPT_OFFER
+CHECKIN_ANSWER = f"{Action.CHECKIN_ANSWER}:better"
 
 
 @dataclass
