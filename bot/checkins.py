@@ -3,7 +3,8 @@ sent once, answered with one word. Never any free text."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
 from sqlalchemy import select, update
@@ -98,12 +99,51 @@ def move(session: Session, checkin: CheckIn, due_at: datetime, *, now: datetime)
     _timer(session, checkin, now)
 
 
-def claim_for_sending(session: Session, checkin_id: int) -> bool:
-    """Mark a scheduled check-in as being sent; only one process ever wins this."""
-    return session.execute(
-        update(CheckIn).where(CheckIn.id == checkin_id, CheckIn.state == CheckInState.SCHEDULED)
-        .values(state=CheckInState.SENDING).execution_options(synchronize_session=False)
-    ).rowcount == 1
+@dataclass
+class DueCheckIns:
+    """Check-ins whose timers fell due, sorted by what to do with each."""
+
+    send: list[CheckIn] = field(default_factory=list)  # inside the person's hours now
+    retry: list[CheckIn] = field(default_factory=list)  # claimed by an attempt that failed
+    move: list[tuple[CheckIn, datetime]] = field(default_factory=list)  # to the next good time
+
+
+def sort_due(session: Session, versions: Mapping[int, object], *, now: datetime,
+             default_tz: str) -> DueCheckIns:
+    """Load the check-ins whose timers fired (id -> the version each timer was set for) and sort
+    them; ones moved, answered, cancelled or sent since are left out. Reads only."""
+    due = DueCheckIns()
+    found = list(session.scalars(select(CheckIn).where(CheckIn.id.in_(versions))))
+    hours = {h.user_id: h for h in session.scalars(select(ContactHours).where(
+        ContactHours.user_id.in_({c.user_id for c in found if c.user_id})))}
+    for checkin in sorted(found, key=lambda c: c.id):
+        if not checkin.user_id or checkin.version != versions[checkin.id] or \
+                checkin.state not in (CheckInState.SCHEDULED, CheckInState.SENDING):
+            continue
+        if checkin.state == CheckInState.SENDING:
+            due.retry.append(checkin)
+            continue
+        stored = hours.get(checkin.user_id)
+        tz, start, end = (stored.tz, stored.start_minute, stored.end_minute) if stored else \
+            (default_tz, DEFAULT_START, DEFAULT_END)
+        placed = place(now, tz, start, end)
+        if placed > now:  # late (the clock was down), or the person changed their hours
+            due.move.append((checkin, placed))
+        else:
+            due.send.append(checkin)
+    return due
+
+
+def claim_for_sending(session: Session, checkin_ids: Sequence[int]) -> set[int]:
+    """Mark scheduled check-ins as being sent; returns the ids this call won (only one process
+    ever wins each)."""
+    if not checkin_ids:
+        return set()
+    return set(session.scalars(
+        update(CheckIn).where(CheckIn.id.in_(checkin_ids), CheckIn.state == CheckInState.SCHEDULED)
+        .values(state=CheckInState.SENDING).returning(CheckIn.id)
+        .execution_options(synchronize_session=False)
+    ))
 
 
 def mark_sent(session: Session, checkin: CheckIn, channel: str, ts: str, now: datetime) -> None:
@@ -188,3 +228,17 @@ def set_hours(session: Session, user_id: str, *, start: int, end: int, now: date
         if placed != checkin.due_at:
             move(session, checkin, placed, now=now)
     return hours
+
+
+def profile_changed(session: Session, user_id: str, *, deleted: bool, tz: str | None,
+                    now: datetime) -> None:
+    """Slack says a person's profile changed: someone deactivated gets no more check-ins, and a
+    new time zone moves their coming check-ins to their hours in it. Nobody else is touched."""
+    if deleted:
+        cancel_remaining(session, user_id=user_id, now=now)
+        return
+    hours = session.get(ContactHours, user_id)
+    if hours is None or not tz or tz == hours.tz or zone(tz).key != tz:
+        return  # not someone we check in with, no change, or a zone this machine cannot place
+    set_hours(session, user_id, start=hours.start_minute, end=hours.end_minute, now=now,
+              default_tz=tz, tz=tz)

@@ -6,6 +6,10 @@ the same item at once. A claim carries a lease: if the process dies, the row bec
 again when the lease expires (work is therefore at-least-once across crashes, exactly-once
 among live clocks; kinds that talk to people record what they sent to stay idempotent).
 
+Kinds that can do a whole batch's work together (check-ins: one claim, parallel posts, one
+commit) give `run_batch`; the engine hands them every due item of their kind in a tick, in one
+session, and finishes the ones that succeeded with one UPDATE.
+
 Catch-up policy: an item found more than its kind's grace period late (the clock was down) is not
 run in a burst; it is rescheduled by its kind's policy, by default spread evenly over the
 catch-up window from now. Kinds whose lateness must never delay them (escalations) set no grace.
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -61,6 +65,8 @@ class JobContext:
 
 
 Reschedule = Callable[[DueWork, datetime, timedelta], datetime]
+# A batch's items, all sharing one session; returns the items that failed, by item id.
+RunBatch = Callable[[Sequence[JobContext]], Mapping[int, Exception]]
 
 
 def spread_over_window(item: DueWork, now: datetime, window: timedelta) -> datetime:
@@ -80,6 +86,9 @@ class JobKind:
     always_run: bool = False  # True: run however late (escalations must never wait)
     reschedule: Reschedule = spread_over_window
     max_attempts: int = 6
+    # Optional: run several due items at once. Their database work commits together, so it
+    # must be idempotent per item (a lost lease cannot undo one item alone).
+    run_batch: RunBatch | None = None
 
 
 @dataclass
@@ -197,15 +206,25 @@ class DueWorkEngine:
         report = TickReport()
         token, items = self.claim()
         report.claimed = len(items)
-        if self.threads > 1 and len(items) > 1:
+        singles: list[DueWork] = []
+        batches: dict[str, list[DueWork]] = {}
+        for item in items:
+            kind = self.registry.get(item.kind)
+            if kind is not None and kind.run_batch is not None:
+                batches.setdefault(item.kind, []).append(item)
+            else:
+                singles.append(item)
+        for name, batch in batches.items():
+            self._run_batch(self.registry.kinds[name], batch, token, report)
+        if self.threads > 1 and len(singles) > 1:
             # Items are independent (each has its own session and claim), and most of their
             # time is spent waiting on Slack: a batch runs `threads` at a time.
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="duework")
-            for part in self._pool.map(lambda item: self._run_alone(item, token), items):
+            for part in self._pool.map(lambda item: self._run_alone(item, token), singles):
                 report.add(part)
         else:
-            for item in items:
+            for item in singles:
                 self._run_one(item, token, report)
         self._purge_finished_now_and_then()
         if report.claimed:
@@ -278,6 +297,58 @@ class DueWorkEngine:
             session.expunge_all()
         return token, items
 
+    def _caught_up(self, item: DueWork, kind: JobKind, token: str, now: datetime,
+                   report: TickReport) -> bool:
+        """True if `item` was found too late and was rescheduled by its kind's policy."""
+        grace = kind.grace if kind.grace is not None else self.grace
+        if not kind.always_run and item.due_at < now - grace:
+            new_due = kind.reschedule(item, now, self.catchup_window)
+            if new_due > now - grace:
+                self._release(item, token, due_at=new_due, error="late: rescheduled",
+                              rescheduled=True, attempts_back=True)
+                report.rescheduled += 1
+                return True
+        return False
+
+    def _run_batch(self, kind: JobKind, items: list[DueWork], token: str,
+                   report: TickReport) -> None:
+        assert kind.run_batch is not None
+        now = self.clock.now()
+        items = [item for item in items if not self._caught_up(item, kind, token, now, report)]
+        if not items:
+            return
+        session = self.sessions()
+        try:
+            with session.begin():
+                failures = kind.run_batch([
+                    JobContext(session=session, item_id=item.id, kind=item.kind,
+                               payload=item.payload, due_at=item.due_at, now=now,
+                               attempt=item.attempts) for item in items])
+                succeeded = [item.id for item in items if item.id not in failures]
+                finished = set(session.scalars(
+                    update(DueWork)
+                    .where(DueWork.id.in_(succeeded), DueWork.claim_token == token)
+                    .values(state=WorkState.DONE, finished_at=self.clock.now(), lease_until=None)
+                    .returning(DueWork.id)
+                    .execution_options(synchronize_session=False)
+                )) if succeeded else set()
+        except Exception as error:  # noqa: BLE001 - the whole batch is retried, item by item
+            discard_after_commit(session)
+            session.close()
+            for item in items:
+                self._after_failure(item, token, kind, now, error, report)
+            return
+        session.close()
+        run_after_commit(session)
+        for item in items:
+            if item.id in failures:
+                self._after_failure(item, token, kind, now, failures[item.id], report)
+            elif item.id in finished:
+                report.done += 1
+            else:
+                report.lost_lease += 1
+                log.warning("due work %d (%s): lease lost during its batch", item.id, item.kind)
+
     def _run_one(self, item: DueWork, token: str, report: TickReport) -> None:
         now = self.clock.now()
         kind = self.registry.get(item.kind)
@@ -286,14 +357,8 @@ class DueWorkEngine:
             report.failed += 1
             log.error("due work %d has unknown kind %s", item.id, item.kind)
             return
-        grace = kind.grace if kind.grace is not None else self.grace
-        if not kind.always_run and item.due_at < now - grace:
-            new_due = kind.reschedule(item, now, self.catchup_window)
-            if new_due > now - grace:
-                self._release(item, token, due_at=new_due, error="late: rescheduled",
-                              rescheduled=True, attempts_back=True)
-                report.rescheduled += 1
-                return
+        if self._caught_up(item, kind, token, now, report):
+            return
         session = self.sessions()
         try:
             with session.begin():

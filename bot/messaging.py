@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -24,6 +24,8 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 # The Web API methods this module calls; tests check them against Slack's spec and the manifest.
 METHODS_USED = (
@@ -113,18 +115,35 @@ class Messenger:
         """Post one DM to each (user id, message) pair, `parallel` at a time, in order; None
         where the person could not be reached (the others are still posted)."""
 
-        def post(user_id: str, content: dict[str, Any]) -> Posted | None:
+        def post(pair: tuple[str, dict[str, Any]]) -> Posted | None:
             try:
-                return self.post_dm(user_id, **content)
+                return self.post_dm(pair[0], **pair[1])
             except SlackUnreachable:
                 return None
 
-        if len(messages) <= 1:
-            return [post(user_id, content) for user_id, content in messages]
+        return self._in_parallel(post, messages)
+
+    def post_each(self, messages: Sequence[tuple[str, dict[str, Any]]]
+                  ) -> list[Posted | Exception]:
+        """Post each (channel, message) pair, `parallel` at a time, in order; where a post
+        failed, its exception in its place. A user id as the channel posts to the app's DM
+        with that person, in one call (no conversations.open first)."""
+
+        def post(pair: tuple[str, dict[str, Any]]) -> Posted | Exception:
+            try:
+                return self.post_message(pair[0], **pair[1])
+            except Exception as error:  # noqa: BLE001 - one failed post must not stop the rest
+                return error
+
+        return self._in_parallel(post, messages)
+
+    def _in_parallel(self, call: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if len(items) <= 1:
+            return [call(item) for item in items]
         with self._pool_lock:
             if self._pool is None:  # made on first use: after a server's fork, never before
                 self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="slack-post")
-        return list(self._pool.map(lambda pair: post(*pair), messages))
+        return list(self._pool.map(call, items))
 
     def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
         if method not in METHODS_USED:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
@@ -12,7 +13,7 @@ from bot import checkins, duework, roster
 from bot.db import after_commit
 from bot.duework import JobContext, RetryLater
 from bot.library import Moment
-from bot.messaging import SlackUnreachable
+from bot.messaging import Posted, SlackUnreachable
 from bot.models import CheckIn, CheckInState, ContactHours, SupportRequest
 from handlers.blocks.checkins import (
     METADATA_TYPE,
@@ -62,57 +63,81 @@ def refresh_time_zone(runtime: Runtime, user_id: str | None) -> None:
 
 
 def send(runtime: Runtime, ctx: JobContext) -> None:
-    """The check-in timer: send the question once, inside the person's hours.
+    """The check-in timer for one check-in (see send_batch); raises what went wrong."""
+    failures = send_batch(runtime, [ctx])
+    if ctx.item_id in failures:
+        raise failures[ctx.item_id]
 
-    The check-in is claimed ('sending') and committed before it is posted, and the message
-    carries the check-in's id as metadata. If this process dies after posting, the retry finds
-    the message in the DM and records it instead of posting again: sent once, never lost.
-    This function writes nothing in its own session before the claim, so the claim (another
-    session) never waits on a lock this one holds, even on SQLite.
+
+def send_batch(runtime: Runtime, contexts: Sequence[JobContext]) -> dict[int, Exception]:
+    """The check-in timers that fell due together: send each question once, inside the
+    person's hours. Returns what failed, by due-work item, to be retried.
+
+    The check-ins are claimed ('sending') and committed before anything is posted, and each
+    message carries its check-in's id as metadata. If this process dies after posting, the retry
+    finds the message in the DM and records it instead of posting again: sent once, never lost.
+    Nothing is written in the batch's session before the claim, so the claim (another session)
+    never waits on a lock this one holds, even on SQLite.
+
+    One chat.postMessage per check-in, to the person's id (Slack posts it in the app's DM): no
+    conversations.open or users.info first, which Slack rate-limits far more tightly. Time zone
+    and departures come from the stored hours, kept current by `user_change` events.
     """
-    db = ctx.session
-    checkin = db.get(CheckIn, ctx.payload["checkin_id"])
-    if checkin is None or checkin.version != ctx.payload.get("version") or \
-            checkin.state not in (CheckInState.SCHEDULED, CheckInState.SENDING):
-        return  # moved, answered, cancelled, or already sent
-    user_id = checkin.user_id or ""
-    try:
-        user = runtime.messenger.user_info(user_id)
-    except SlackUnreachable:
-        user = {"deleted": True}
-    if user.get("deleted"):
-        checkins.cancel_remaining(db, user_id=user_id, now=ctx.now)
-        if checkin.state == CheckInState.SENDING:
-            checkin.state = CheckInState.CANCELLED
-        return
-    stored = db.get(ContactHours, user_id)
-    tz = str(user.get("tz") or (stored.tz if stored else runtime.settings.program_timezone))
-    start, end = (stored.start_minute, stored.end_minute) if stored else \
-        (checkins.DEFAULT_START, checkins.DEFAULT_END)
-    retrying = checkin.state == CheckInState.SENDING
-    if not retrying:
-        placed = checkins.place(ctx.now, tz, start, end)
-        if placed > ctx.now:  # late (the clock was down), or the person changed their hours
-            checkins.move(db, checkin, placed, now=ctx.now)
-            return
+    if not contexts:
+        return {}
+    db, now = contexts[0].session, contexts[0].now
+    by_checkin = {int(ctx.payload["checkin_id"]): ctx for ctx in contexts}
+    due = checkins.sort_due(db, {i: ctx.payload.get("version") for i, ctx in by_checkin.items()},
+                            now=now, default_tz=runtime.settings.program_timezone)
+    if due.send:
         with runtime.sessions.begin() as claim:
-            if not checkins.claim_for_sending(claim, checkin.id):
-                return  # another clock has it
-    channel = runtime.messenger.open_conversation([user_id])
-    # Only a check-in claimed by an earlier attempt can already be in the DM.
-    posted = runtime.messenger.find_marked(channel, METADATA_TYPE, "checkin_id", checkin.id) \
-        if retrying else None
-    if posted is None:
-        try:
-            posted = runtime.messenger.post_message(channel, **checkin_message(checkin.id))
-        except SlackApiError as error:
-            if error.response.get("error") == "ratelimited":
-                retry = int(error.response.headers.get("Retry-After", 60) or 60)
-                raise RetryLater(retry, "ratelimited") from None
-            raise
-    db.refresh(checkin)
-    checkins.mark_sent(db, checkin, posted.channel, posted.ts, ctx.now)
-    checkins.hours_of(db, user_id, default_tz=tz, now=ctx.now).tz = tz
+            won = checkins.claim_for_sending(claim, [checkin.id for checkin in due.send])
+        due.send = [checkin for checkin in due.send if checkin.id in won]
+    failures: dict[int, Exception] = {}
+    posted = runtime.messenger.post_each(
+        [(checkin.user_id or "", checkin_message(checkin.id)) for checkin in due.send])
+    for checkin, result in zip(due.send, posted, strict=True):
+        _record(db, by_checkin[checkin.id], checkin, result, failures)
+    for checkin in due.retry:
+        _record(db, by_checkin[checkin.id], checkin, _find_or_post(runtime, checkin), failures)
+    for checkin, placed in due.move:
+        checkins.move(db, checkin, placed, now=now)
+    return failures
+
+
+def _find_or_post(runtime: Runtime, checkin: CheckIn) -> Posted | Exception:
+    """A claimed check-in's retry: the message an earlier attempt posted, or a new one."""
+    try:
+        channel = runtime.messenger.open_conversation([checkin.user_id or ""])
+        found = runtime.messenger.find_marked(channel, METADATA_TYPE, "checkin_id", checkin.id)
+        return found or runtime.messenger.post_message(channel, **checkin_message(checkin.id))
+    except Exception as error:  # noqa: BLE001 - recorded per check-in by the caller
+        return error
+
+
+def _record(db: Session, ctx: JobContext, checkin: CheckIn, result: Posted | Exception,
+            failures: dict[int, Exception]) -> None:
+    if isinstance(result, Posted):
+        checkins.mark_sent(db, checkin, result.channel, result.ts, ctx.now)
+    elif isinstance(result, SlackUnreachable):
+        # The DM is gone (the person left): nothing more will reach them.
+        checkins.cancel_remaining(db, user_id=checkin.user_id or "", now=ctx.now)
+        checkin.state = CheckInState.CANCELLED
+    elif isinstance(result, SlackApiError) and result.response.get("error") == "ratelimited":
+        retry = int(result.response.headers.get("Retry-After", 60) or 60)
+        failures[ctx.item_id] = RetryLater(retry, "ratelimited")
+    else:
+        failures[ctx.item_id] = result
+
+
+def profile_changed(runtime: Runtime, db: Session, user: dict[str, Any]) -> None:
+    """A `user_change` event: apply a departure or a new time zone to the person's check-ins."""
+    user_id = user.get("id")
+    if isinstance(user_id, str) and user_id:
+        tz = user.get("tz")
+        checkins.profile_changed(db, user_id, deleted=user.get("deleted") is True,
+                                 tz=tz if isinstance(tz, str) else None,
+                                 now=runtime.clock.now())
 
 
 def remind_supporter(runtime: Runtime, ctx: JobContext) -> None:

@@ -34,6 +34,7 @@ def register(app: App) -> None:
     app.action(Action.CHECKIN_HOURS)(on_open_hours)
     app.view(Callback.CHECKIN_HOURS)(on_hours_submitted)
     app.action(Action.STOP_REMINDERS)(on_stop_reminders)
+    app.event("user_change")(on_user_change)
 
 
 def _list(runtime: Runtime, db: Session, user_id: str) -> dict:
@@ -161,3 +162,12 @@ def on_stop_reminders(ack: Ack, body: dict[str, Any], respond: Respond,
         supporter.checkin_reminders = False
     respond(replace_original=True, **notice(
         "No more check-in reminders. You can still message the people you support."))
+
+
+@transactional
+def on_user_change(event: dict[str, Any], context: dict[str, Any], db: Session) -> None:
+    """Someone's Slack profile changed (events are acknowledged by Bolt): a departure or a new
+    time zone reaches their check-ins."""
+    user = event.get("user")
+    if isinstance(user, dict):
+        checkin_flow.profile_changed(context["runtime"], db, user)

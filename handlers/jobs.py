@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING
 
@@ -30,18 +30,25 @@ RETENTION = "retention"
 RETENTION_MINUTE = 3 * 60 + 30  # 03:30 in the program's zone, when little else happens
 
 
-def _retry_on_slack_trouble(run: Callable[[JobContext], None]) -> Callable[[JobContext], None]:
+def _as_retry(error: Exception) -> Exception:
     """Slack refusing the app, or failing after its own retries, means try the job later."""
+    if isinstance(error, SlackAppProblem):
+        return RetryLater(APP_PROBLEM_RETRY, f"slack: {error.error}")
+    if isinstance(error, SlackApiError):
+        return RetryLater(SLACK_ERROR_RETRY, "slack: " + str(
+            error.response.get("error", "error"))[:60])
+    return error
+
+
+def _retry_on_slack_trouble(run: Callable[[JobContext], None]) -> Callable[[JobContext], None]:
+    """A job whose Slack trouble becomes a later retry (see _as_retry)."""
 
     @functools.wraps(run)
     def guarded(ctx: JobContext) -> None:
         try:
             run(ctx)
-        except SlackAppProblem as problem:
-            raise RetryLater(APP_PROBLEM_RETRY, f"slack: {problem.error}") from None
-        except SlackApiError as error:
-            raise RetryLater(SLACK_ERROR_RETRY, "slack: " + str(
-                error.response.get("error", "error"))[:60]) from None
+        except (SlackAppProblem, SlackApiError) as error:
+            raise _as_retry(error) from None
 
     return guarded
 
@@ -85,12 +92,17 @@ def register_jobs(runtime: Runtime) -> None:
     def send_checkin(ctx: JobContext) -> None:
         checkin_flow.send(runtime, ctx)
 
+    def send_checkins(batch: Sequence[JobContext]) -> dict[int, Exception]:
+        failures = checkin_flow.send_batch(runtime, batch)
+        return {item: _as_retry(error) for item, error in failures.items()}
+
     def remind_supporter(ctx: JobContext) -> None:
         checkin_flow.remind_supporter(runtime, ctx)
 
     # Check-ins and nudges found late (the clock was down) are spread out by the engine's
     # catch-up policy; send() then places each check-in inside the person's own hours.
-    runtime.jobs.register(JobKind(checkins.CHECKIN, _retry_on_slack_trouble(send_checkin)))
+    runtime.jobs.register(JobKind(checkins.CHECKIN, _retry_on_slack_trouble(send_checkin),
+                                  run_batch=send_checkins))
     runtime.jobs.register(JobKind(checkin_flow.SUPPORTER_REMINDER,
                                   _retry_on_slack_trouble(remind_supporter)))
 

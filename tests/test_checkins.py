@@ -197,6 +197,8 @@ def test_a_check_in_is_sent_at_its_time_inside_hours_and_only_once(
     assert checkin.due_at.astimezone(BERLIN).hour >= 9
     posts = checkin_posts(app_server)
     assert len(posts) == 1
+    assert posts[0].args["channel"] == REQUESTER, "one call, straight to the person's DM"
+    assert checkin.channel.startswith("D")
     buttons = [e["action_id"] for b in posts[0].args["blocks"] if b["type"] == "actions"
                for e in b["elements"]]
     assert len(buttons) == 5
@@ -307,14 +309,63 @@ def test_changing_hours_moves_coming_check_ins(app_server: AppServer) -> None:
     assert eventually(lambda: first_checkin(app_server).due_at.astimezone(BERLIN).hour == 20)
 
 
+def profile_change(app_server: AppServer, **user: object) -> None:
+    """Slack's `user_change` event for the requester, as Slack sends it."""
+    reply = app_server.slack.event({"type": "user_change", "event_ts": "1.2",
+                                    "user": {"id": REQUESTER, "name": "someone", **user}})
+    assert reply.status == 200
+
+
 def test_a_person_who_left_slack_gets_no_more_check_ins(app_server: AppServer) -> None:
     connect_with_checkins(app_server)
     app_server.slack.fake.users[REQUESTER].deleted = True
-    run_to_first(app_server)
-    with app_server.runtime.sessions() as session:
-        states = set(session.scalars(select(CheckIn.state)))
-    assert states == {CheckInState.CANCELLED}
+    profile_change(app_server, deleted=True, tz="Europe/Berlin")
+
+    def all_cancelled() -> bool:
+        with app_server.runtime.sessions() as session:
+            return set(session.scalars(select(CheckIn.state))) == {CheckInState.CANCELLED}
+
+    assert eventually(all_cancelled)
+    tick(app_server, 8 * 86400)
     assert checkin_posts(app_server) == []
+
+
+def test_a_new_time_zone_in_slack_moves_coming_check_ins(app_server: AppServer) -> None:
+    connect_with_checkins(app_server)
+    tokyo = ZoneInfo("Asia/Tokyo")
+    profile_change(app_server, deleted=False, tz="Asia/Tokyo")
+
+    def in_tokyo_hours() -> list[CheckIn] | None:
+        with app_server.runtime.sessions() as session:
+            rows = list(session.scalars(select(CheckIn).order_by(CheckIn.number)))
+            hours = session.get(ContactHours, REQUESTER)
+        fits = hours is not None and hours.tz == "Asia/Tokyo" and all(
+            9 <= c.due_at.astimezone(tokyo).hour < 18 for c in rows)
+        return rows if fits else None
+
+    assert eventually(in_tokyo_hours)
+    checkin = run_to_first(app_server)
+    assert checkin.state == CheckInState.SENT
+    assert 9 <= checkin.sent_at.astimezone(tokyo).hour < 18
+
+
+@pytest.mark.parametrize("change", [{"tz": "Not/AZone"}, {"tz": 7}, {"id": None}])
+def test_a_profile_change_that_makes_no_sense_changes_nothing(app_server: AppServer,
+                                                              change: dict) -> None:
+    connect_with_checkins(app_server)
+    before = [(c.due_at, c.state) for c in planned_rows(app_server)]
+    profile_change(app_server, **change)
+    # Someone we never checked in with: nothing to do either.
+    reply = app_server.slack.event({"type": "user_change", "event_ts": "1.3",
+                                    "user": {"id": "USTRANGER1", "deleted": True}})
+    assert reply.status == 200
+    app_server.settle()
+    assert [(c.due_at, c.state) for c in planned_rows(app_server)] == before
+
+
+def planned_rows(app_server: AppServer) -> list[CheckIn]:
+    with app_server.runtime.sessions() as session:
+        return list(session.scalars(select(CheckIn).order_by(CheckIn.number)))
 
 
 def test_a_rate_limit_retries_later_and_still_sends_once(app_server: AppServer) -> None:

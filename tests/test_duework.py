@@ -342,3 +342,60 @@ def test_a_batch_runs_several_items_at_once_each_exactly_once(pg_database: Datab
     assert (report.claimed, report.done, report.failed) == (30, 30, 0)
     assert most[0] >= 3
     assert sorted(recorder.runs) == sorted(set(recorder.runs)) and len(recorder.runs) == 30
+
+
+class BatchRecorder:
+    """A batch kind's body: records each batch, fails the items it is told to, once each."""
+
+    def __init__(self, fail_once: dict[int, Exception] | None = None) -> None:
+        self.batches: list[list[int]] = []
+        self.fail_once = dict(fail_once or {})
+
+    def __call__(self, batch) -> dict[int, Exception]:  # noqa: ANN001
+        self.batches.append([ctx.payload["n"] for ctx in batch])
+        assert len({id(ctx.session) for ctx in batch}) == 1, "one session for the whole batch"
+        failures = {}
+        for ctx in batch:
+            if ctx.payload["n"] in self.fail_once:
+                failures[ctx.item_id] = self.fail_once.pop(ctx.payload["n"])
+        return failures
+
+
+def test_a_batch_kind_gets_its_due_items_together_and_failures_retry_alone(
+        database: Database, clock: ManualClock) -> None:
+    batch = BatchRecorder({3: RetryLater(30, "ratelimited"), 5: RuntimeError("broken")})
+    single = Recorder()
+    engine = make_engine(database, clock, JobKind("checkin", single, run_batch=batch),
+                         JobKind("ping", Recorder()), batch_size=20)
+    with database.sessions.begin() as session:
+        for n in range(10):
+            schedule(session, "checkin", clock.now(), now=clock.now(), payload={"n": n})
+        schedule(session, "ping", clock.now(), now=clock.now(), payload={"n": 99})
+
+    report = engine.tick()
+
+    assert (report.claimed, report.done, report.retried) == (11, 9, 2)
+    assert batch.batches == [list(range(10))] and single.runs == []
+    clock.advance(30)
+    report = engine.tick()
+    assert (report.claimed, report.done) == (2, 2), "both retried after 30 s, nothing else"
+    assert sorted(batch.batches[1]) == [3, 5]
+    assert states(database) == Counter({WorkState.DONE: 11})
+
+
+def test_a_batch_that_raises_is_undone_and_retried(database: Database, clock: ManualClock) -> None:
+    def schedules_then_fails(batch) -> dict[int, Exception]:  # noqa: ANN001
+        schedule(batch[0].session, "follow", batch[0].now, now=batch[0].now, key="follow-up")
+        raise RuntimeError("boom")
+
+    engine = make_engine(database, clock,
+                         JobKind("checkin", Recorder(), run_batch=schedules_then_fails))
+    for _ in range(3):
+        add(database, clock, "checkin", 0)
+
+    report = engine.tick()
+
+    assert (report.claimed, report.retried, report.done) == (3, 3, 0)
+    with database.sessions() as session:
+        assert session.scalar(select(DueWork).where(DueWork.key == "follow-up")) is None
+    assert states(database) == Counter({WorkState.PENDING: 3})

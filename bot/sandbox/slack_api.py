@@ -381,6 +381,14 @@ class FakeSlack:
 
     def _api_chat_postMessage(self, args: JsonDict) -> JsonDict:
         channel = str(args["channel"])
+        if channel[:1] in ("U", "W"):
+            # A user id posts to the app's DM with that person, as Slack does (even to someone
+            # deactivated: Slack accepts it).
+            with self._lock:
+                key = frozenset([channel])
+                if key not in self._conversations:
+                    self._conversations[key] = f"D{next(self._ids):08d}"
+                channel = self._conversations[key]
         message = {"ts": self._ts(), "text": args.get("text", ""), "blocks": args.get("blocks"),
                    "user": self.bot_user_id, "metadata": args.get("metadata")}
         with self._lock:
