@@ -8,11 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltResponse
+from sqlalchemy import event
 
 import handlers
-from bot.deliveries import delivery_key, first_delivery
+from bot.deliveries import delivery_key
 from bot.runtime import Runtime
-from handlers.middleware import WORK_SLOTS
+from handlers.middleware import DELIVERY, WORK_SLOTS, check_delivery
 
 log = logging.getLogger(__name__)
 # Listeners that may have acknowledged and be waiting for a work slot, per process.
@@ -37,26 +38,26 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
         logger=logging.getLogger("peersupport.bolt"),
     )
 
+    if not event.contains(runtime.sessions, "after_begin", check_delivery):
+        event.listen(runtime.sessions, "after_begin", check_delivery)
+
     @app.use
-    def provide_runtime(context: dict[str, Any], next: Any) -> None:  # noqa: A002 - Bolt's name
+    def provide_runtime(context: dict[str, Any], body: dict[str, Any],
+                        next: Any) -> None:  # noqa: A002 - Bolt's name
         context["runtime"] = runtime
         context["messenger"] = runtime.messenger
         context["clock"] = runtime.clock
         # A session connects only when first used; @transactional listeners commit and close it.
-        context["db"] = runtime.sessions(info={WORK_SLOTS: work_slots})
-        next()
-
-    @app.use
-    def drop_repeated_deliveries(body: dict[str, Any], next: Any) -> BoltResponse | None:  # noqa: A002
-        # Slack retries an event it thinks was lost, and a proxy may replay a click: whichever
-        # process sees a delivery first handles it; every later copy is acknowledged and dropped.
+        info: dict[str, Any] = {WORK_SLOTS: work_slots}
         key = delivery_key(body)
         if key is not None:
-            with runtime.sessions.begin() as session:
-                if not first_delivery(session, key, now=runtime.clock.now()):
-                    log.info("dropped a repeated Slack delivery")
-                    return BoltResponse(status=200, body="")
-        return next()
+            # Slack retries an event it thinks was lost, and a proxy may replay a click: the
+            # first process to record the key handles it, every later copy is acknowledged and
+            # dropped. Recorded in the work's own transaction (check_delivery), after the
+            # acknowledgement.
+            info[DELIVERY] = (key, runtime.clock.now())
+        context["db"] = runtime.sessions(info=info)
+        next()
 
     @app.error
     def on_error(error: Exception, context: dict[str, Any], response: BoltResponse | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import Connection, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -34,10 +34,12 @@ _RECORD = {
 }
 
 
-def first_delivery(session: Session, key: str, *, now: datetime) -> bool:
-    """Record `key`; True only for the first delivery to do so, in any process."""
-    statement = _RECORD[session.get_bind().dialect.name]
-    return session.execute(statement, {"key": key, "seen_at": now}).scalar() is not None
+def first_delivery(connection: Connection, key: str, *, now: datetime) -> bool:
+    """Record `key` in the connection's transaction; True only for the first delivery to do so,
+    in any process. A second copy arriving while the first's transaction is open waits for it
+    (the unique key), so it is dropped if the first commits and handled if the first fails."""
+    statement = _RECORD[connection.dialect.name]
+    return connection.execute(statement, {"key": key, "seen_at": now}).scalar() is not None
 
 
 def forget_old(session: Session, *, now: datetime) -> int:

@@ -1,19 +1,43 @@
-"""One database session per Slack request, committed in one place."""
+"""One database session per Slack request, committed in one place, and the checks that ride on
+it: work slots after acknowledging, and dropping a delivery Slack (or a proxy) repeated."""
 
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session, SessionTransaction
 
 from bot.db import discard_after_commit, run_after_commit
+from bot.deliveries import first_delivery
 
 Listener = TypeVar("Listener", bound=Callable[..., Any])
 # The key, in a request session's `info`, of the semaphore bounding work after acknowledgements.
 WORK_SLOTS = "work_slots"
+# The key, in a request session's `info`, of (delivery key, now) still to be checked.
+DELIVERY = "delivery"
+log = logging.getLogger(__name__)
+
+
+class RepeatedDelivery(Exception):
+    """This delivery was already handled (by any process): acknowledge it and do nothing."""
+
+
+def check_delivery(session: Session, _transaction: SessionTransaction,
+                   connection: Connection) -> None:
+    """Session hook (after_begin): a request's first transaction records its delivery key first.
+
+    Checking here, not before acknowledging, keeps the acknowledgement free of database work,
+    and makes the record part of the work's own transaction: if the work fails, Slack's retry
+    of the same delivery is handled rather than dropped.
+    """
+    pending = session.info.pop(DELIVERY, None)
+    if pending is not None and not first_delivery(connection, pending[0], now=pending[1]):
+        raise RepeatedDelivery()
 
 
 class _AckThenWait:
@@ -30,12 +54,18 @@ class _AckThenWait:
 
     def __init__(self, ack: Callable[..., Any], slots: threading.Semaphore, db: Session):
         self._ack, self._slots, self._db, self._held = ack, slots, db, False
+        self.acked = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         answer = self._ack(*args, **kwargs)
+        self.acked = True
         if not self._held and not self._db.in_transaction():
             self._slots.acquire()
             self._held = True
+        if DELIVERY in self._db.info:
+            # A listener that never touches the database is still checked, now that Slack has
+            # its answer: beginning the transaction runs check_delivery.
+            self._db.connection()
         return answer
 
     def release(self) -> None:
@@ -64,6 +94,14 @@ def transactional(listener: Listener) -> Listener:
             try:
                 result = listener(*args, **kwargs)
                 db.commit()
+            except RepeatedDelivery:
+                db.rollback()
+                discard_after_commit(db)
+                db.close()
+                log.info("dropped a repeated Slack delivery")
+                if acked is not None and not acked.acked:
+                    acked()  # empty: the first copy gave (or gives) the real answer
+                return None
             except BaseException:
                 db.rollback()
                 discard_after_commit(db)

@@ -8,7 +8,7 @@ import time
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bot.logs import configure_logging
 from bot.models import DueWork
@@ -159,3 +159,46 @@ def test_a_replayed_click_changes_nothing(app_server: AppServer) -> None:
     app_server.slack.fake.wait_for("views.open")
     time.sleep(0.3)
     assert len(app_server.slack.fake.calls_to("views.open")) == 1
+
+
+def click_payload(trigger_id: str) -> dict:
+    return {"type": "block_actions", "team": {"id": "T0PEERSUP"}, "api_app_id": "A1",
+            "user": {"id": "UCLIN00001"}, "trigger_id": trigger_id, "token": "t",
+            "actions": [{"type": "button", "action_id": "request_support", "block_id": "b",
+                         "action_ts": "1.2"}],
+            "container": {"type": "view", "view_id": "V1"}}
+
+
+def test_a_click_is_acknowledged_while_the_database_is_busy(app_server: AppServer) -> None:
+    """Acknowledging needs no database: the repeat check runs in the work's own transaction,
+    after Slack has its answer."""
+    engine = app_server.runtime.engine
+    with engine.connect() as holder:
+        if engine.dialect.name == "postgresql":
+            holder.execute(text("LOCK TABLE seen_deliveries IN ACCESS EXCLUSIVE MODE"))
+        else:  # SQLite: hold the single write lock
+            holder.execute(text("INSERT INTO seen_deliveries (key, seen_at) "
+                                "VALUES ('holder', '2026-01-01 00:00:00')"))
+        reply = app_server.slack.post_payload(click_payload("9.9.busy"))
+        assert reply.status == 200, "acknowledged while the lock was still held"
+        assert app_server.slack.fake.calls_to("views.open") == [], "the work waits for the lock"
+        holder.rollback()
+    app_server.slack.fake.wait_for("views.open")
+    assert app_server.slack.post_payload(click_payload("9.9.busy")).status == 200
+    app_server.settle()
+    assert len(app_server.slack.fake.calls_to("views.open")) == 1, "the repeat was dropped"
+
+
+def test_a_delivery_whose_work_failed_is_handled_when_slack_retries_it(
+        app_server: AppServer) -> None:
+    event = {"type": "app_home_opened", "user": "UCLIN00001", "tab": "home", "event_ts": "1.2"}
+    app_server.slack.fake.fail("views.publish", "internal_error")
+    assert app_server.slack.event(event, event_id="Ev0FAILED01").status == 200
+    app_server.settle()
+    assert len(app_server.slack.fake.calls_to("views.publish")) == 1, "tried once, and failed"
+    assert app_server.slack.event(event, event_id="Ev0FAILED01").status == 200
+    app_server.settle()
+    assert len(app_server.slack.fake.calls_to("views.publish")) == 2, "the retry was handled"
+    assert app_server.slack.event(event, event_id="Ev0FAILED01").status == 200
+    app_server.settle()
+    assert len(app_server.slack.fake.calls_to("views.publish")) == 2, "a third copy was not"
