@@ -3,13 +3,15 @@ the same signed requests, 16 and 64 closed-loop clients."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, insert
 
-from bench import seeds
+from bench import cpu, seeds
 from bench.common import Report, percentile, scratch_database
 from bench.load import LoadResult, Scenario, drive_elsewhere
 from bench.seeds import NOW
@@ -111,10 +113,15 @@ def run(settings: Settings | None = None) -> Report:
                     for kind in kinds:
                         scenario = Scenario(kind, slices[kind][index])
                         results: dict[str, LoadResult] = {}
+                        cores: dict[str, dict[str, float]] = {}
                         for name, url in (("bare", bare), ("ours", ours)):
+                            # Where the processors went during the measured part of the load.
+                            window = cpu.Window(_groups(name), settings.warmup + 0.2,
+                                                settings.seconds - 0.4)
                             results[name] = drive_elsewhere(url, SIGNING_SECRET, respond_to, scenario,
                                                             clients, settings.seconds,
                                                             settings.warmup)
+                            cores[name] = window.cores()
                             # Work runs after each acknowledgement: let it finish before the next
                             # load, and say how long it took.
                             lag = _settle(fake)
@@ -122,6 +129,7 @@ def run(settings: Settings | None = None) -> Report:
                                 report.add(f"{_case(kind)}, {clients} clients",
                                            "ours: work done after the load", lag, "s")
                         _record(report, f"{_case(kind)}, {clients} clients", results, clients)
+                        _record_cpu(report, f"{_case(kind)}, {clients} clients", results, cores)
                         print(f"  ack: {_case(kind)}, {clients} clients: "
                               f"{results['ours'].per_second:.0f} vs "
                               f"{results['bare'].per_second:.0f} req/s", file=sys.stderr, flush=True)
@@ -136,6 +144,30 @@ def run(settings: Settings | None = None) -> Report:
         "added latency. Each Accept and check-in click targets an offer or check-in nobody has "
         "answered yet; offers go out five to a request, so one click in five wins.")
     return report
+
+
+def _groups(app: str) -> dict[str, Callable[[int, str], bool]]:
+    """The processes that share the machine during a load, by what they are."""
+    own = os.getpid()
+    server = "-m bot web" if app == "ours" else "-m bench.bare_app"
+    return {"server": lambda _pid, command: server in command,
+            "PostgreSQL": lambda _pid, command: command.startswith("postgres"),
+            "Slack stand-in": lambda pid, _command: pid == own,
+            "load generator": lambda _pid, command: "-m bench.load" in command}
+
+
+def _record_cpu(report: Report, case: str, results: dict[str, LoadResult],
+                cores: dict[str, dict[str, float]]) -> None:
+    for app, label in (("bare", "bare Bolt"), ("ours", "ours")):
+        rate = results[app].per_second
+        if not cores.get(app) or not rate:
+            continue
+        for group in ("server", "PostgreSQL", "Slack stand-in"):
+            if group != "server" and app == "bare":
+                continue  # the bare app touches neither
+            report.add(case, f"{label}: {group} CPU per request",
+                       cores[app].get(group, 0.0) / rate * 1000, "ms")
+        report.add(case, f"{label}: processors busy (all)", sum(cores[app].values()), "CPUs")
 
 
 def _record(report: Report, case: str, results: dict[str, LoadResult], clients: int) -> None:

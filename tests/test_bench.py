@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from bench import cpu
 from bench.__main__ import markdown, quick
 from tests.conftest import PG_URL
 
@@ -35,6 +36,17 @@ def test_ack_drives_both_apps_with_no_failures(reports) -> None:  # noqa: ANN001
     assert len(throughputs) == 6  # three kinds of request, ours and the bare app
     assert all(value > 0 for value in throughputs.values())
     assert all(value == 0 for key, value in rows.items() if key[1] == "ours: failed or non-200")
+    # Where the processors went, per request, for each load: our server, PostgreSQL, Slack.
+    spent = {key[1] for key in rows if key[1].endswith("CPU per request")}
+    assert spent == {"bare Bolt: server CPU per request", "ours: server CPU per request",
+                     "ours: PostgreSQL CPU per request", "ours: Slack stand-in CPU per request"}
+
+
+def test_cpu_is_counted_per_group_over_the_window_only() -> None:
+    before = {1: ("server", 10.0), 2: ("server", 5.0), 3: ("PostgreSQL", 1.0)}
+    after = {1: ("server", 10.5), 2: ("server", 5.25), 3: ("PostgreSQL", 1.0),
+             4: ("load generator", 3.0)}  # started in between: its start-up is not the load's
+    assert cpu.spent(before, after) == {"server": 0.75, "PostgreSQL": 0.0}
 
 
 def test_fanout_times_the_whole_wave(reports) -> None:  # noqa: ANN001
