@@ -106,7 +106,8 @@ def test_fuzzed_modal_submissions(watched: AppServer, caplog: pytest.LogCaptureF
 @FUZZ
 @given(event=st.dictionaries(st.sampled_from(["type", "user", "tab", "channel", "text"]),
                              json_values, max_size=5),
-       event_type=st.one_of(st.sampled_from(["app_home_opened", "message", "team_join"]),
+       event_type=st.one_of(st.sampled_from(["app_home_opened", "user_change", "message",
+                                                      "team_join"]),
                             junk_text))
 def test_fuzzed_events(watched: AppServer, caplog: pytest.LogCaptureFixture, event: dict,
                        event_type: str) -> None:
