@@ -68,6 +68,12 @@ class _AckThenWait:
             self._db.connection()
         return answer
 
+    def answer_only(self) -> None:
+        """Acknowledge with an empty answer, taking no work slot (there is no work to do)."""
+        if not self.acked:
+            self.acked = True
+            self._ack()
+
     def release(self) -> None:
         if self._held:
             self._held = False
@@ -99,8 +105,8 @@ def transactional(listener: Listener) -> Listener:
                 discard_after_commit(db)
                 db.close()
                 log.info("dropped a repeated Slack delivery")
-                if acked is not None and not acked.acked:
-                    acked()  # empty: the first copy gave (or gives) the real answer
+                if acked is not None:
+                    acked.answer_only()  # empty: the first copy gave (or gives) the real answer
                 return None
             except BaseException:
                 db.rollback()

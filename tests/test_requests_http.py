@@ -186,6 +186,18 @@ def test_the_same_submission_delivered_twice_makes_one_request(app_server: AppSe
         assert len(session.scalars(select(SupportRequest)).all()) == 1
 
 
+def test_a_replayed_submission_is_acknowledged_empty_and_makes_one_request(
+        app_server: AppServer) -> None:
+    add_supporters(app_server, *SUPPORTERS)
+    assert ask(app_server).status == 200
+    replay = app_server.slack.post_raw(app_server.slack.sent[-1],
+                                       "application/x-www-form-urlencoded")
+    assert (replay.status, replay.body) == (200, ""), "the copy just closes the form"
+    app_server.settle()
+    with app_server.runtime.sessions() as session:
+        assert len(session.scalars(select(SupportRequest)).all()) == 1
+
+
 # -- accepting ---------------------------------------------------------------------------------
 
 
