@@ -15,9 +15,18 @@ from bot.models import SeenDelivery
 KEEP = timedelta(days=1)  # Slack retries within minutes; a day is ample
 
 
+# Events whose handling is safe to repeat and that arrive for everyone in the workspace: a key
+# for each would be a write per profile change, for nothing.
+IDEMPOTENT_EVENTS = frozenset({"user_change"})
+
+
 def delivery_key(body: dict[str, Any]) -> str | None:
-    """What identifies one delivery: an event's event_id, or an interaction's trigger_id."""
+    """What identifies one delivery: an event's event_id, or an interaction's trigger_id; None
+    for deliveries that need no de-duplication."""
     if body.get("type") == "event_callback" and isinstance(body.get("event_id"), str):
+        event = body.get("event")
+        if isinstance(event, dict) and event.get("type") in IDEMPOTENT_EVENTS:
+            return None
         return "event:" + body["event_id"][:100]
     if body.get("type") in ("block_actions", "view_submission", "shortcut", "message_action") \
             and isinstance(body.get("trigger_id"), str):
@@ -40,6 +49,11 @@ def first_delivery(connection: Connection, key: str, *, now: datetime) -> bool:
     (the unique key), so it is dropped if the first commits and handled if the first fails."""
     statement = _RECORD[connection.dialect.name]
     return connection.execute(statement, {"key": key, "seen_at": now}).scalar() is not None
+
+
+def forget_delivery(connection: Connection, key: str) -> None:
+    """Drop one record, so a retry of a delivery whose work failed is handled."""
+    connection.execute(delete(SeenDelivery).where(SeenDelivery.key == key))
 
 
 def forget_old(session: Session, *, now: datetime) -> int:

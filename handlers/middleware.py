@@ -13,13 +13,15 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session, SessionTransaction
 
 from bot.db import discard_after_commit, run_after_commit
-from bot.deliveries import first_delivery
+from bot.deliveries import first_delivery, forget_delivery
 
 Listener = TypeVar("Listener", bound=Callable[..., Any])
 # The key, in a request session's `info`, of the semaphore bounding work after acknowledgements.
 WORK_SLOTS = "work_slots"
 # The key, in a request session's `info`, of (delivery key, now) still to be checked.
 DELIVERY = "delivery"
+# The key, in a request session's `info`, of a delivery recorded in its own transaction.
+RECORDED = "delivery_recorded"
 log = logging.getLogger(__name__)
 
 
@@ -29,15 +31,40 @@ class RepeatedDelivery(Exception):
 
 def check_delivery(session: Session, _transaction: SessionTransaction,
                    connection: Connection) -> None:
-    """Session hook (after_begin): a request's first transaction records its delivery key first.
+    """Session hook (after_begin): a request's first transaction checks its delivery key first.
 
-    Checking here, not before acknowledging, keeps the acknowledgement free of database work,
-    and makes the record part of the work's own transaction: if the work fails, Slack's retry
-    of the same delivery is handled rather than dropped.
+    Checking here, not before acknowledging, keeps the acknowledgement free of database work.
+    On PostgreSQL the key is recorded in the work's own transaction: a copy arriving meanwhile
+    waits for it on the key alone, and if the work fails the record goes with it, so Slack's
+    retry is handled. SQLite has a single writer: recorded there, the key would hold the whole
+    database's write lock for as long as the work runs, Slack calls included. It is committed
+    on its own instead, and forgotten again if the work fails (see transactional).
     """
     pending = session.info.pop(DELIVERY, None)
-    if pending is not None and not first_delivery(connection, pending[0], now=pending[1]):
+    if pending is None:
+        return
+    key, now = pending
+    if connection.dialect.name == "sqlite":
+        with connection.engine.begin() as own:
+            first = first_delivery(own, key, now=now)
+        if first:
+            session.info[RECORDED] = key
+    else:
+        first = first_delivery(connection, key, now=now)
+    if not first:
         raise RepeatedDelivery()
+
+
+def _forget_recorded(db: Session) -> None:
+    key = db.info.pop(RECORDED, None)
+    if key is None:
+        return
+    try:
+        with db.get_bind().connect() as own:
+            forget_delivery(own, key)
+            own.commit()
+    except Exception:  # noqa: BLE001 - the work's own failure is what gets reported
+        log.warning("could not forget a failed delivery; a retry of it will be dropped")
 
 
 class _AckThenWait:
@@ -111,6 +138,7 @@ def transactional(listener: Listener) -> Listener:
             except BaseException:
                 db.rollback()
                 discard_after_commit(db)
+                _forget_recorded(db)
                 db.close()
                 raise
             db.close()

@@ -8,14 +8,21 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot import checkins
 from bot import requests as domain
 from bot.checkins import CheckInError, place
 from bot.db import make_sessions
 from bot.duework import DueWorkEngine
-from bot.models import CheckIn, CheckInState, ContactHours, RequestState, SupportRequest
+from bot.models import (
+    CheckIn,
+    CheckInState,
+    ContactHours,
+    RequestState,
+    SeenDelivery,
+    SupportRequest,
+)
 from bot.requests import RequestForm
 from handlers.blocks.checkins import METADATA_TYPE
 from handlers.ids import Action, Block, Callback
@@ -354,6 +361,7 @@ def test_a_profile_change_that_makes_no_sense_changes_nothing(app_server: AppSer
                                                               change: dict) -> None:
     connect_with_checkins(app_server)
     before = [(c.due_at, c.state) for c in planned_rows(app_server)]
+    seen = seen_deliveries(app_server)
     profile_change(app_server, **change)
     # Someone we never checked in with: nothing to do either.
     reply = app_server.slack.event({"type": "user_change", "event_ts": "1.3",
@@ -361,6 +369,13 @@ def test_a_profile_change_that_makes_no_sense_changes_nothing(app_server: AppSer
     assert reply.status == 200
     app_server.settle()
     assert [(c.due_at, c.state) for c in planned_rows(app_server)] == before
+    # Profile changes arrive for the whole workspace and are safe to repeat: none is recorded.
+    assert seen_deliveries(app_server) == seen
+
+
+def seen_deliveries(app_server: AppServer) -> int:
+    with app_server.runtime.sessions() as session:
+        return session.scalar(select(func.count()).select_from(SeenDelivery))
 
 
 def planned_rows(app_server: AppServer) -> list[CheckIn]:

@@ -202,3 +202,17 @@ def test_a_delivery_whose_work_failed_is_handled_when_slack_retries_it(
     assert app_server.slack.event(event, event_id="Ev0FAILED01").status == 200
     app_server.settle()
     assert len(app_server.slack.fake.calls_to("views.publish")) == 2, "a third copy was not"
+
+
+def test_work_waiting_on_slack_does_not_hold_up_other_requests(app_server: AppServer) -> None:
+    """A click whose form is slow to open keeps no lock that another request's work needs
+    (SQLite has one writer: the repeat check must not make every request a writer)."""
+    fake = app_server.slack.fake
+    fake.fail("views.open", delay=3.0)  # Slack answers, but late
+    assert app_server.slack.post_payload(click_payload("9.9.slow")).status == 200
+    opened = fake.wait_for("views.open")[0]
+    event = {"type": "app_home_opened", "user": "UCLIN00002", "tab": "home", "event_ts": "1.3"}
+    assert app_server.slack.event(event).status == 200
+    published = fake.wait_for("views.publish", timeout=10)[0]
+    assert published.at - opened.at < 2.0, "the Home was drawn while the form was still opening"
+    app_server.settle()
