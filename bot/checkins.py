@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from bot import duework
@@ -108,7 +108,7 @@ class DueCheckIns:
     move: list[tuple[CheckIn, datetime]] = field(default_factory=list)  # to the next good time
 
 
-def sort_due(session: Session, versions: Mapping[int, object], *, now: datetime,
+def sort_due(session: Session, versions: Mapping[int, int], *, now: datetime,
              default_tz: str) -> DueCheckIns:
     """Load the check-ins whose timers fired (id -> the version each timer was set for) and sort
     them; ones moved, answered, cancelled or sent since are left out. Reads only."""
@@ -134,13 +134,15 @@ def sort_due(session: Session, versions: Mapping[int, object], *, now: datetime,
     return due
 
 
-def claim_for_sending(session: Session, checkin_ids: Sequence[int]) -> set[int]:
-    """Mark scheduled check-ins as being sent; returns the ids this call won (only one process
-    ever wins each)."""
-    if not checkin_ids:
+def claim_for_sending(session: Session, due: Sequence[CheckIn]) -> set[int]:
+    """Mark scheduled check-ins as being sent, each only if it still has the version it was
+    loaded with (not moved meanwhile); returns the ids this call won (one process wins each)."""
+    if not due:
         return set()
     return set(session.scalars(
-        update(CheckIn).where(CheckIn.id.in_(checkin_ids), CheckIn.state == CheckInState.SCHEDULED)
+        update(CheckIn)
+        .where(tuple_(CheckIn.id, CheckIn.version).in_([(c.id, c.version) for c in due]),
+               CheckIn.state == CheckInState.SCHEDULED)
         .values(state=CheckInState.SENDING).returning(CheckIn.id)
         .execution_options(synchronize_session=False)
     ))

@@ -214,8 +214,8 @@ class DueWorkEngine:
                 batches.setdefault(item.kind, []).append(item)
             else:
                 singles.append(item)
-        for name, batch in batches.items():
-            self._run_batch(self.registry.kinds[name], batch, token, report)
+        # Single items first: they include the ones that must never wait (escalations, offer
+        # timeouts), and a batch of check-ins can take a while.
         if self.threads > 1 and len(singles) > 1:
             # Items are independent (each has its own session and claim), and most of their
             # time is spent waiting on Slack: a batch runs `threads` at a time.
@@ -226,6 +226,8 @@ class DueWorkEngine:
         else:
             for item in singles:
                 self._run_one(item, token, report)
+        for name, batch in batches.items():
+            self._run_batch(self.registry.kinds[name], batch, token, report)
         self._purge_finished_now_and_then()
         if report.claimed:
             log.info(
@@ -332,11 +334,15 @@ class DueWorkEngine:
                     .returning(DueWork.id)
                     .execution_options(synchronize_session=False)
                 )) if succeeded else set()
-        except Exception as error:  # noqa: BLE001 - the whole batch is retried, item by item
+        except Exception as error:  # noqa: BLE001 - one bad item must not take the others down
             discard_after_commit(session)
             session.close()
+            # Its database work is undone; each item now runs alone, as it would have without
+            # batching, so only the ones that fail on their own are retried (same attempt).
+            log.warning("due work: a batch of %d %s items failed (%s); running them one by one",
+                        len(items), kind.name, type(error).__name__)
             for item in items:
-                self._after_failure(item, token, kind, now, error, report)
+                self._run_one(item, token, report)
             return
         session.close()
         run_after_commit(session)

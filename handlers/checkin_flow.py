@@ -86,12 +86,18 @@ def send_batch(runtime: Runtime, contexts: Sequence[JobContext]) -> dict[int, Ex
     if not contexts:
         return {}
     db, now = contexts[0].session, contexts[0].now
-    by_checkin = {int(ctx.payload["checkin_id"]): ctx for ctx in contexts}
-    due = checkins.sort_due(db, {i: ctx.payload.get("version") for i, ctx in by_checkin.items()},
+    by_checkin: dict[int, JobContext] = {}
+    for ctx in contexts:
+        # Two timers for one check-in (a crashed clock's, retaken, and a move's) can fall due
+        # together: the newer speaks for it, and the older, superseded, finishes as done.
+        kept = by_checkin.setdefault(int(ctx.payload["checkin_id"]), ctx)
+        if _version(ctx) > _version(kept):
+            by_checkin[int(ctx.payload["checkin_id"])] = ctx
+    due = checkins.sort_due(db, {i: _version(ctx) for i, ctx in by_checkin.items()},
                             now=now, default_tz=runtime.settings.program_timezone)
     if due.send:
         with runtime.sessions.begin() as claim:
-            won = checkins.claim_for_sending(claim, [checkin.id for checkin in due.send])
+            won = checkins.claim_for_sending(claim, due.send)
         due.send = [checkin for checkin in due.send if checkin.id in won]
     failures: dict[int, Exception] = {}
     posted = runtime.messenger.post_each(
@@ -103,6 +109,10 @@ def send_batch(runtime: Runtime, contexts: Sequence[JobContext]) -> dict[int, Ex
     for checkin, placed in due.move:
         checkins.move(db, checkin, placed, now=now)
     return failures
+
+
+def _version(ctx: JobContext) -> int:
+    return int(ctx.payload.get("version") or 0)
 
 
 def _find_or_post(runtime: Runtime, checkin: CheckIn) -> Posted | Exception:

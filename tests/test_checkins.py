@@ -19,9 +19,11 @@ from bot.models import (
     CheckIn,
     CheckInState,
     ContactHours,
+    DueWork,
     RequestState,
     SeenDelivery,
     SupportRequest,
+    WorkState,
 )
 from bot.requests import RequestForm
 from handlers.blocks.checkins import METADATA_TYPE
@@ -107,6 +109,18 @@ def test_plan_places_each_check_in_in_hours(database: Database) -> None:
     times = [c.due_at.astimezone(NY) for c in planned(database)]
     assert [t.strftime("%a %d %b %H:%M") for t in times] == [
         "Tue 03 Mar 10:00", "Thu 05 Mar 10:00", "Mon 09 Mar 11:00", "Wed 01 Apr 11:00"]
+
+
+def test_a_check_in_moved_since_it_was_loaded_is_not_claimed(database: Database) -> None:
+    connected(database)
+    with database.sessions() as reader:
+        stale = reader.scalars(select(CheckIn).order_by(CheckIn.number)).first()
+        reader.expunge(stale)
+    with database.sessions.begin() as session:
+        checkins.snooze(session, stale.id, REQUESTER, now=NOW)  # a new version, a new timer
+    with database.sessions.begin() as session:
+        assert checkins.claim_for_sending(session, [stale]) == set()
+    assert planned(database)[0].state == CheckInState.SCHEDULED
 
 
 def test_no_check_ins_without_consent(database: Database) -> None:
@@ -381,6 +395,31 @@ def seen_deliveries(app_server: AppServer) -> int:
 def planned_rows(app_server: AppServer) -> list[CheckIn]:
     with app_server.runtime.sessions() as session:
         return list(session.scalars(select(CheckIn).order_by(CheckIn.number)))
+
+
+def test_two_timers_for_one_check_in_due_together_send_it_once(app_server: AppServer) -> None:
+    """A crashed clock's timer, retaken after its lease, and the timer of a move made meanwhile
+    can fall due in the same batch: the newer speaks for the check-in, it is sent once, and
+    both timers finish."""
+    connect_with_checkins(app_server)
+    first = first_checkin(app_server)
+    with app_server.runtime.sessions.begin() as session:
+        checkin = session.get(CheckIn, first.id)
+        checkins.move(session, checkin, first.due_at, now=app_server.runtime.clock.now())
+        # The old timer was already claimed when the move came, so it is still there too.
+        session.add(DueWork(kind=checkins.CHECKIN, key="stale-timer", due_at=first.due_at,
+                            payload={"checkin_id": first.id, "version": first.version},
+                            state=WorkState.PENDING, attempts=0, rescheduled=0,
+                            created_at=first.due_at))
+    run_to_first(app_server)
+    assert first_checkin(app_server).state == CheckInState.SENT
+    assert len(checkin_posts(app_server)) == 1
+    with app_server.runtime.sessions() as session:
+        timers = {w.key: w.state for w in session.scalars(select(DueWork).where(
+            DueWork.kind == checkins.CHECKIN, DueWork.due_at <= first.due_at))}
+    assert timers.pop("stale-timer") == WorkState.DONE
+    assert sorted(timers.values()) == [WorkState.CANCELLED, WorkState.DONE], \
+        "the first timer cancelled by the move, the move's timer done"
 
 
 def test_a_rate_limit_retries_later_and_still_sends_once(app_server: AppServer) -> None:

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot.clock import ManualClock
 from bot.db import make_sessions
@@ -361,7 +361,7 @@ class BatchRecorder:
         return failures
 
 
-def test_a_batch_kind_gets_its_due_items_together_and_failures_retry_alone(
+def test_a_batch_kind_gets_its_due_items_together_and_failures_are_retried_on_their_own(
         database: Database, clock: ManualClock) -> None:
     batch = BatchRecorder({3: RetryLater(30, "ratelimited"), 5: RuntimeError("broken")})
     single = Recorder()
@@ -383,19 +383,65 @@ def test_a_batch_kind_gets_its_due_items_together_and_failures_retry_alone(
     assert states(database) == Counter({WorkState.DONE: 11})
 
 
-def test_a_batch_that_raises_is_undone_and_retried(database: Database, clock: ManualClock) -> None:
+def test_a_batch_that_raises_is_undone_and_its_items_run_one_by_one(
+        database: Database, clock: ManualClock) -> None:
     def schedules_then_fails(batch) -> dict[int, Exception]:  # noqa: ANN001
         schedule(batch[0].session, "follow", batch[0].now, now=batch[0].now, key="follow-up")
         raise RuntimeError("boom")
 
+    alone = Recorder()
     engine = make_engine(database, clock,
-                         JobKind("checkin", Recorder(), run_batch=schedules_then_fails))
+                         JobKind("checkin", alone, run_batch=schedules_then_fails))
     for _ in range(3):
         add(database, clock, "checkin", 0)
 
     report = engine.tick()
 
-    assert (report.claimed, report.retried, report.done) == (3, 3, 0)
+    assert (report.claimed, report.done, report.retried) == (3, 3, 0)
+    assert len(alone.runs) == 3
     with database.sessions() as session:
         assert session.scalar(select(DueWork).where(DueWork.key == "follow-up")) is None
-    assert states(database) == Counter({WorkState.PENDING: 3})
+    assert states(database) == Counter({WorkState.DONE: 3})
+
+
+def test_one_item_that_always_breaks_its_batch_fails_alone(database: Database,
+                                                           clock: ManualClock) -> None:
+    def poisoned(ctx: JobContext) -> None:
+        if ctx.payload["n"] == 2:
+            raise RuntimeError("this one is broken")
+
+    def batch(contexts) -> dict[int, Exception]:  # noqa: ANN001
+        for ctx in contexts:
+            poisoned(ctx)
+        return {}
+
+    engine = make_engine(database, clock, JobKind("checkin", poisoned, run_batch=batch,
+                                                  max_attempts=2), batch_size=20)
+    with database.sessions.begin() as session:
+        for n in range(6):
+            schedule(session, "checkin", clock.now(), now=clock.now(), payload={"n": n})
+
+    assert engine.tick().done == 5
+    clock.advance(30)
+    assert engine.tick().failed == 1
+    assert states(database) == Counter({WorkState.DONE: 5, WorkState.FAILED: 1})
+
+
+def test_an_item_whose_lease_was_lost_during_its_batch_is_left_to_its_new_owner(
+        database: Database, clock: ManualClock) -> None:
+    def taken_meanwhile(contexts) -> dict[int, Exception]:  # noqa: ANN001
+        # Another clock retakes the first item (its lease ran out) while the batch runs.
+        with database.sessions.begin() as other:
+            other.execute(update(DueWork).where(DueWork.id == contexts[0].item_id)
+                          .values(claim_token="other-clock"))
+        return {}
+
+    engine = make_engine(database, clock,
+                         JobKind("checkin", Recorder(), run_batch=taken_meanwhile))
+    for _ in range(3):
+        add(database, clock, "checkin", 0)
+
+    report = engine.tick()
+
+    assert (report.done, report.lost_lease) == (2, 1)
+    assert states(database) == Counter({WorkState.DONE: 2, WorkState.RUNNING: 1})
