@@ -127,11 +127,23 @@ class Messenger:
                   ) -> list[Posted | Exception]:
         """Post each (channel, message) pair, `parallel` at a time, in order; where a post
         failed, its exception in its place. A user id as the channel posts to the app's DM
-        with that person, in one call (no conversations.open first)."""
+        with that person, in one call (no conversations.open first).
+
+        Once Slack answers 429 (after slack_sdk's own retries), the posts not yet made are not
+        attempted: each gets that same error, so the caller retries them after Retry-After and
+        a long batch does not keep Slack's limit busy (or outlive its claim) for nothing.
+        """
+        slowed: list[SlackApiError] = []
 
         def post(pair: tuple[str, dict[str, Any]]) -> Posted | Exception:
+            if slowed:
+                return slowed[0]
             try:
                 return self.post_message(pair[0], **pair[1])
+            except SlackApiError as error:
+                if error.response.get("error") == "ratelimited":
+                    slowed.append(error)
+                return error
             except Exception as error:  # noqa: BLE001 - one failed post must not stop the rest
                 return error
 

@@ -500,3 +500,26 @@ def test_two_clocks_on_the_same_database_send_each_check_in_once(
     sent = Counter(c.args["metadata"]["event_payload"]["checkin_id"]
                    for c in checkin_posts(app_server))
     assert sorted(sent) == sorted(many_due) and set(sent.values()) == {1}
+
+
+def test_when_slack_says_slow_down_the_rest_of_the_batch_waits(
+        app_server: AppServer, many_due: list[int]) -> None:
+    fake = app_server.slack.fake
+    fake.fail("chat.postMessage", status=429, retry_after=1, times=1000)
+    app_server.runtime.duework().tick()
+    refused = len(fake.calls_to("chat.postMessage"))
+    parallel = app_server.runtime.messenger.parallel
+    # Only the posts already under way when Slack first said 429 were tried (each with
+    # slack_sdk's two retries); the others were not sent to Slack at all.
+    assert refused <= parallel * 3 < len(many_due) * 3
+    fake.recover()  # Slack's limit has passed
+    tick(app_server, 2)
+    sent = Counter(c.args["metadata"]["event_payload"]["checkin_id"]
+                   for c in checkin_posts(app_server))
+    with app_server.runtime.sessions() as session:
+        states = Counter(session.scalars(select(CheckIn.state).where(CheckIn.id.in_(many_due))))
+    assert states == Counter({CheckInState.SENT: len(many_due)})
+    delivered = [m for channel in fake.messages.values() for m in channel
+                 if (m.get("metadata") or {}).get("event_type") == METADATA_TYPE]
+    assert len(delivered) == len(many_due), "each delivered exactly once"
+    assert set(sent) == set(many_due)

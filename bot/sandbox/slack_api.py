@@ -199,6 +199,11 @@ class FakeSlack:
         with self._lock:
             self._faults.append(Fault(method, error, status, retry_after, delay, times))
 
+    def recover(self) -> None:
+        """Forget every failure still to come: Slack works normally again."""
+        with self._lock:
+            self._faults.clear()
+
     def calls_to(self, method: str) -> list[Call]:
         """Every recorded call of one method, oldest first."""
         with self._lock:
