@@ -90,9 +90,9 @@ def send_batch(runtime: Runtime, contexts: Sequence[JobContext]) -> dict[int, Ex
     for ctx in contexts:
         # Two timers for one check-in (a crashed clock's, retaken, and a move's) can fall due
         # together: the newer speaks for it, and the older, superseded, finishes as done.
-        kept = by_checkin.setdefault(int(ctx.payload["checkin_id"]), ctx)
-        if _version(ctx) > _version(kept):
-            by_checkin[int(ctx.payload["checkin_id"])] = ctx
+        checkin_id = int(ctx.payload["checkin_id"])
+        if checkin_id not in by_checkin or _version(ctx) > _version(by_checkin[checkin_id]):
+            by_checkin[checkin_id] = ctx
     due = checkins.sort_due(db, {i: _version(ctx) for i, ctx in by_checkin.items()},
                             now=now, default_tz=runtime.settings.program_timezone)
     if due.send:
