@@ -53,8 +53,8 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
         if key is not None:
             # Slack retries an event it thinks was lost, and a proxy may replay a click: the
             # first process to record the key handles it, every later copy is acknowledged and
-            # dropped. Recorded in the work's own transaction (check_delivery), after the
-            # acknowledgement.
+            # dropped. Checked after the acknowledgement, when the work first uses the database
+            # (handlers.middleware.check_delivery).
             info[DELIVERY] = (key, runtime.clock.now())
         context["db"] = runtime.sessions(info=info)
         next()

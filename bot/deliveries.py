@@ -34,8 +34,8 @@ def delivery_key(body: dict[str, Any]) -> str | None:
     return None
 
 
-# Built once: this runs before every acknowledgement, and building the statement (not running
-# it) was most of its cost. The table, not the ORM entity, keeps it off the ORM's bulk path.
+# Built once: this runs for nearly every click and event, and building the statement (not
+# running it) was most of its cost. The table, not the ORM entity, keeps it off the ORM's bulk path.
 _TABLE = SeenDelivery.__table__
 _RECORD = {
     dialect: insert(_TABLE).on_conflict_do_nothing(index_elements=["key"]).returning(_TABLE.c.key)

@@ -76,8 +76,9 @@ def _post_offers(runtime: Runtime, request_id: int, wave: int, offer_ids: list[i
         offers = [by_id[offer_id] for offer_id in offer_ids]
         message = {offer.id: offer_message(request, offer.id) for offer in offers}
     # Posted a few at a time: a wave of fifty, one after another, would take seconds.
-    posted = runtime.messenger.post_dms([(offer.supporter_id, message[offer.id]) for offer in offers])
-    delivered = {offer.id: result for offer, result in zip(offers, posted, strict=True)}
+    results = runtime.messenger.post_dms(
+        [(offer.supporter_id, message[offer.id]) for offer in offers])
+    delivered = {offer.id: result for offer, result in zip(offers, results, strict=True)}
     with runtime.sessions.begin() as db:
         request = db.get(SupportRequest, request_id)
         stored = {o.id: o for o in db.scalars(select(Offer).where(Offer.id.in_(offer_ids)))}

@@ -367,6 +367,15 @@ class FakeSlack:
             return {"ok": False, "error": "user_not_found"}
         return {"ok": True, "user": user.as_api()}
 
+    def _conversation_with(self, users: list[str]) -> str:
+        """The DM (one person) or group DM with these people, opened the first time."""
+        with self._lock:
+            key = frozenset(users)
+            if key not in self._conversations:
+                prefix = "D" if len(users) == 1 else "G"
+                self._conversations[key] = f"{prefix}{next(self._ids):08d}"
+            return self._conversations[key]
+
     def _api_conversations_open(self, args: JsonDict) -> JsonDict:
         users = [u for u in str(args.get("users", "")).split(",") if u]
         if not users and args.get("channel"):
@@ -375,12 +384,7 @@ class FakeSlack:
             user = self.users.get(user_id)
             if user is not None and user.deleted:
                 return {"ok": False, "error": "user_disabled"}
-        with self._lock:
-            key = frozenset(users)
-            if key not in self._conversations:
-                prefix = "D" if len(users) == 1 else "G"
-                self._conversations[key] = f"{prefix}{next(self._ids):08d}"
-            channel = self._conversations[key]
+        channel = self._conversation_with(users)
         return {"ok": True, "channel": {"id": channel, "is_im": len(users) == 1,
                                         "is_mpim": len(users) > 1}}
 
@@ -389,11 +393,7 @@ class FakeSlack:
         if channel[:1] in ("U", "W"):
             # A user id posts to the app's DM with that person, as Slack does (even to someone
             # deactivated: Slack accepts it).
-            with self._lock:
-                key = frozenset([channel])
-                if key not in self._conversations:
-                    self._conversations[key] = f"D{next(self._ids):08d}"
-                channel = self._conversations[key]
+            channel = self._conversation_with([channel])
         message = {"ts": self._ts(), "text": args.get("text", ""), "blocks": args.get("blocks"),
                    "user": self.bot_user_id, "metadata": args.get("metadata")}
         with self._lock:
