@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from urllib.error import URLError
 
 from slack_bolt.error import BoltError
@@ -16,6 +17,12 @@ from sqlalchemy.exc import OperationalError
 
 from bot.library import ContentError
 from bot.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from slack_bolt import App
+
+    from bot.duework import DueWorkEngine
 
 log = logging.getLogger("peersupport")
 
@@ -141,24 +148,39 @@ def _run(settings: Settings) -> int:
     settings.require_slack(transport=transport)
     from bot.app import create_app
     from bot.runtime import build_runtime
-    from bot.scheduler import build_scheduler
+    from bot.scheduler import build_scheduler, start_in_gunicorn_worker
     from handlers.jobs import bootstrap_jobs
 
     runtime = build_runtime(settings)
     bolt = create_app(runtime)
     bootstrap_jobs(runtime)
-    scheduler = build_scheduler(runtime.duework(), settings.tick_seconds, blocking=False)
+    engine = runtime.duework()
+    scheduler = build_scheduler(engine, settings.tick_seconds)
     if settings.socket_mode:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        scheduler.start()
-        log.info("connecting to Slack over Socket Mode")
-        SocketModeHandler(bolt, settings.slack_app_token).start()
-        return 0
+        return _run_socket_mode(bolt, settings, scheduler, engine)
     from bot.web import serve
 
     # One worker, and the scheduler inside it: one process serves Slack and runs the clock.
-    serve(runtime, bolt, workers=1, in_worker=scheduler.start)
+    serve(runtime, bolt, workers=1,
+          in_worker=lambda: start_in_gunicorn_worker(scheduler, engine))
+    return 0
+
+
+def _run_socket_mode(bolt: App, settings: Settings, scheduler: BackgroundScheduler,
+                     engine: DueWorkEngine) -> int:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.scheduler import StopSignal, stop_scheduler
+
+    stop = StopSignal()
+    scheduler.start()
+    log.info("connecting to Slack over Socket Mode")
+    handler = SocketModeHandler(bolt, settings.slack_app_token)
+    handler.connect()  # not start(): that would block this thread past any stop signal
+    stop.wait()
+    log.info("stopping: finishing the due work already started")
+    stop_scheduler(scheduler, engine)
+    handler.close()
     return 0
 
 
@@ -176,13 +198,13 @@ def _web(settings: Settings) -> int:
 def _clock(settings: Settings) -> int:
     settings.require_slack(transport="clock")
     from bot.runtime import build_runtime
-    from bot.scheduler import build_scheduler
+    from bot.scheduler import run_clock
     from handlers.jobs import bootstrap_jobs
 
     runtime = build_runtime(settings)
     bootstrap_jobs(runtime)
     log.info("clock started: ticking every %.1f s", settings.tick_seconds)
-    build_scheduler(runtime.duework(), settings.tick_seconds, blocking=True).start()
+    run_clock(runtime.duework(), settings.tick_seconds)  # until SIGTERM or SIGINT
     return 0
 
 

@@ -13,14 +13,19 @@ session, and finishes the ones that succeeded with one UPDATE.
 Catch-up policy: an item found more than its kind's grace period late (the clock was down) is not
 run in a burst; it is rescheduled by its kind's policy, by default spread evenly over the
 catch-up window from now. Kinds whose lateness must never delay them (escalations) set no grace.
+
+A RetryLater (Slack's 429) is not a failure: it gives its attempt back, so only real errors use a
+kind's `max_attempts`. An item is started only while its claim's lease holds, and an engine asked
+to stop starts nothing more and gives back what it claimed but has not started.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +45,8 @@ log = logging.getLogger(__name__)
 FINISHED_RETENTION = timedelta(days=7)
 MAX_RETRY_DELAY = timedelta(hours=1)
 PURGE_EVERY = timedelta(minutes=10)
+# A row in one of these states is history: scheduling its key again arms it anew.
+FINISHED_STATES = (WorkState.DONE, WorkState.CANCELLED, WorkState.FAILED)
 
 
 class RetryLater(Exception):
@@ -117,7 +124,13 @@ def schedule(
     payload: Mapping[str, Any] | None = None,
     key: str | None = None,
 ) -> bool:
-    """Schedule work; with a `key`, scheduling the same key twice keeps the first. True if added."""
+    """Schedule work; True if a row was added or a finished one under `key` was re-armed.
+
+    With a `key`, a pending or running row under that key is kept as it is (False): scheduling
+    the same thing twice runs it once. A finished row (done, cancelled or failed) is only its
+    history, so the key is armed again with the new time and payload; otherwise a timer named
+    the same way later (a second escalation's reminder) would silently never run.
+    """
     values = {
         "kind": kind,
         "key": key,
@@ -132,7 +145,12 @@ def schedule(
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = insert(DueWork).values(**values)
     if key is not None:
-        statement = statement.on_conflict_do_nothing(index_elements=["key"])
+        # One statement, so two processes scheduling the same key at once cannot both arm it:
+        # PostgreSQL re-checks the WHERE on the row the other one just re-armed.
+        rearm = {name: statement.excluded[name] for name in values if name != "key"}
+        rearm.update(claim_token=None, lease_until=None, last_error=None, finished_at=None)
+        statement = statement.on_conflict_do_update(
+            index_elements=["key"], set_=rearm, where=DueWork.state.in_(FINISHED_STATES))
     return session.execute(statement.returning(DueWork.id)).scalar() is not None
 
 
@@ -166,6 +184,7 @@ class TickReport:
     failed: int = 0
     rescheduled: int = 0
     lost_lease: int = 0
+    released: int = 0  # given back unstarted because the engine is stopping
 
     def add(self, other: TickReport) -> None:
         """Count `other`'s figures in this one."""
@@ -199,43 +218,43 @@ class DueWorkEngine:
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self.threads = threads
         self._pool: ThreadPoolExecutor | None = None
+        # Guards the pool against stop(): nothing is submitted to it once stopping is set.
+        self._pool_lock = threading.Lock()
+        self._stopping = threading.Event()
         self._last_purge: datetime | None = None
+
+    @property
+    def stopping(self) -> bool:
+        """True once stop() was called."""
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Start nothing more: later ticks return at once, and claimed items not yet started are
+        given back (attempt returned) rather than left to wait out their lease."""
+        with self._pool_lock:
+            self._stopping.set()
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            # Items already queued on it still come to _run_one, which gives them back.
+            pool.shutdown(wait=False)
 
     def tick(self) -> TickReport:
         """Claim what is due and run it; call repeatedly (APScheduler does) until nothing is due."""
-        report = TickReport()
-        token, items = self.claim()
-        report.claimed = len(items)
-        singles: list[DueWork] = []
-        batches: dict[str, list[DueWork]] = {}
-        for item in items:
-            kind = self.registry.get(item.kind)
-            if kind is not None and kind.run_batch is not None:
-                batches.setdefault(item.kind, []).append(item)
-            else:
-                singles.append(item)
-        # Single items first: they include the ones that must never wait (escalations, offer
-        # timeouts), and a batch of check-ins can take a while.
-        if self.threads > 1 and len(singles) > 1:
-            # Items are independent (each has its own session and claim), and most of their
-            # time is spent waiting on Slack: a batch runs `threads` at a time.
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="duework")
-            for part in self._pool.map(lambda item: self._run_alone(item, token), singles):
-                report.add(part)
-        else:
-            for item in singles:
-                self._run_one(item, token, report)
-        for name, batch in batches.items():
-            self._run_batch(self.registry.kinds[name], batch, token, report)
+        if self.stopping:
+            return TickReport()
+        report = self._run_claimed(*self.claim())
         self._purge_finished_now_and_then()
-        if report.claimed:
-            log.info(
-                "due work tick: claimed=%d done=%d retried=%d failed=%d rescheduled=%d lost=%d",
-                report.claimed, report.done, report.retried, report.failed,
-                report.rescheduled, report.lost_lease,
-            )
         return report
+
+    def run_now(self, ids: Sequence[int]) -> TickReport:
+        """Claim and run these items at once, as a tick would, if they are still pending and due.
+
+        Items another process has claimed, already finished or not yet due are skipped silently:
+        whoever holds them, or a later tick, runs them.
+        """
+        if not ids or self.stopping:
+            return TickReport()
+        return self._run_claimed(*self.claim(ids))
 
     def run_until_idle(self, max_ticks: int = 1000) -> TickReport:
         """Tick until a tick claims nothing; used by tests, the demo and benchmarks."""
@@ -254,30 +273,32 @@ class DueWorkEngine:
         for _ in range(max_ticks):
             report = self.tick()
             total.add(report)
-            if report.claimed < self.batch_size:
+            if report.claimed < self.batch_size or self.stopping:
                 break
         return total
 
-    def _run_alone(self, item: DueWork, token: str) -> TickReport:
-        report = TickReport()
-        self._run_one(item, token, report)
-        return report
+    def claim(self, ids: Sequence[int] | None = None) -> tuple[str, list[DueWork]]:
+        """Atomically mark due rows as ours and return them, with the claim's token.
 
-    def claim(self) -> tuple[str, list[DueWork]]:
-        """Atomically mark up to batch_size due (or lease-expired) rows as ours and return them."""
+        Without `ids`: up to batch_size due rows, and rows whose lease expired. With `ids`: those
+        of them still pending and due, however many.
+        """
         now = self.clock.now()
         token = f"{self.worker_id}:{uuid.uuid4().hex[:12]}"
-        claimable = or_(
-            and_(DueWork.state == WorkState.PENDING, DueWork.due_at <= now),
-            and_(DueWork.state == WorkState.RUNNING, DueWork.lease_until < now),
-        )
+        due = and_(DueWork.state == WorkState.PENDING, DueWork.due_at <= now)
+        if ids is None:
+            claimable = or_(due, and_(DueWork.state == WorkState.RUNNING,
+                                      DueWork.lease_until < now))
+            limit = self.batch_size
+        else:
+            claimable, limit = and_(DueWork.id.in_(list(ids)), due), len(ids)
         # SKIP LOCKED lets two PostgreSQL clocks take disjoint batches without waiting;
         # SQLite ignores it and serialises the single UPDATE statement instead.
         chosen = (
             select(DueWork.id)
             .where(claimable)
             .order_by(DueWork.due_at, DueWork.id)
-            .limit(self.batch_size)
+            .limit(limit)
             .with_for_update(skip_locked=True)
         )
         statement = (
@@ -293,11 +314,78 @@ class DueWorkEngine:
             .execution_options(synchronize_session=False)
         )
         with self.sessions.begin() as session:
-            ids = list(session.scalars(statement))
-            items = list(session.scalars(select(DueWork).where(DueWork.id.in_(ids)).order_by(
-                DueWork.due_at, DueWork.id))) if ids else []
+            claimed = list(session.scalars(statement))
+            items = list(session.scalars(select(DueWork).where(DueWork.id.in_(claimed)).order_by(
+                DueWork.due_at, DueWork.id))) if claimed else []
             session.expunge_all()
         return token, items
+
+    def _run_claimed(self, token: str, items: list[DueWork]) -> TickReport:
+        """Run what one claim took: single items first, then each batch kind's items together."""
+        report = TickReport(claimed=len(items))
+        singles: list[DueWork] = []
+        batches: dict[str, list[DueWork]] = {}
+        for item in items:
+            kind = self.registry.get(item.kind)
+            if kind is not None and kind.run_batch is not None:
+                batches.setdefault(item.kind, []).append(item)
+            else:
+                singles.append(item)
+        # Single items first: they include the ones that must never wait (escalations, offer
+        # timeouts), and a batch of check-ins can take a while.
+        self._run_singles(singles, token, report)
+        for name, batch in batches.items():
+            self._run_batch(self.registry.kinds[name], batch, token, report)
+        if report.claimed:
+            log.info(
+                "due work: claimed=%d done=%d retried=%d failed=%d rescheduled=%d lost=%d "
+                "released=%d", report.claimed, report.done, report.retried, report.failed,
+                report.rescheduled, report.lost_lease, report.released,
+            )
+        return report
+
+    def _run_singles(self, singles: list[DueWork], token: str, report: TickReport) -> None:
+        futures = self._submit(singles, token) if self.threads > 1 and len(singles) > 1 else None
+        if futures is None:
+            for item in singles:
+                self._run_one(item, token, report)
+            return
+        for future in futures:
+            report.add(future.result())
+
+    def _submit(self, singles: list[DueWork], token: str) -> list[Future[TickReport]] | None:
+        """Hand the items to the pool, or None when stopping (the caller then gives them back).
+
+        Items are independent (each has its own session and claim), and most of their time is
+        spent waiting on Slack: a tick runs `threads` of them at a time.
+        """
+        with self._pool_lock:
+            if self.stopping:
+                return None
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="duework")
+            return [self._pool.submit(self._run_alone, item, token) for item in singles]
+
+    def _run_alone(self, item: DueWork, token: str) -> TickReport:
+        report = TickReport()
+        self._run_one(item, token, report)
+        return report
+
+    def _may_start(self, item: DueWork, token: str, report: TickReport) -> bool:
+        """False if `item` must not start now: the engine is stopping, or its lease ran out."""
+        if self.stopping:
+            # Nothing was done: due at the same time, it is anyone's to run at once.
+            self._release(item, token, due_at=item.due_at, attempts_back=True)
+            report.released += 1
+            return False
+        if item.lease_until is None or self.clock.now() >= item.lease_until:
+            # Items of one claim run one after another: this one waited behind slow ones past
+            # its lease, so another clock may hold it now, and running it could post twice.
+            report.lost_lease += 1
+            log.warning("due work %d (%s): lease ran out before it started; left to be retaken",
+                        item.id, item.kind)
+            return False
+        return True
 
     def _caught_up(self, item: DueWork, kind: JobKind, token: str, now: datetime,
                    report: TickReport) -> bool:
@@ -315,6 +403,7 @@ class DueWorkEngine:
     def _run_batch(self, kind: JobKind, items: list[DueWork], token: str,
                    report: TickReport) -> None:
         assert kind.run_batch is not None
+        items = [item for item in items if self._may_start(item, token, report)]
         now = self.clock.now()
         items = [item for item in items if not self._caught_up(item, kind, token, now, report)]
         if not items:
@@ -356,6 +445,8 @@ class DueWorkEngine:
                 log.warning("due work %d (%s): lease lost during its batch", item.id, item.kind)
 
     def _run_one(self, item: DueWork, token: str, report: TickReport) -> None:
+        if not self._may_start(item, token, report):
+            return
         now = self.clock.now()
         kind = self.registry.get(item.kind)
         if kind is None:
@@ -395,8 +486,10 @@ class DueWorkEngine:
             report.lost_lease += 1
             log.warning("due work %d (%s): lease lost, left to its new owner", item.id, item.kind)
         elif isinstance(error, RetryLater):
+            # Being asked to wait (Slack's 429) says nothing about the item: the attempt is given
+            # back, so a busy afternoon of rate limits cannot use up the budget for real errors.
             self._release(item, token, due_at=now + timedelta(seconds=error.seconds),
-                          error=error.reason[:200])
+                          error=error.reason[:200], attempts_back=True)
             report.retried += 1
         elif item.attempts >= kind.max_attempts:
             # Only the exception's type is kept: its message might carry data we never store.
@@ -413,12 +506,15 @@ class DueWorkEngine:
             log.warning("due work %d (%s) attempt %d failed (%s); retrying in %s",
                         item.id, item.kind, item.attempts, name, delay, exc_info=error)
 
-    def _release(self, item: DueWork, token: str, *, due_at: datetime, error: str,
+    def _release(self, item: DueWork, token: str, *, due_at: datetime, error: str | None = None,
                  rescheduled: bool = False, attempts_back: bool = False) -> None:
+        """Make a claimed item pending again at `due_at`; `error` None keeps its last error."""
         values: dict[str, Any] = {
             "state": WorkState.PENDING, "due_at": due_at, "claim_token": None,
-            "lease_until": None, "last_error": error,
+            "lease_until": None,
         }
+        if error is not None:
+            values["last_error"] = error
         if rescheduled:
             values["rescheduled"] = DueWork.rescheduled + 1
         if attempts_back:
