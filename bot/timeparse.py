@@ -9,6 +9,14 @@ from bot.duty import zone
 
 DAY_START = time(8, 0)  # a date without a time means the start of that working day
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# Whole words only: matching on three letters read "monthly" as Monday and "satisfied" as Saturday.
+_ABBREVIATIONS = (("mon",), ("tue", "tues"), ("wed",), ("thu", "thur", "thurs"), ("fri",),
+                  ("sat",), ("sun",))
+_WEEKDAY_WORDS = {
+    word: number
+    for number, (name, short) in enumerate(zip(_WEEKDAYS, _ABBREVIATIONS, strict=True))
+    for word in (name, name + "s", *short)
+}
 _DURATION = re.compile(r"^(\d{1,3})\s*(h|hr|hrs|hours?|d|days?|w|wk|weeks?)$")
 _TIME = re.compile(r"^(\d{1,2})(?::(\d{2}))?\s*(am|pm)?$")
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
@@ -37,8 +45,7 @@ def parse_until(text: str, *, now: datetime, tz: str) -> datetime:
         day = local_now.date()
     elif day_word == "tomorrow":
         day = local_now.date() + timedelta(days=1)
-    elif day_word in _WEEKDAYS or day_word[:3] in [w[:3] for w in _WEEKDAYS]:
-        target = [w[:3] for w in _WEEKDAYS].index(day_word[:3])
+    elif (target := weekday(day_word)) is not None:
         ahead = (target - local_now.weekday()) % 7 or 7
         day = local_now.date() + timedelta(days=ahead)
     elif _DATE.match(day_word):
@@ -57,6 +64,11 @@ def parse_until(text: str, *, now: datetime, tz: str) -> datetime:
     if moment <= local_now:
         raise TimeParseError("That time has already passed.")
     return moment
+
+
+def weekday(word: str) -> int | None:
+    """The weekday (Monday is 0) a word names, as in "fri", "Thurs." or "mondays"; else None."""
+    return _WEEKDAY_WORDS.get(word.lower().rstrip(".,"))
 
 
 def _time(text: str) -> time:
