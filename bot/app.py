@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -62,9 +63,10 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
     @app.error
     def on_error(error: Exception, context: dict[str, Any], response: BoltResponse | None
                  ) -> BoltResponse | None:
-        # Type and traceback only: the request body (what someone typed) is never logged.
-        log.error("unhandled %s in a Slack listener", type(error).__name__,
-                  exc_info=(type(error), error, error.__traceback__))
+        # Type and traceback only: the request body (what someone typed) is never logged, and
+        # neither are exception messages, which can quote it ("invalid literal for int(): ...").
+        log.error("unhandled %s in a Slack listener\n%s", type(error).__name__,
+                  traceback_without_messages(error))
         if isinstance(error, (KeyError, TypeError, ValueError, AttributeError)) and (
             response is None or response.status >= 500
         ):
@@ -74,3 +76,14 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
 
     handlers.register(app)
     return app
+
+
+def traceback_without_messages(error: BaseException) -> str:
+    """Where `error` and the errors it was raised from happened: types and frames, no messages."""
+    parts: list[str] = []
+    current: BaseException | None = error
+    while current is not None and len(parts) < 10:  # a chain can loop back on itself
+        frames = "".join(traceback.format_list(traceback.extract_tb(current.__traceback__)))
+        parts.append(f"{type(current).__name__}, raised at:\n{frames}")
+        current = current.__cause__ or current.__context__
+    return "which led to ".join(reversed(parts)).rstrip()

@@ -22,6 +22,9 @@ _MIGRATION_LOCK_ID = 0x5EE7_5AFE
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine with the connection settings each backend needs for concurrent use."""
+    # A database error's message and traceback otherwise quote the statement's parameters: the
+    # ids and text of the request that caused it would reach the logs.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)

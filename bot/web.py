@@ -3,42 +3,53 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask, Response, request
 from gunicorn.app.base import BaseApplication
-from slack_bolt import App
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import text
 
-from bot.envelope import malformed
+from bot.envelope import malformed, too_deep
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
+# Slack's largest requests (a modal's submission with its blocks) are a few hundred KB; a longer
+# body is refused with 413 before it is read.
+MAX_BODY_BYTES = 1024 * 1024
+# slack_sdk calls int() on the timestamp and compares signatures as text: a timestamp that is not
+# a number, or a signature with non-ASCII characters, would make it raise instead of refuse.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 
 
 def create_wsgi_app(runtime: Runtime, bolt: App) -> Flask:
     """The WSGI app: POST /slack/events for Slack, GET /healthz for the platform's health check."""
     verifier = SignatureVerifier(runtime.settings.slack_signing_secret or "")
     flask = Flask("peersupport")
+    flask.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 
     @flask.post(EVENTS_PATH)
     def slack_events() -> Response:
-        body = request.get_data(as_text=True)
+        body = request.get_data(as_text=True)  # 413 when longer than MAX_BODY_BYTES
         # Verify before parsing, so nothing from an unsigned or stale request is even decoded.
-        if not verifier.is_valid_request(body, dict(request.headers)):
+        if not signed_by_slack(verifier, body, request.headers):
             return Response("invalid signature", status=401)
+        if too_deep(body):
+            return Response("malformed body", status=400)
         try:
             bolt_request = to_bolt_request(request)
-        except (ValueError, TypeError, AttributeError, KeyError):
+        except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
             # Bolt parses the whole envelope here; a body of the wrong shape is the sender's fault.
             return Response("malformed body", status=400)
         if malformed(bolt_request.body) is not None:
             return Response("malformed body", status=400)
-        return to_flask_response(bolt.dispatch(bolt_request))
+        return to_flask_response(dispatch(bolt, bolt_request))
 
     @flask.get("/healthz")
     def healthz() -> Response:
@@ -47,6 +58,26 @@ def create_wsgi_app(runtime: Runtime, bolt: App) -> Flask:
         return Response("ok", status=200)
 
     return flask
+
+
+def signed_by_slack(verifier: SignatureVerifier, body: str, headers: Mapping[str, str]) -> bool:
+    """Whether `body` carries Slack's signature, made under 5 minutes ago."""
+    timestamp = headers.get("X-Slack-Request-Timestamp", "")
+    signature = headers.get("X-Slack-Signature", "")
+    if _TIMESTAMP.fullmatch(timestamp) is None or _SIGNATURE.fullmatch(signature) is None:
+        return False
+    return verifier.is_valid(body, timestamp, signature)
+
+
+def dispatch(bolt: App, bolt_request: BoltRequest) -> BoltResponse:
+    """Bolt's answer to a checked request; 400 if Bolt cannot read it even so."""
+    try:
+        return bolt.dispatch(bolt_request)
+    except (ValueError, TypeError, AttributeError, KeyError) as error:
+        # Bolt reads the payload again to call its error handler, outside the handler's guard:
+        # a field the envelope check missed would otherwise be a 500. Type only: no content.
+        log.warning("refused a request Bolt could not read: %s", type(error).__name__)
+        return BoltResponse(status=400, body="")
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]

@@ -6,6 +6,9 @@ from typing import Any
 
 from slack_bolt import Respond
 
+# The largest whole number read from a request: PostgreSQL's INTEGER, the type of every row id.
+MAX_WHOLE_NUMBER = 2**31 - 1
+_MAX_DIGITS = len(str(MAX_WHOLE_NUMBER))
 # The keys under which Slack puts an input element's value, by element type.
 _VALUE_KEYS = ("selected_date_time", "selected_conversation", "selected_user", "selected_time",
                "value")
@@ -27,11 +30,15 @@ def submitted(values: dict[str, Any], block: str) -> Any:
 
 
 def whole_number(value: Any) -> int | None:
-    """`value` as an int (a button value, a number input), or None when it is not one."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+    """A button value or number input as an int from 0 to MAX_WHOLE_NUMBER, or None."""
+    # Plain ASCII digits only: int() would also take "+7", " 7 ", "1_000" and other scripts'
+    # digits, and an id beyond PostgreSQL's INTEGER would fail in the database instead of finding
+    # nothing. 0 is kept: it is a first choice, a midnight, a Monday.
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit() \
+            or len(value) > _MAX_DIGITS:
         return None
+    number = int(value)
+    return number if number <= MAX_WHOLE_NUMBER else None
 
 
 def reply_privately(respond: Respond, text: str) -> None:

@@ -245,7 +245,7 @@ def typed_strings(body: str) -> set[str]:
     if "payload" in form:
         try:
             walk(json.loads(form["payload"]))
-        except ValueError:
+        except (ValueError, RecursionError):  # a hostile body may be malformed or nest deeply
             pass
     else:
         walk(form)
