@@ -12,6 +12,7 @@ from slack_bolt import App, BoltResponse
 from sqlalchemy import event
 
 import handlers
+from bot import outbox
 from bot.deliveries import delivery_key
 from bot.runtime import Runtime
 from handlers.middleware import DELIVERY, WORK_SLOTS, check_delivery
@@ -49,7 +50,8 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
         context["messenger"] = runtime.messenger
         context["clock"] = runtime.clock
         # A session connects only when first used; @transactional listeners commit and close it.
-        info: dict[str, Any] = {WORK_SLOTS: work_slots}
+        # What a listener records in the outbox goes out once Slack has its answer.
+        info: dict[str, Any] = {WORK_SLOTS: work_slots, outbox.DEFER: True}
         key = delivery_key(body)
         if key is not None:
             # Slack retries an event it thinks was lost, and a proxy may replay a click: the

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from bot import checkins, duty, pulses, roster
+from bot import checkins, duty, outbox, pulses, roster
 from bot import insights as program
 from bot import requests as domain
 from bot.duty import Coverage, Gap
@@ -40,6 +40,8 @@ class CoordinatorPanel:
     timezone: str
     now: datetime
     unassigned: tuple[SupportRequest, ...] = ()
+    refused: int = 0  # messages Slack kept refusing, in the past week
+    delayed: int = 0  # messages still waiting to go out after five minutes
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,9 @@ def coordinator_panel(session: Session, settings: Settings, now: datetime) -> Co
         gaps=duty.coverage_gaps(supporters, now, settings.coverage_window_hours,
                                 settings.min_on_duty),
         minimum=settings.min_on_duty, timezone=settings.program_timezone,
-        unassigned=tuple(domain.unassigned(session)), now=now)
+        unassigned=tuple(domain.unassigned(session)), now=now,
+        refused=outbox.refused(session, since=now - timedelta(days=7)),
+        delayed=outbox.backlog(session, now=now))
 
 
 def build_home(session: Session, user_id: str, *, roles: RoleResolver, library: Library,

@@ -35,6 +35,7 @@ METHODS_USED = (
     "chat.update",
     "conversations.open",
     "conversations.history",
+    "conversations.replies",
     "users.info",
     "usergroups.users.list",
     "views.open",
@@ -149,6 +150,10 @@ class Messenger:
 
         return self._in_parallel(post, messages)
 
+    def in_parallel(self, call: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """`call` on each item, `parallel` at a time, results in order (for Slack calls)."""
+        return self._in_parallel(call, items)
+
     def _in_parallel(self, call: Callable[[T], R], items: Sequence[T]) -> list[R]:
         if len(items) <= 1:
             return [call(item) for item in items]
@@ -185,8 +190,10 @@ class Messenger:
         return self._call("auth.test")
 
     def post_message(self, channel: str, text: str, blocks: Sequence[dict] | None = None,
-                     metadata: dict[str, Any] | None = None) -> Posted:
-        """Post a message to a channel or DM and return where it landed.
+                     metadata: dict[str, Any] | None = None, thread_ts: str | None = None
+                     ) -> Posted:
+        """Post a message to a channel or DM (or as a reply in a thread) and return where it
+        landed.
 
         `metadata` ({"event_type": ..., "event_payload": {...}}) marks the message so it can
         be found again (find_marked); it holds ids only.
@@ -196,14 +203,21 @@ class Messenger:
             extra["blocks"] = list(blocks)
         if metadata:
             extra["metadata"] = metadata
+        if thread_ts:
+            extra["thread_ts"] = thread_ts
         data = self._call("chat.postMessage", channel=channel, text=text, **extra)
         return Posted(channel=data.get("channel", channel), ts=data.get("ts", ""))
 
     def find_marked(self, channel: str, event_type: str, key: str, value: object,
-                    *, limit: int = 50) -> Posted | None:
-        """The bot's recent message in `channel` whose metadata payload has key == value."""
-        data = self._call("conversations.history", channel=channel, limit=limit,
-                          include_all_metadata=True)
+                    *, limit: int = 50, thread_ts: str | None = None) -> Posted | None:
+        """The bot's recent message in `channel` (or in one thread of it) whose metadata
+        payload has key == value."""
+        if thread_ts:
+            data = self._call("conversations.replies", channel=channel, ts=thread_ts,
+                              limit=limit, include_all_metadata=True)
+        else:
+            data = self._call("conversations.history", channel=channel, limit=limit,
+                              include_all_metadata=True)
         for message in data.get("messages", []):
             meta = message.get("metadata") or {}
             if meta.get("event_type") == event_type and \

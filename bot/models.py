@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -78,7 +79,9 @@ class DueWork(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_due_work_state_due_at", "state", "due_at"),)
+    __table_args__ = (Index("ix_due_work_state_due_at", "state", "due_at"),
+                      # The outbox looks up a request's unfinished messages of one kind.
+                      Index("ix_due_work_kind_state", "kind", "state"))
 
 
 class SupporterStatus(enum.StrEnum):
@@ -137,6 +140,8 @@ class RequestState(enum.StrEnum):
 
 ACTIVE_STATES = (RequestState.OPEN, RequestState.ESCALATED, RequestState.ASSIGNED)
 UNASSIGNED_STATES = (RequestState.OPEN, RequestState.ESCALATED)
+# The database itself keeps one active request per person: two forms at once make one request.
+_ACTIVE_SQL = "state IN ('open', 'escalated', 'assigned') AND requester_id IS NOT NULL"
 
 
 class SupportRequest(Base):
@@ -158,6 +163,10 @@ class SupportRequest(Base):
     preferred_supporter_id: Mapped[str | None] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(16), default=RequestState.OPEN, index=True)
     wave: Mapped[int] = mapped_column(default=0)
+    # Bumped by every transition: names the messages and timers that transition implies.
+    version: Mapped[int] = mapped_column(default=0)
+    # How many times it was escalated: names each escalation's reminders.
+    escalations: Mapped[int] = mapped_column(default=0)
     supporter_id: Mapped[str | None] = mapped_column(String(32), index=True)
     status_channel: Mapped[str | None] = mapped_column(String(32))
     status_ts: Mapped[str | None] = mapped_column(String(32))
@@ -169,6 +178,11 @@ class SupportRequest(Base):
     duration: Mapped[str | None] = mapped_column(String(16))
     referred: Mapped[bool | None] = mapped_column()
     need_met: Mapped[str | None] = mapped_column(String(16))
+
+    __table_args__ = (
+        Index("uq_support_requests_one_active", "requester_id", unique=True,
+              sqlite_where=text(_ACTIVE_SQL), postgresql_where=text(_ACTIVE_SQL)),
+    )
 
 
 class OfferState(enum.StrEnum):
@@ -204,7 +218,8 @@ class Offer(Base):
 
 
 class CoordinatorAlert(Base):
-    """An escalation DM to one coordinator, kept so it can be updated once someone acts."""
+    """The one escalation DM per request per coordinator, updated in place as the wait goes on
+    and once someone acts."""
 
     __tablename__ = "coordinator_alerts"
 
@@ -215,6 +230,9 @@ class CoordinatorAlert(Base):
     channel: Mapped[str] = mapped_column(String(32))
     ts: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("request_id", "coordinator_id",
+                                       name="uq_coordinator_alerts_request_coordinator"),)
 
 
 class CheckInState(enum.StrEnum):

@@ -10,23 +10,28 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, aliased, lazyload
 
-from bot import duty
+from bot import duty, outbox
 from bot.models import (
     ACTIVE_STATES,
     UNASSIGNED_STATES,
     CheckIn,
     CheckInState,
     ContactHours,
+    CoordinatorAlert,
     Offer,
     OfferState,
     RequestState,
     Supporter,
     SupportRequest,
 )
+from bot.transitions import OFFER_SOURCES, Effect, Event, apply
 
 URGENCIES = {"now": "As soon as possible", "today": "Today", "week": "This week"}
 CONNECTIONS = {"slack": "A Slack conversation", "phone": "A phone call",
@@ -34,6 +39,8 @@ CONNECTIONS = {"slack": "A Slack conversation", "phone": "A phone call",
 DURATIONS = {"under_15": "Under 15 minutes", "15_30": "15 to 30 minutes",
              "30_60": "30 to 60 minutes", "over_60": "Over an hour"}
 NEED_MET = {"yes": "Yes", "partly": "Partly", "no": "No", "unsure": "Not sure"}
+# Any constant: the first half of the advisory lock key that serialises one supporter's accepts.
+_CAP_LOCK = 0x5EE7
 
 
 class RequestError(ValueError):
@@ -61,6 +68,16 @@ class RequestForm:
             raise RequestError("To match your role, say which role is yours.")
         if self.outside_department and not self.department:
             raise RequestError("To find someone outside your department, say which is yours.")
+        if not _fits(self.department, 80):
+            raise RequestError("That department name is too long, or has characters it cannot "
+                               "hold: choose it from the list.")
+        if not _fits(self.role, 32):
+            raise RequestError("That role is not one of the choices: choose it from the list.")
+
+
+def _fits(value: str | None, length: int) -> bool:
+    """A free value fits its column: short enough, and printable (no control characters)."""
+    return value is None or (len(value) <= length and value.isprintable())
 
 
 class AlreadyOpen(Exception):
@@ -80,25 +97,35 @@ def open_request_of(session: Session, user_id: str) -> SupportRequest | None:
 
 
 def create(session: Session, requester_id: str, form: RequestForm, *, now: datetime,
-           source_key: str | None = None) -> SupportRequest:
-    """Record a new request; AlreadyOpen if the person has one (or this submission was seen)."""
+           source_key: str | None = None, crisis_alert_to: Sequence[str] = ()
+           ) -> SupportRequest:
+    """Record a new request and its first messages; AlreadyOpen if the person has one (or this
+    submission was seen). The database decides between two submitted at once: one wins, the
+    other is shown the winner."""
     form.check()
-    if source_key is not None:
-        seen = session.scalars(select(SupportRequest).where(
-            SupportRequest.source_key == source_key)).first()
-        if seen is not None:
-            raise AlreadyOpen(seen)
-    existing = open_request_of(session, requester_id)
-    if existing is not None:
-        raise AlreadyOpen(existing)
-    request = SupportRequest(
+    values = dict(
         source_key=source_key, requester_id=requester_id, urgency=form.urgency,
         connection=form.connection, outside_department=form.outside_department,
         same_role=form.same_role, requester_department=form.department,
         requester_role=form.role, followups=form.followups, crisis=form.crisis,
-        state=RequestState.OPEN, wave=0, created_at=now)
-    session.add(request)
-    session.flush()
+        state=RequestState.OPEN, wave=0, version=1, escalations=0, created_at=now)
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    new_id = session.execute(insert(SupportRequest).values(**values).on_conflict_do_nothing()
+                             .returning(SupportRequest.id)).scalar()
+    if new_id is None:
+        seen = session.scalars(select(SupportRequest).where(
+            SupportRequest.source_key == source_key)).first() if source_key else None
+        seen = seen or open_request_of(session, requester_id)
+        if seen is None:  # the other one was withdrawn in between: nothing to show, ask again
+            raise RequestError("Please send the form again.")
+        raise AlreadyOpen(seen)
+    request = session.get(SupportRequest, new_id)
+    assert request is not None
+    _status(session, request, now)
+    if form.crisis:
+        # Someone not safe: a human is alerted at once, not when the offers run out.
+        for coordinator in crisis_alert_to:
+            _alert(session, request, coordinator, now)
     return request
 
 
@@ -164,9 +191,112 @@ def eligible_supporters(session: Session, request: SupportRequest, *, now: datet
     return chosen
 
 
+# -- the messages transitions imply (bot.outbox), each named by what implied it ----------------
+
+def _effect(session: Session, effect: Effect, key: str, now: datetime, **payload: Any) -> None:
+    outbox.record(session, effect.value, payload, key=key, now=now)
+
+
+def _status(session: Session, request: SupportRequest, now: datetime) -> None:
+    if request.requester_id:
+        _effect(session, Effect.STATUS, f"status:{request.id}:v{request.version}", now,
+                request_id=request.id)
+
+
+def _offer_post(session: Session, request: SupportRequest, offer: Offer, now: datetime) -> None:
+    _effect(session, Effect.OFFER_POST, f"offer:{offer.id}:post:v{request.version}", now,
+            offer_id=offer.id)
+
+
+def _offer_end(session: Session, offer: Offer, how: str, now: datetime, version: int) -> None:
+    _effect(session, Effect.OFFER_END, f"offer:{offer.id}:end:{how}:v{version}", now,
+            offer_id=offer.id, how=how)
+
+
+def _alert(session: Session, request: SupportRequest, coordinator: str, now: datetime,
+           renotify: int = 0) -> None:
+    _effect(session, Effect.ALERT,
+            f"alert:{request.id}:{coordinator}:v{request.version}:{renotify}", now,
+            request_id=request.id, coordinator_id=coordinator, renotify=renotify)
+
+
+def _notice(session: Session, request: SupportRequest, user_id: str | None, notice: str,
+            now: datetime) -> None:
+    if user_id:
+        _effect(session, Effect.NOTICE, f"notice:{notice}:{request.id}:v{request.version}", now,
+                request_id=request.id, user_id=user_id, notice=notice)
+
+
+def alerted(session: Session, request_id: int) -> set[str]:
+    """Coordinators alerted about a request (or about to be): whose alerts an outcome updates."""
+    posted = set(session.scalars(select(CoordinatorAlert.coordinator_id).where(
+        CoordinatorAlert.request_id == request_id)))
+    prefix = f"alert:{request_id}:"
+    recorded = {key.removeprefix(prefix).split(":")[0]
+                for key in outbox.keys_like(session, Effect.ALERT.value, prefix)}
+    return {c for c in posted | recorded if c}
+
+
+def _resolve_alerts(session: Session, request: SupportRequest, now: datetime) -> None:
+    for coordinator in sorted(alerted(session, request.id)):
+        _alert(session, request, coordinator, now)
+
+
+# -- guarded changes ---------------------------------------------------------------------------
+
+def _lock(session: Session, request_id: int) -> SupportRequest | None:
+    """The request, locked for this transaction and read fresh: every change to one request
+    (and its offers) takes this lock first, so they queue instead of deadlocking."""
+    return session.scalars(select(SupportRequest).where(SupportRequest.id == request_id)
+                           .with_for_update().execution_options(populate_existing=True)).first()
+
+
+def _move_offer(session: Session, offer: Offer, state: OfferState, **values: Any) -> bool:
+    """One offer's guarded change: it happens only from the states the table allows."""
+    won = session.execute(update(Offer).where(
+        Offer.id == offer.id, Offer.state.in_(OFFER_SOURCES[state]))
+        .values(state=state, **values).execution_options(synchronize_session=False)
+    ).rowcount == 1
+    session.refresh(offer)
+    return won
+
+
+def _move_offers(session: Session, request: SupportRequest, state: OfferState, *,
+                 wave: int | None = None, now: datetime) -> list[Offer]:
+    """Every offer of the request (or of one wave) that may move to `state`, moved."""
+    conditions = [Offer.request_id == request.id, Offer.state.in_(OFFER_SOURCES[state])]
+    if wave is not None:
+        conditions.append(Offer.wave == wave)
+    ids = list(session.scalars(update(Offer).where(*conditions)
+                               .values(state=state, responded_at=now).returning(Offer.id)
+                               .execution_options(synchronize_session=False)))
+    if not ids:
+        return []
+    return list(session.scalars(select(Offer).where(Offer.id.in_(ids)).order_by(Offer.id)
+                                .execution_options(populate_existing=True)))
+
+
+def _end_offers(session: Session, request: SupportRequest, state: OfferState, how: str, *,
+                now: datetime, wave: int | None = None) -> list[Offer]:
+    moved = _move_offers(session, request, state, wave=wave, now=now)
+    for offer in moved:
+        _offer_end(session, offer, how, now, request.version)
+    return moved
+
+
+def _hold_supporter(session: Session, user_id: str) -> None:
+    """Serialise one supporter's accepts (PostgreSQL), so two at once respect their case cap.
+    SQLite runs one writer at a time, and the cap is checked inside the claim itself."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:a, hashtext(:b))"),
+                        {"a": _CAP_LOCK, "b": user_id})
+
+
 def next_wave(session: Session, request: SupportRequest, *, now: datetime,
               wave_size: int) -> list[Offer]:
     """Offer the request to the next few eligible supporters (all of them in a crisis)."""
+    if _lock(session, request.id) is None or request.state not in UNASSIGNED_STATES:
+        return []
     supporters = eligible_supporters(session, request, now=now)
     preferred = [s for s in supporters if s.user_id == request.preferred_supporter_id]
     if preferred and request.wave == 0:
@@ -175,7 +305,9 @@ def next_wave(session: Session, request: SupportRequest, *, now: datetime,
         supporters = supporters[:wave_size]
     if not supporters:
         return []
-    request.wave += 1
+    if not apply(session, request, Event.OFFER, expect={"wave": request.wave},
+                 wave=request.wave + 1):
+        return []
     offers = []
     for supporter in supporters:
         supporter.last_offered_at = now
@@ -184,25 +316,32 @@ def next_wave(session: Session, request: SupportRequest, *, now: datetime,
         session.add(offer)
         offers.append(offer)
     session.flush()
+    for offer in offers:
+        _offer_post(session, request, offer, now)
     return offers
 
 
 def offer_to(session: Session, request: SupportRequest, supporter_id: str, *,
              now: datetime) -> Offer:
     """A coordinator's direct offer of a request to one supporter they picked."""
-    existing = session.scalars(select(Offer).where(
-        Offer.request_id == request.id, Offer.supporter_id == supporter_id)).first()
-    if existing is not None:
-        if existing.state == OfferState.HANDED_BACK:
-            raise RequestError("That supporter handed this request back; pick someone else.")
-        existing.state, existing.direct = OfferState.PENDING, True
-        return existing
     if supporter_id == request.requester_id:
         raise RequestError("The person who asked cannot support themselves; pick someone else.")
-    offer = Offer(request_id=request.id, supporter_id=supporter_id, wave=request.wave,
-                  direct=True, state=OfferState.PENDING, created_at=now)
-    session.add(offer)
-    session.flush()
+    if _lock(session, request.id) is None or not apply(session, request, Event.PICK):
+        raise RequestError("This request already has a supporter, or was withdrawn.")
+    offer = session.scalars(select(Offer).where(
+        Offer.request_id == request.id, Offer.supporter_id == supporter_id)).first()
+    if offer is not None:
+        if offer.state == OfferState.HANDED_BACK:
+            raise RequestError("That supporter handed this request back; pick someone else.")
+        if offer.state != OfferState.PENDING:
+            _move_offer(session, offer, OfferState.PENDING, responded_at=None)
+        offer.direct = True
+    else:
+        offer = Offer(request_id=request.id, supporter_id=supporter_id, wave=request.wave,
+                      direct=True, state=OfferState.PENDING, created_at=now)
+        session.add(offer)
+        session.flush()
+    _offer_post(session, request, offer, now)
     return offer
 
 
@@ -215,6 +354,8 @@ class Outcome(enum.StrEnum):
     NOT_YOURS = "not_yours"
     NOT_FOUND = "not_found"
     DECLINED = "declined"
+    EXPIRED = "expired"  # this offer's time ran out and it went to others
+    AT_CAP = "at_cap"  # the supporter already has as many open cases as their cap
 
 
 @dataclass
@@ -237,54 +378,68 @@ def _refusal(request: SupportRequest, user_id: str) -> Outcome:
     return Outcome.TAKEN
 
 
-def _claim(session: Session, request: SupportRequest, supporter_id: str,
-           now: datetime) -> bool:
-    """The one conditional UPDATE that makes first accept win, on any database and process."""
-    won = session.execute(
-        update(SupportRequest)
-        .where(SupportRequest.id == request.id, SupportRequest.state.in_(UNASSIGNED_STATES))
-        .values(state=RequestState.ASSIGNED, supporter_id=supporter_id, assigned_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount == 1
-    session.refresh(request)
-    return won
-
-
-def _settle_open_offers(session: Session, request: SupportRequest, state: OfferState
-                        ) -> list[Offer]:
-    """Mark every offer that could still be answered with `state`; return them for updating."""
-    settled = list(session.scalars(select(Offer).where(
-        Offer.request_id == request.id,
-        Offer.state.in_([OfferState.PENDING, OfferState.EXPIRED]))))
-    for offer in settled:
-        offer.state = state
-    return settled
-
-
 def _refused(session: Session, offer_id: int, user_id: str
              ) -> tuple[Offer | None, SupportRequest | None, Outcome | None]:
-    """The offer, its request, and why this person cannot answer it (None when they can)."""
+    """The offer, its request (locked), and why this person cannot answer it (None if they can)."""
     offer = session.get(Offer, offer_id)
     if offer is None:
         return None, None, Outcome.NOT_FOUND
-    request = session.get(SupportRequest, offer.request_id)
+    request = _lock(session, offer.request_id)
+    session.refresh(offer)
     if offer.supporter_id != user_id:
         return offer, request, Outcome.NOT_YOURS
-    if offer.state == OfferState.HANDED_BACK:
-        return offer, request, Outcome.TAKEN
+    if request is None:
+        return offer, None, Outcome.NOT_FOUND
+    if request.state not in UNASSIGNED_STATES or offer.state in (
+            OfferState.HANDED_BACK, OfferState.ACCEPTED):
+        return offer, request, _refusal(request, user_id)
     return offer, request, None
 
 
+def _claim(session: Session, request: SupportRequest, event: Event, supporter_id: str,
+           now: datetime, cap: int | None) -> bool:
+    """The one conditional UPDATE that makes first accept win, within the supporter's cap."""
+    also = []
+    if cap is not None:
+        mine = aliased(SupportRequest)
+        also.append(select(func.count()).select_from(mine).where(
+            mine.supporter_id == supporter_id, mine.state == RequestState.ASSIGNED)
+            .scalar_subquery() < cap)
+    return apply(session, request, event, also=also, supporter_id=supporter_id,
+                 assigned_at=now)
+
+
 def accept(session: Session, offer_id: int, user_id: str, *, now: datetime) -> AcceptResult:
-    """First accept wins: one conditional UPDATE decides, whatever process the click reached."""
+    """First accept wins, within the supporter's case cap, whatever process the click reached."""
     offer, request, refusal = _refused(session, offer_id, user_id)
     if refusal is not None:
         return AcceptResult(refusal, request, offer)
-    if not _claim(session, request, user_id, now):
-        return AcceptResult(_refusal(request, user_id), request, offer)
-    offer.state, offer.responded_at = OfferState.ACCEPTED, now
-    return AcceptResult(Outcome.ACCEPTED, request, offer,
-                        _settle_open_offers(session, request, OfferState.TAKEN))
+    assert offer is not None and request is not None
+    if offer.state != OfferState.PENDING:  # it was taken, declined, or its time ran out
+        return AcceptResult(Outcome.TAKEN if offer.state == OfferState.TAKEN
+                            else Outcome.EXPIRED, request, offer)
+    _hold_supporter(session, user_id)
+    supporter = session.get(Supporter, user_id)
+    if not _claim(session, request, Event.ACCEPT, user_id, now,
+                  supporter.case_cap if supporter is not None else None):
+        outcome = _refusal(request, user_id) if request.state not in UNASSIGNED_STATES \
+            else Outcome.AT_CAP
+        return AcceptResult(outcome, request, offer)
+    _move_offer(session, offer, OfferState.ACCEPTED, responded_at=now)
+    _offer_end(session, offer, "accepted", now, request.version)
+    return AcceptResult(Outcome.ACCEPTED, request, offer, _placed(session, request, now))
+
+
+def _placed(session: Session, request: SupportRequest, now: datetime) -> list[Offer]:
+    """What every placement says: the others' offers end, the two are introduced, the supporter
+    gets the case, the person their status, and coordinators' alerts are resolved."""
+    others = _end_offers(session, request, OfferState.TAKEN, "taken", now=now)
+    payload = {"request_id": request.id, "supporter_id": request.supporter_id}
+    _effect(session, Effect.INTRO, f"intro:{request.id}:v{request.version}", now, **payload)
+    _effect(session, Effect.CASE, f"case:{request.id}:v{request.version}", now, **payload)
+    _status(session, request, now)
+    _resolve_alerts(session, request, now)
+    return others
 
 
 def decline(session: Session, offer_id: int, user_id: str, *, now: datetime) -> AcceptResult:
@@ -292,10 +447,10 @@ def decline(session: Session, offer_id: int, user_id: str, *, now: datetime) -> 
     offer, request, refusal = _refused(session, offer_id, user_id)
     if refusal is not None:
         return AcceptResult(refusal, request, offer)
-    if request.state not in UNASSIGNED_STATES:
-        return AcceptResult(_refusal(request, user_id), request, offer)
-    if offer.state in (OfferState.PENDING, OfferState.EXPIRED):
-        offer.state, offer.responded_at = OfferState.DECLINED, now
+    assert offer is not None and request is not None
+    if _move_offer(session, offer, OfferState.DECLINED, responded_at=now):
+        apply(session, request, Event.DECLINE)
+        _offer_end(session, offer, "declined", now, request.version)
     return AcceptResult(Outcome.DECLINED, request, offer)
 
 
@@ -306,26 +461,60 @@ def wave_settled(session: Session, request: SupportRequest) -> bool:
         Offer.state == OfferState.PENDING)).first()
 
 
+def offer_failed(session: Session, offer_id: int, *, now: datetime) -> SupportRequest | None:
+    """The offer's DM could not be delivered (the supporter left): mark it; returns the request
+    when that leaves its current wave with nobody who can answer."""
+    offer = session.get(Offer, offer_id)
+    if offer is None:
+        return None
+    request = _lock(session, offer.request_id)
+    if not _move_offer(session, offer, OfferState.FAILED, responded_at=now) or request is None:
+        return None
+    if request.state == RequestState.OPEN and offer.wave == request.wave \
+            and wave_settled(session, request):
+        return request
+    return None
+
+
 def expire_wave(session: Session, request: SupportRequest, wave: int, *, now: datetime
-                ) -> list[Offer]:
-    """Mark a wave's unanswered offers expired (they may still accept while it is open)."""
-    expired = list(session.scalars(select(Offer).where(
-        Offer.request_id == request.id, Offer.wave == wave, Offer.state == OfferState.PENDING)))
-    for offer in expired:
-        offer.state, offer.responded_at = OfferState.EXPIRED, now
-    return expired
-
-
-def escalate(session: Session, request: SupportRequest, *, now: datetime) -> bool:
-    """Hand the request to the coordinators; True the first time."""
-    if request.state != RequestState.OPEN:
+                ) -> bool:
+    """The wave's time ran out: its unanswered offers expire (and say so). False, and nothing
+    changes, if the request moved on meanwhile (placed, withdrawn, or past this wave)."""
+    if _lock(session, request.id) is None or not apply(
+            session, request, Event.OFFER_TIMEOUT, expect={"wave": wave}):
         return False
-    request.state, request.escalated_at = RequestState.ESCALATED, now
+    _end_offers(session, request, OfferState.EXPIRED, "expired", now=now, wave=wave)
     return True
 
 
+def escalate(session: Session, request: SupportRequest, *, now: datetime,
+             coordinators: Sequence[str] = ()) -> bool:
+    """Hand the request to the coordinators (one alert each); True the first time."""
+    if _lock(session, request.id) is None or not apply(
+            session, request, Event.ESCALATE, escalated_at=now,
+            escalations=request.escalations + 1):
+        return False
+    for coordinator in coordinators:
+        _alert(session, request, coordinator, now)
+    _status(session, request, now)
+    return True
+
+
+def remind(session: Session, request_id: int, escalation: int, number: int, *, now: datetime,
+           coordinators: Sequence[str] = ()) -> SupportRequest | None:
+    """Still unplaced: refresh each coordinator's alert and notify them again; None (and
+    nothing) if the request was placed, withdrawn, or escalated again since."""
+    request = _lock(session, request_id)
+    if request is None or not apply(session, request, Event.REMIND,
+                                    expect={"escalations": escalation}):
+        return None
+    for coordinator in sorted(set(coordinators) | alerted(session, request.id)):
+        _alert(session, request, coordinator, now, renotify=number)
+    return request
+
+
 def _own_request(session: Session, request_id: int, user_id: str) -> SupportRequest:
-    request = session.get(SupportRequest, request_id)
+    request = _lock(session, request_id)
     if request is None or request.requester_id != user_id:
         raise RequestError("That request is not yours.")
     return request
@@ -333,16 +522,36 @@ def _own_request(session: Session, request_id: int, user_id: str) -> SupportRequ
 
 def cancel(session: Session, request_id: int, user_id: str, *, now: datetime
            ) -> tuple[SupportRequest, list[Offer]]:
-    """The requester withdraws: open offers are withdrawn; returns them for updating."""
+    """The requester withdraws: open offers are withdrawn, and whoever was helping is told."""
     request = _own_request(session, request_id, user_id)
-    if request.state not in ACTIVE_STATES:
+    supporter_id = request.supporter_id if request.state == RequestState.ASSIGNED else None
+    if not apply(session, request, Event.CANCEL, expect={"requester_id": user_id},
+                 closed_at=now):
         raise RequestError("That request is already " + request.state + ".")
-    request.state, request.closed_at = RequestState.CANCELLED, now
-    return request, _settle_open_offers(session, request, OfferState.WITHDRAWN)
+    withdrawn = _end_offers(session, request, OfferState.WITHDRAWN, "withdrawn", now=now)
+    _notice(session, request, supporter_id, "withdrawn", now)
+    _status(session, request, now)
+    _resolve_alerts(session, request, now)
+    return request, withdrawn
+
+
+def expire(session: Session, requester_id: str, *, now: datetime) -> SupportRequest | None:
+    """The person who asked has left the workspace: their request ends, and whoever was
+    helping or alerted is told."""
+    request = open_request_of(session, requester_id)
+    if request is None or _lock(session, request.id) is None:
+        return None
+    supporter_id = request.supporter_id if request.state == RequestState.ASSIGNED else None
+    if not apply(session, request, Event.EXPIRE, closed_at=now):
+        return None
+    _end_offers(session, request, OfferState.WITHDRAWN, "withdrawn", now=now)
+    _notice(session, request, supporter_id, "withdrawn", now)
+    _resolve_alerts(session, request, now)
+    return request
 
 
 def _assigned_to(session: Session, request_id: int, user_id: str) -> SupportRequest:
-    request = session.get(SupportRequest, request_id)
+    request = _lock(session, request_id)
     if request is None or request.supporter_id != user_id:
         raise RequestError("That request is not with you.")
     if request.state != RequestState.ASSIGNED:
@@ -354,11 +563,15 @@ def hand_back(session: Session, request_id: int, user_id: str, *, now: datetime
               ) -> SupportRequest:
     """The supporter cannot continue (they know the person, or were involved): re-open it."""
     request = _assigned_to(session, request_id, user_id)
+    if not apply(session, request, Event.HAND_BACK, expect={"supporter_id": user_id},
+                 supporter_id=None, assigned_at=None):
+        raise RequestError("That request is not with you.")
     offer = session.scalars(select(Offer).where(
         Offer.request_id == request.id, Offer.supporter_id == user_id)).first()
     if offer is not None:
-        offer.state, offer.responded_at = OfferState.HANDED_BACK, now
-    request.state, request.supporter_id, request.assigned_at = RequestState.OPEN, None, None
+        _move_offer(session, offer, OfferState.HANDED_BACK, responded_at=now)
+    _notice(session, request, request.requester_id, "handed_back", now)
+    _status(session, request, now)
     return request
 
 
@@ -368,21 +581,22 @@ def close(session: Session, request_id: int, user_id: str, *, now: datetime, dur
     if duration not in DURATIONS or need_met not in NEED_MET:
         raise RequestError("Choose an answer for each question.")
     request = _assigned_to(session, request_id, user_id)
-    request.state, request.closed_at = RequestState.CLOSED, now
-    request.duration, request.referred, request.need_met = duration, referred, need_met
+    if not apply(session, request, Event.CLOSE, expect={"supporter_id": user_id},
+                 closed_at=now, duration=duration, referred=referred, need_met=need_met):
+        raise RequestError("That request is not with you.")
+    _status(session, request, now)
     return request
 
 
 def take_as_coordinator(session: Session, request_id: int, coordinator_id: str, *,
                         now: datetime) -> AcceptResult:
     """A coordinator takes an unassigned request themselves (they become its supporter)."""
-    request = session.get(SupportRequest, request_id)
+    request = _lock(session, request_id)
     if request is None:
         raise RequestError("That request no longer exists.")
-    if not _claim(session, request, coordinator_id, now):
+    if not _claim(session, request, Event.TAKE, coordinator_id, now, None):
         raise RequestError("Someone has already taken it, or it was cancelled.")
-    return AcceptResult(Outcome.ACCEPTED, request, None,
-                        _settle_open_offers(session, request, OfferState.TAKEN))
+    return AcceptResult(Outcome.ACCEPTED, request, None, _placed(session, request, now))
 
 
 def unassigned(session: Session) -> Sequence[SupportRequest]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -9,6 +10,7 @@ from slack_sdk import WebClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import outbox
 from bot.clock import Clock, SystemClock
 from bot.db import make_engine, make_sessions, migrate
 from bot.duework import DueWorkEngine, JobRegistry
@@ -31,6 +33,7 @@ class Runtime:
     library: Library
     roles: RoleResolver
     jobs: JobRegistry = field(default_factory=JobRegistry)
+    _now_engine: DueWorkEngine | None = field(default=None, repr=False)
 
     def duework(self, worker_id: str | None = None) -> DueWorkEngine:
         """A due-work engine configured from settings."""
@@ -45,6 +48,22 @@ class Runtime:
             # SQLite lets one writer in at a time: more threads would only queue on its lock.
             threads=1 if self.engine.dialect.name == "sqlite" else s.duework_threads,
         )
+
+
+    def deliver_now(self, keys: Sequence[str]) -> None:
+        """Deliver the effects just committed under `keys` in this thread (bot.outbox); what
+        fails here is retried by the clock like any due work."""
+        with self.sessions() as session:
+            ids = outbox.due_ids(session, keys)
+        if not ids:
+            return
+        if self._now_engine is None:
+            # One item at a time in the caller's thread: effects that record further effects
+            # deliver those inline too, and never wait on a pool their caller occupies.
+            engine = self.duework(worker_id="now")
+            engine.threads = 1
+            self._now_engine = engine
+        self._now_engine.run_now(ids)
 
 
 def build_runtime(settings: Settings, *, clock: Clock | None = None,
@@ -66,6 +85,9 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None,
         client=client, messenger=messenger, library=library,
         roles=build_roles(settings, messenger, clock),
     )
+    # Every session knows how to deliver at once what its transaction recorded in the outbox.
+    runtime.sessions.configure(info={outbox.DELIVER_NOW: runtime.deliver_now})
+    outbox.deliver_on_commit(runtime.sessions)
     register_jobs(runtime)
     return runtime
 

@@ -56,7 +56,9 @@ class Settings:
     wave_size: int = 3
     offer_timeouts: tuple[tuple[str, int], ...] = (("now", 600), ("today", 3600),
                                                    ("week", 14400))
-    escalation_repeat_seconds: int = 900
+    # Minutes between an unplaced request's alert re-notices; the last step repeats.
+    escalation_alert_minutes: tuple[int, ...] = (15, 30, 60, 120)
+    escalation_digest_minute: int = 8 * 60
     retention_days: int = 90
     audit_retention_days: int = 365
     checkin_days: tuple[float, ...] = (1, 3, 7, 30)
@@ -157,8 +159,10 @@ class Settings:
             program_timezone=reader.timezone("PEERSUPPORT_TIMEZONE", "UTC"),
             wave_size=reader.integer("PEERSUPPORT_WAVE_SIZE", 3, low=1, high=100),
             offer_timeouts=reader.timeouts("PEERSUPPORT_OFFER_TIMEOUT"),
-            escalation_repeat_seconds=reader.integer(
-                "PEERSUPPORT_ESCALATION_REPEAT_SECONDS", 900, low=10, high=86400),
+            escalation_alert_minutes=reader.minutes(
+                "PEERSUPPORT_ESCALATION_ALERT_MINUTES", (15, 30, 60, 120)),
+            escalation_digest_minute=reader.time_of_day("PEERSUPPORT_ESCALATION_DIGEST_TIME",
+                                                        "08:00"),
             retention_days=reader.integer("PEERSUPPORT_RETENTION_DAYS", 90, low=1, high=3650),
             audit_retention_days=reader.integer("PEERSUPPORT_AUDIT_RETENTION_DAYS", 365,
                                                 low=30, high=3650),
@@ -284,6 +288,20 @@ class _Reader:
                                     f"(now=600,today=3600,week=14400), got {value!r}.")
             result[urgency] = int(seconds)
         return tuple(result.items())
+
+    def minutes(self, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            steps = tuple(int(part) for part in value.split(",") if part.strip())
+        except ValueError:
+            raise SettingsError(f"{name} must be minutes between notices, like 15,30,60,120 "
+                                f"(got {value!r}).") from None
+        if not steps or len(steps) > 12 or not all(1 <= m <= 1440 for m in steps):
+            raise SettingsError(f"{name} must list 1 to 12 steps of 1 to 1440 minutes, like "
+                                "15,30,60,120.")
+        return steps
 
     def days(self, name: str, default: tuple[float, ...]) -> tuple[float, ...]:
         value = self.raw(name)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
-from bot import checkins, duework, roster
+from bot import checkins, duework, outbox, roster
 from bot.db import after_commit
 from bot.duework import JobContext, RetryLater
 from bot.library import Moment
@@ -158,10 +158,8 @@ def remind_supporter(runtime: Runtime, ctx: JobContext) -> None:
     supporter = roster.get(ctx.session, request.supporter_id)
     if supporter is None or not supporter.checkin_reminders:
         return
-    try:
-        runtime.messenger.post_dm(supporter.user_id, **supporter_reminder(request.requester_id))
-    except SlackUnreachable:
-        return
+    outbox.message(ctx.session, supporter.user_id, supporter_reminder(request.requester_id),
+                   key=f"nudge:{request.id}:{ctx.item_id}", now=ctx.now)
 
 
 def after_answer(runtime: Runtime, db: Session, checkin: CheckIn) -> None:
@@ -173,20 +171,13 @@ def after_answer(runtime: Runtime, db: Session, checkin: CheckIn) -> None:
     requester_id = checkin.user_id
     coordinators = sorted(runtime.roles.coordinator_ids()) \
         if runtime.settings.alert_on_struggling else []
-
-    def send_alerts() -> None:
-        for coordinator in coordinators:
-            try:
-                runtime.messenger.post_dm(coordinator, **struggling_alert())
-            except SlackUnreachable:
-                continue
-        if supporter_id and requester_id:
-            try:
-                runtime.messenger.post_dm(supporter_id, **struggling_note(requester_id))
-            except SlackUnreachable:
-                pass
-
-    after_commit(db, send_alerts)
+    now = runtime.clock.now()
+    for coordinator in coordinators:
+        outbox.message(db, coordinator, struggling_alert(),
+                       key=f"struggling:{checkin.id}:{coordinator}", now=now)
+    if supporter_id and requester_id:
+        outbox.message(db, supporter_id, struggling_note(requester_id),
+                       key=f"struggling:{checkin.id}:supporter", now=now)
 
 
 def struggling_surfacing(runtime: Runtime):  # noqa: ANN201

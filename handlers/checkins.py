@@ -171,3 +171,5 @@ def on_user_change(event: dict[str, Any], context: dict[str, Any], db: Session) 
     user = event.get("user")
     if isinstance(user, dict):
         checkin_flow.profile_changed(context["runtime"], db, user)
+        if user.get("deleted") is True and isinstance(user.get("id"), str):
+            flow.requester_left(context["runtime"], db, user["id"])

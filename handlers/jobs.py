@@ -10,15 +10,17 @@ from typing import TYPE_CHECKING
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
-from bot import audit, checkins, deliveries, duework, duty, pulses
+from bot import audit, checkins, deliveries, duework, duty, outbox, pulses
 from bot import requests as domain
 from bot.duework import JobContext, JobKind, RetryLater
-from bot.messaging import SlackAppProblem, SlackUnreachable
+from bot.messaging import SlackAppProblem
 from bot.models import SupportRequest
 from handlers import checkin_flow
 from handlers import pulses as pulse_handlers
 from handlers import request_flow as flow
+from handlers.blocks.requests import unplaced_digest
 from handlers.blocks.roster import coverage_warning
+from handlers.effects import register_effects
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -27,6 +29,7 @@ COVERAGE_CHECK = "coverage_check"
 APP_PROBLEM_RETRY = 300  # seconds: an operator has to fix the token or scopes first
 SLACK_ERROR_RETRY = 60
 RETENTION = "retention"
+ESCALATION_DIGEST = "escalation_digest"
 RETENTION_MINUTE = 3 * 60 + 30  # 03:30 in the program's zone, when little else happens
 
 
@@ -55,6 +58,7 @@ def _retry_on_slack_trouble(run: Callable[[JobContext], None]) -> Callable[[JobC
 
 def register_jobs(runtime: Runtime) -> None:
     """Register every due-work kind the app runs with the runtime's registry."""
+    register_effects(runtime)
 
     def check_coverage(ctx: JobContext) -> None:
         settings = runtime.settings
@@ -65,10 +69,11 @@ def register_jobs(runtime: Runtime) -> None:
             message = coverage_warning(gaps, settings.min_on_duty, settings.program_timezone,
                                        len(supporters))
             for user_id in sorted(runtime.roles.coordinator_ids()):
-                try:
-                    runtime.messenger.post_dm(user_id, **message)
-                except SlackUnreachable:
-                    continue  # a coordinator who left Slack does not stop the others' warning
+                # Through the outbox: one coordinator's trouble never stops the others', and
+                # a job run again after its lease ran out never warns twice.
+                outbox.message(ctx.session, user_id, message,
+                               key=f"coverage:{ctx.due_at.date().isoformat()}:{user_id}",
+                               now=ctx.now)
         schedule_daily(runtime, ctx.session, COVERAGE_CHECK,
                        runtime.settings.coverage_check_minute, after=ctx.now)
 
@@ -79,7 +84,19 @@ def register_jobs(runtime: Runtime) -> None:
 
     def escalation_reminder(ctx: JobContext) -> None:
         flow.remind(runtime, ctx.session, int(ctx.payload["request_id"]),
-                    int(ctx.payload["number"]))
+                    int(ctx.payload.get("escalation") or 1), int(ctx.payload["number"]))
+
+    def escalation_digest(ctx: JobContext) -> None:
+        waiting = domain.unassigned(ctx.session)
+        if waiting:
+            digest = unplaced_digest(sorted(((r, ctx.now - r.created_at) for r in waiting),
+                                            key=lambda pair: pair[1], reverse=True))
+            for user_id in sorted(runtime.roles.coordinator_ids()):
+                outbox.message(ctx.session, user_id, digest,
+                               key=f"digest:{ctx.due_at.date().isoformat()}:{user_id}",
+                               now=ctx.now)
+        schedule_daily(runtime, ctx.session, ESCALATION_DIGEST,
+                       runtime.settings.escalation_digest_minute, after=ctx.now)
 
     def retention(ctx: JobContext) -> None:
         domain.forget_identities(ctx.session, now=ctx.now,
@@ -120,7 +137,8 @@ def register_jobs(runtime: Runtime) -> None:
                                   always_run=True))
     # Timers on a request run however late: a request must never wait longer for being late.
     for name, run in ((COVERAGE_CHECK, check_coverage), (flow.OFFER_TIMEOUT, offer_timeout),
-                      (flow.ESCALATION_REMINDER, escalation_reminder), (RETENTION, retention)):
+                      (flow.ESCALATION_REMINDER, escalation_reminder), (RETENTION, retention),
+                      (ESCALATION_DIGEST, escalation_digest)):
         runtime.jobs.register(JobKind(name, _retry_on_slack_trouble(run), always_run=True))
 
 
@@ -150,3 +168,5 @@ def bootstrap_jobs(runtime: Runtime) -> None:
         schedule_daily(runtime, session, COVERAGE_CHECK, runtime.settings.coverage_check_minute,
                        after=now)
         schedule_daily(runtime, session, RETENTION, RETENTION_MINUTE, after=now)
+        schedule_daily(runtime, session, ESCALATION_DIGEST,
+                       runtime.settings.escalation_digest_minute, after=now)

@@ -38,7 +38,14 @@ REFUSALS = {
     Outcome.CLOSED: "This request is already closed.",
     Outcome.NOT_YOURS: "This offer was sent to someone else, so it cannot be answered here.",
     Outcome.NOT_FOUND: "This offer no longer exists.",
+    Outcome.EXPIRED: ("Nobody could answer this offer in time, so it went to other supporters. "
+                      "Thank you for being there."),
+    Outcome.AT_CAP: ("You already have as many open cases as your cap allows, so this one will go "
+                     "to someone else. Close a case (or ask a coordinator to raise your cap) to "
+                     "take more."),
 }
+# How a refused offer's message is replaced, so it stops showing buttons that cannot work.
+ENDED_AS = {Outcome.TAKEN: "taken", Outcome.CANCELLED: "withdrawn", Outcome.EXPIRED: "expired"}
 
 
 def register(app: App) -> None:
@@ -108,27 +115,29 @@ def read_form(values: dict[str, Any]) -> RequestForm:
 @transactional
 def on_request_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                          context: dict[str, Any], db: Session) -> None:
-    """Record the request, answer Slack at once, then offer it (after the commit)."""
+    """Record the request with its offers and messages and commit them, then answer Slack:
+    once the person sees the form close, their request cannot be lost."""
     runtime: Runtime = context["runtime"]
     user_id = body["user"]["id"]
     form = read_form(view["state"]["values"])
     try:
-        form.check()
-        request = domain.create(db, user_id, form, now=runtime.clock.now(),
-                                source_key=f"view:{view['id']}")
+        flow.create(runtime, db, user_id, form, source_key=f"view:{view['id']}")
+        db.commit()
     except RequestError as error:
+        db.rollback()
         block = Block.ROLE if "role" in str(error) else Block.DEPARTMENT \
             if "department" in str(error) else Block.URGENCY
         ack(response_action="errors", errors={block: str(error)})
         return
     except AlreadyOpen as existing:
-        ack(response_action="update", view=open_request_modal(existing.request))
+        view_of_it = open_request_modal(existing.request)
+        db.rollback()
+        ack(response_action="update", view=view_of_it)
         return
     if form.crisis:
         ack(response_action="update", view=crisis_view(runtime.library.crisis_lines()))
     else:
         ack()
-    flow.start(runtime, db, request)
 
 
 @transactional
@@ -144,9 +153,8 @@ def on_accept(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: R
         flow.accepted(runtime, db, result)
         return
     reply_privately(respond, REFUSALS[result.outcome])
-    if result.outcome in (Outcome.TAKEN, Outcome.CANCELLED) and result.offer is not None:
-        how = "withdrawn" if result.outcome == Outcome.CANCELLED else "taken"
-        respond(replace_original=True, **offer_ended(how))
+    if result.outcome in ENDED_AS and result.offer is not None:
+        respond(replace_original=True, **offer_ended(ENDED_AS[result.outcome]))
 
 
 @transactional
@@ -174,15 +182,13 @@ def on_cancel(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: R
     try:
         if request_id is None:
             raise RequestError("That request no longer exists.")
-        before = db.get(SupportRequest, request_id)
-        supporter_id = before.supporter_id if before is not None else None
-        request, withdrawn = domain.cancel(db, request_id, body["user"]["id"],
-                                           now=runtime.clock.now())
+        request, _withdrawn = domain.cancel(db, request_id, body["user"]["id"],
+                                            now=runtime.clock.now())
     except RequestError as error:
         if body.get("container", {}).get("type") == "message":
             reply_privately(respond, str(error))
         return
-    flow.cancelled(runtime, db, request, withdrawn, supporter_id)
+    flow.cancelled(runtime, db, request)
     if body.get("container", {}).get("type") == "view" and "view" in body:
         runtime.messenger.update_view(body["view"]["id"], withdrawn_view())
 
@@ -200,7 +206,7 @@ def on_hand_back(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond
     except RequestError as error:
         reply_privately(respond, str(error))
         return
-    flow.handed_back(runtime, db, request, user_id)
+    flow.handed_back(runtime, db, request)
     respond(replace_original=True, **offer_ended("handed_back"))
 
 
@@ -224,7 +230,7 @@ def on_close_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
     runtime: Runtime = context["runtime"]
     values = view["state"]["values"]
     try:
-        request = domain.close(
+        domain.close(
             db, whole_number(view.get("private_metadata")) or 0, body["user"]["id"],
             now=runtime.clock.now(), duration=submitted(values, Block.DURATION) or "",
             referred=submitted(values, Block.REFERRED) == "yes",
@@ -233,7 +239,6 @@ def on_close_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         ack(response_action="errors", errors={Block.DURATION: str(error)})
         return
     ack()
-    flow.closed(runtime, db, request)
 
 
 def _coordinator_request(runtime: Runtime, db: Session, user_id: str, request_id: int | None

@@ -157,16 +157,23 @@ def test_first_accept_wins_and_the_others_are_taken(database: Database) -> None:
         assert (request.state, request.supporter_id) == (RequestState.ASSIGNED, "USUP000002")
 
 
-def test_an_expired_offer_can_still_be_accepted_while_nobody_has(database: Database) -> None:
+def test_an_expired_offer_cannot_be_accepted_but_a_direct_offer_to_them_can(
+        database: Database) -> None:
     add(database, ("USUP000001", "", "nurse"))
     request_id = ask(database)
     wave(database, request_id)
     with database.sessions.begin() as session:
-        domain.expire_wave(session, session.get(SupportRequest, request_id), 1, now=NOW)
+        assert domain.expire_wave(session, session.get(SupportRequest, request_id), 1, now=NOW)
+    offer_id = offer_of(database, request_id, "USUP000001")
     with database.sessions.begin() as session:
-        result = domain.accept(session, offer_of(database, request_id, "USUP000001"),
-                               "USUP000001", now=NOW)
-        assert result.outcome == Outcome.ACCEPTED
+        result = domain.accept(session, offer_id, "USUP000001", now=NOW)
+        assert result.outcome == Outcome.EXPIRED
+        assert session.get(SupportRequest, request_id).state == RequestState.OPEN
+    with database.sessions.begin() as session:  # a coordinator picks them: the offer is live
+        domain.offer_to(session, session.get(SupportRequest, request_id), "USUP000001", now=NOW)
+    with database.sessions.begin() as session:
+        assert domain.accept(session, offer_id, "USUP000001", now=NOW).outcome == \
+            Outcome.ACCEPTED
 
 
 def test_declines_settle_a_wave(database: Database) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 
 import pytest
 from sqlalchemy import select
@@ -111,6 +112,12 @@ def assert_never_dropped(app_server: AppServer) -> None:
                 assert any(t.payload["request_id"] == request.id for t in timers), request.id
 
 
+def alert_ts(fake, alert) -> str:  # noqa: ANN001
+    """Where an alert's chat.postMessage call landed."""
+    return next(m["ts"] for m in fake.messages[alert.args["channel"]]
+                if Action.TAKE_REQUEST in json.dumps(m.get("blocks")))
+
+
 def tick(app_server: AppServer, seconds: float) -> None:
     app_server.runtime.clock.advance(seconds)
     app_server.runtime.duework().run_until_idle()
@@ -184,6 +191,24 @@ def test_the_same_submission_delivered_twice_makes_one_request(app_server: AppSe
     assert second.json()["response_action"] == "update"
     with app_server.runtime.sessions() as session:
         assert len(session.scalars(select(SupportRequest)).all()) == 1
+
+
+@pytest.mark.parametrize("same_form", [True, False], ids=["same form", "two forms"])
+def test_forms_submitted_at_once_make_one_request_and_no_error(
+        app_server: AppServer, same_form: bool, caplog: pytest.LogCaptureFixture) -> None:
+    add_supporters(app_server, *SUPPORTERS)
+
+    def submit(n: int, go) -> int:  # noqa: ANN001
+        go()
+        return ask(app_server, view_id="VTWICE0001" if same_form else f"VTWICE000{n}").status
+
+    with caplog.at_level(logging.DEBUG):
+        statuses = run_together(submit, [1, 2, 3])
+    assert statuses == [200, 200, 200], "never a 500, whichever copy loses"
+    app_server.settle()
+    with app_server.runtime.sessions() as session:
+        assert len(session.scalars(select(SupportRequest)).all()) == 1
+    assert REQUESTER not in caplog.text, "no id reaches the log"
 
 
 def test_a_replayed_submission_is_acknowledged_empty_and_makes_one_request(
@@ -295,8 +320,12 @@ def test_declines_move_on_then_escalate_and_remind_until_taken(app_server: AppSe
     assert status
     assert_never_dropped(app_server)
 
-    tick(app_server, 900)  # nobody acted: the coordinators are reminded
-    fake.wait_for("chat.postMessage", lambda c: "Reminder 1" in json.dumps(c.args.get("blocks")))
+    tick(app_server, 900)  # nobody acted: the one alert is refreshed and noticed again
+    renotice = fake.wait_for("chat.postMessage", lambda c: "Still no supporter after 25 min"
+                             in c.args["text"])[0]
+    assert renotice.args["thread_ts"] == alert_ts(fake, alert)
+    assert len([c for c in fake.calls_to("chat.postMessage")
+                if Action.TAKE_REQUEST in json.dumps(c.args.get("blocks"))]) == 1
     assert_never_dropped(app_server)
 
     app_server.slack.block_action(COORDINATOR, Action.TAKE_REQUEST, str(request.id))
@@ -534,3 +563,62 @@ def test_privileged_reads_are_audited_without_content(app_server: AppServer) -> 
         (COORDINATOR, "insights.view", ""), (None, "request.crisis_alert", str(request.id)),
         (COORDINATOR, "request.take", str(request.id)), (COORDINATOR, "roster.list", "")]
     assert REQUESTER not in json.dumps(found)
+
+
+def test_a_request_ends_when_the_person_who_asked_leaves_and_coordinators_are_told(
+        app_server: AppServer) -> None:
+    ask(app_server)  # nobody on the roster: escalated at once, coordinators alerted
+    fake = app_server.slack.fake
+    alert = fake.wait_for("chat.postMessage", lambda c: Action.TAKE_REQUEST in json.dumps(
+        c.args.get("blocks")))[0]
+    assert eventually(lambda: current(app_server, "state") == RequestState.ESCALATED)
+    where = alert_ts(fake, alert)
+    reply = app_server.slack.event({"type": "user_change", "event_ts": "1.2",
+                                    "user": {"id": REQUESTER, "deleted": True}})
+    assert reply.status == 200
+    assert eventually(lambda: current(app_server, "state") == RequestState.CANCELLED)
+    fake.wait_for("chat.update", lambda c: c.args["ts"] == where and "Withdrawn" in c.args["text"])
+    tick(app_server, 7200)  # no reminder of it ever fires
+    assert len([c for c in fake.calls_to("chat.postMessage") if c.args.get("thread_ts")]) == 0
+
+
+def test_coordinators_get_one_daily_list_of_requests_still_waiting(app_server: AppServer) -> None:
+    from handlers.jobs import bootstrap_jobs
+    ask(app_server)  # nobody on the roster: escalated at once
+    assert eventually(lambda: current(app_server, "state") == RequestState.ESCALATED)
+    bootstrap_jobs(app_server.runtime)
+    fake = app_server.slack.fake
+    tick(app_server, 18 * 3600)  # 08:00 the next morning, in the program's zone (UTC here)
+    digests = [c for c in fake.calls_to("chat.postMessage")
+               if "still without a supporter" in json.dumps(c.args.get("blocks"))]
+    assert len(digests) == 1 and "waiting 18 h 0 min" in json.dumps(digests[0].args["blocks"])
+    assert REQUESTER not in json.dumps(digests[0].args), "the list does not say who asked"
+    tick(app_server, 3600)
+    assert len([c for c in fake.calls_to("chat.postMessage")
+                if "still without a supporter" in json.dumps(c.args.get("blocks"))]) == 1
+
+
+def test_a_day_and_a_half_unplaced_is_one_alert_noticed_on_a_backing_off_cadence(
+        app_server: AppServer) -> None:
+    ask(app_server, urgency="today")  # nobody on the roster: escalated at once
+    fake = app_server.slack.fake
+    alert = fake.wait_for("chat.postMessage", lambda c: Action.TAKE_REQUEST in json.dumps(
+        c.args.get("blocks")))[0]
+    where = alert_ts(fake, alert)
+    for _ in range(36 * 4):  # the clock ticks every 15 minutes for 36 hours
+        tick(app_server, 900)
+    posts = fake.calls_to("chat.postMessage")
+    assert len([c for c in posts if Action.TAKE_REQUEST in json.dumps(c.args.get("blocks"))]) == 1
+    notices = [c for c in posts if c.args.get("thread_ts") == where]
+    # After 15 min, 30 min more, an hour more, then every two hours: 3 + 17 by 36 hours.
+    assert len(notices) == 20, len(notices)
+    assert "Still no supporter after 1 day 11 h" in notices[-1].args["text"]
+    request = request_row(app_server)
+    updates_before = len(fake.calls_to("chat.update"))
+    app_server.slack.block_action(COORDINATOR, Action.TAKE_REQUEST, str(request.id))
+    assert eventually(lambda: current(app_server, "supporter_id") == COORDINATOR)
+    placed = fake.wait_for("chat.update", lambda c: "Placed:" in c.args["text"])
+    app_server.settle()
+    assert len(placed) == 1, "each alert is updated once when someone takes it"
+    assert len([c for c in fake.calls_to("chat.update")[updates_before:]
+                if c.args["ts"] == where]) == 1

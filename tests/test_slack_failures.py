@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from bot.messaging import Messenger, build_client
 from bot.models import CheckIn, CheckInState, DueWork, RequestState, WorkState
+from handlers.blocks.checkins import METADATA_TYPE
 from tests.conftest import AppServer, eventually
 from tests.test_checkins import checkin_posts, connect_with_checkins, first_checkin, run_to_first
 from tests.test_requests_http import (
@@ -45,7 +46,8 @@ def test_a_timed_out_post_is_found_again_not_repeated(app_server: AppServer) -> 
     assert first_checkin(app_server).state == CheckInState.SENT
     assert len(checkin_posts(app_server)) == 1
     in_dm = app_server.slack.fake.messages[first_checkin(app_server).channel]
-    assert sum(1 for m in in_dm if m.get("metadata")) == 1, "one check-in in the person's DM"
+    assert sum(1 for m in in_dm if (m.get("metadata") or {}).get("event_type") == METADATA_TYPE
+               ) == 1, "one check-in in the person's DM"
 
 
 @pytest.mark.parametrize("error", ["missing_scope", "account_inactive", "invalid_auth"])

@@ -87,6 +87,8 @@ class FakeSlack:
         self.views: dict[str, JsonDict] = {}
         self.homes: dict[str, JsonDict] = {}
         self.messages: dict[str, list[JsonDict]] = {}
+        # Thread replies, by (channel, parent ts): Slack keeps them out of the channel history.
+        self.replies: dict[tuple[str, str], list[JsonDict]] = {}
         self._conversations: dict[frozenset[str], str] = {}
         self._faults: list[Fault] = []
         self.socket_url: str | None = None  # where apps.connections.open sends Socket Mode
@@ -396,8 +398,14 @@ class FakeSlack:
             channel = self._conversation_with([channel])
         message = {"ts": self._ts(), "text": args.get("text", ""), "blocks": args.get("blocks"),
                    "user": self.bot_user_id, "metadata": args.get("metadata")}
+        thread = args.get("thread_ts")
         with self._lock:
-            self.messages.setdefault(channel, []).append(message)
+            if thread:
+                # A reply lives in its thread, not in the channel's history, as in Slack.
+                message["thread_ts"] = str(thread)
+                self.replies.setdefault((channel, str(thread)), []).append(message)
+            else:
+                self.messages.setdefault(channel, []).append(message)
         return {"ok": True, "channel": channel, "ts": message["ts"], "message": message}
 
     def _api_conversations_history(self, args: JsonDict) -> JsonDict:
@@ -410,6 +418,17 @@ class FakeSlack:
                  {k: v for k, v in m.items() if k != "metadata"} | {"type": "message"}
                  for m in messages[:limit]]
         return {"ok": True, "messages": shown, "has_more": len(messages) > limit}
+
+    def _api_conversations_replies(self, args: JsonDict) -> JsonDict:
+        channel, ts = str(args["channel"]), str(args["ts"])
+        with self._lock:
+            parent = [m for m in self.messages.get(channel, []) if m["ts"] == ts]
+            thread = parent + list(self.replies.get((channel, ts), []))  # oldest first
+        keep_metadata = str(args.get("include_all_metadata")).lower() in ("true", "1")
+        shown = [{**m, "type": "message"} if keep_metadata else
+                 {k: v for k, v in m.items() if k != "metadata"} | {"type": "message"}
+                 for m in thread]
+        return {"ok": True, "messages": shown, "has_more": False}
 
     def _api_chat_postEphemeral(self, args: JsonDict) -> JsonDict:
         blocks = args.get("blocks")

@@ -175,6 +175,16 @@ def _coordinator_section(panel: CoordinatorPanel) -> list[Block]:
                             + "\n".join(lines)))
     else:
         blocks.append(_text("*Unassigned or escalated requests:* none."))
+    if panel.refused or panel.delayed:
+        problems = []
+        if panel.refused:
+            problems.append(f"{panel.refused} message{'s' if panel.refused != 1 else ''} Slack "
+                            "kept refusing this week (they were not delivered)")
+        if panel.delayed:
+            problems.append(f"{panel.delayed} message{'s' if panel.delayed != 1 else ''} still "
+                            "waiting to go out after five minutes")
+        blocks.append(_text(":warning: *Slack delivery:* " + "; ".join(problems)
+                            + ". Ask IT to check the app's logs and its Slack token."))
     return blocks
 
 

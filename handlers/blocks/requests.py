@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from datetime import timedelta
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -201,6 +202,20 @@ OFFER_ENDINGS = {
     "withdrawn": "The person withdrew this request. Thank you for being there.",
     "declined": "You declined this request. Thank you for saying so.",
     "handed_back": "You handed this request back. Thank you for saying so.",
+    "expired": "Nobody could answer in time, so this request went to other supporters. "
+               "Thank you for being there.",
+}
+# Notes to one person that a request's change implies (bot.requests records them by name).
+NOTICES = {
+    "handed_back": ("Your supporter cannot continue with this conversation: this happens, for "
+                    "example when they know you, and it is not about you. We are finding someone "
+                    "else for you now."),
+    "withdrawn": "The person you were supporting has closed their request. Thank you.",
+}
+# An alert's outcome once the request no longer needs a coordinator, by the request's state.
+ALERT_OUTCOMES = {
+    "cancelled": "Withdrawn by the person who asked.",
+    "closed": "Placed, and since closed.",
 }
 
 
@@ -266,18 +281,31 @@ def close_modal(request_id: int) -> dict:
                 ]).to_dict()
 
 
-def coordinator_alert(request: SupportRequest, *, reminder: int = 0) -> dict:
-    """An escalation to coordinators with ways to place the request; who asked stays private
-    unless they said they are not safe."""
+def waited_text(waited: timedelta) -> str:
+    """A wait as people say it: "12 min", "1 h 5 min", "2 days 3 h"."""
+    minutes = max(0, int(waited.total_seconds() // 60))
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days} day{'s' if days > 1 else ''} {hours} h"
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def coordinator_alert(request: SupportRequest, *, waited: timedelta, asked: int) -> dict:
+    """The one escalation alert per coordinator, kept current in place: how long the person
+    has waited, how soon they wanted someone, how many were asked, and ways to place it. Who
+    asked stays private unless they said they are not safe."""
     if request.crisis:
         lead = (f":rotating_light: *<@{request.requester_id}> has said they are not safe right "
                 "now.* They have been shown the crisis lines and every available supporter has "
                 "been asked. Please make sure a person reaches them now.")
     else:
-        lead = ("*A request for peer support has no supporter yet*: nobody eligible accepted in "
-                "time." + (f" (Reminder {reminder}.)" if reminder else ""))
+        lead = "*A request for peer support has no supporter yet*: nobody eligible accepted in time."
+    status = (f"*Waiting:* {waited_text(waited)} · *Supporters asked:* {asked} · "
+              f"*Wanted:* {URGENCIES[request.urgency]}")
     blocks = [
         _section(f"{lead}\n{_request_facts(request)}"),
+        _context(status),
         ActionsBlock(block_id=f"alert:{request.id}", elements=[
             ButtonElement(text="Take it myself", style="primary", action_id=Action.TAKE_REQUEST,
                           value=str(request.id)),
@@ -286,6 +314,33 @@ def coordinator_alert(request: SupportRequest, *, reminder: int = 0) -> dict:
         ]),
     ]
     return {"text": "A peer support request needs a coordinator", "blocks": to_dicts(blocks)}
+
+
+def alert_renotice(waited: timedelta) -> dict:
+    """A reply in the alert's thread, so the coordinator is notified again without a new alert."""
+    text = f"Still no supporter after {waited_text(waited)}. The alert above is up to date."
+    return {"text": text}
+
+
+def alert_outcome(request: SupportRequest) -> str:
+    """What an alert says once the request no longer needs a coordinator."""
+    if request.state == RequestState.ASSIGNED:
+        return f"Placed: <@{request.supporter_id}> has this request."
+    return ALERT_OUTCOMES.get(request.state, "This request no longer needs a coordinator.")
+
+
+def unplaced_digest(requests: Sequence[tuple[SupportRequest, timedelta]]) -> dict:
+    """The daily list of every request still without a supporter, longest wait first."""
+    lines = [f"• {URGENCIES[r.urgency]}, waiting {waited_text(w)}"
+             + (" · :rotating_light: not safe" if r.crisis else "") for r, w in requests]
+    count = len(requests)
+    head = f"*{count} request{'s' if count != 1 else ''} still without a supporter*"
+    text = head + "\n" + "\n".join(lines[:40])
+    if count > 40:
+        text += f"\n…and {count - 40} more (see your Home tab)."
+    return {"text": f"{count} peer support requests still need a supporter",
+            "blocks": to_dicts([_section(text[:2900]),
+                                _context("Each has its own alert above, with Take and Offer.")])}
 
 
 def alert_resolved(text: str) -> dict:
