@@ -18,6 +18,7 @@ from handlers.ids import Action, Block, Callback
 
 FIRST_TARGET = 0.5
 WAVE_TARGET = 2.0
+ACK_TARGET = 0.3  # Slack allows 3 s; the commit before answering must stay far inside it
 
 
 @dataclass
@@ -50,7 +51,7 @@ def run(settings: Settings | None = None) -> Report:
     settings = settings or Settings()
     report = Report("fanout")
     fake = FakeSlack(latency=settings.latency).start()
-    firsts, waves = [], []
+    firsts, waves, acks = [], [], []
     try:
         with scratch_database("postgresql") as database:
             seeds.supporters(database.engine, fake, settings.supporters)
@@ -66,6 +67,7 @@ def run(settings: Settings | None = None) -> Report:
                                                    view_id=f"VBENCH{n:04d}")
                     if reply.status != 200:
                         raise RuntimeError(f"the request form was refused: {reply.status}")
+                    acks.append(time.monotonic() - started)
                     deadline = started + 60
                     while len(_offer_times(fake, started)) < settings.wave:
                         if time.monotonic() > deadline:
@@ -79,6 +81,11 @@ def run(settings: Settings | None = None) -> Report:
         fake.stop()
     case = (f"{settings.supporters:,} supporters, waves of {settings.wave}, "
             f"{settings.latency * 1000:.0f} ms per Slack call")
+    # The request, its first wave and every message they imply are committed before the 200.
+    report.add(case, "form answered, request committed (median)", statistics.median(acks), "s",
+               target=ACK_TARGET)
+    report.add(case, "form answered, request committed (slowest)", max(acks), "s",
+               target=ACK_TARGET)
     report.add(case, "first offer posted (median)", statistics.median(firsts), "s",
                target=FIRST_TARGET)
     report.add(case, "first offer posted (slowest)", max(firsts), "s", target=FIRST_TARGET)
@@ -89,5 +96,7 @@ def run(settings: Settings | None = None) -> Report:
         "(gunicorn, PostgreSQL) with signed form submissions; times run from sending the "
         "submission to the stand-in receiving each chat.postMessage carrying an Accept button. "
         "Each offer is two calls (conversations.open, chat.postMessage), "
-        "PEERSUPPORT_SLACK_PARALLEL=8 at a time.")
+        "PEERSUPPORT_SLACK_PARALLEL=8 at a time. The form's answer is sent only once the request, "
+        "its first wave of offers and the messages they imply are committed, so its time is "
+        "what saving before answering costs.")
     return report
