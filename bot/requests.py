@@ -615,8 +615,7 @@ def active_cases(session: Session, supporter_id: str) -> Sequence[SupportRequest
 def pending_offers(session: Session, supporter_id: str) -> Sequence[Offer]:
     """Offers a supporter can still accept."""
     return session.scalars(select(Offer).join(SupportRequest).where(
-        Offer.supporter_id == supporter_id,
-        Offer.state.in_([OfferState.PENDING, OfferState.EXPIRED]),
+        Offer.supporter_id == supporter_id, Offer.state == OfferState.PENDING,
         SupportRequest.state.in_(UNASSIGNED_STATES)).order_by(Offer.id)).all()
 
 

@@ -48,6 +48,9 @@ APP_PROBLEM_RETRY = 300  # seconds: an operator has to fix the token or scopes f
 # How long a delivery waits in place for an earlier one of the same message before handing
 # itself back to the clock: usually that one is a Slack round trip from done.
 WAIT_FOR_EARLIER = (0.05, 0.1, 0.2, 0.4, 0.8)
+# Failures (not rate limits) a message may have before it is shown to coordinators as refused:
+# with the engine's doubling pause, about three hours of Slack failing.
+MAX_ATTEMPTS = 10
 
 Deliver = Callable[["Runtime", JobContext], None]
 
@@ -295,7 +298,7 @@ def register_effects(runtime: Runtime) -> None:
     }
     for effect, deliver in singles.items():
         runtime.jobs.register(JobKind(effect.value, _guarded(deliver, runtime),
-                                      always_run=True))
+                                      always_run=True, max_attempts=MAX_ATTEMPTS))
 
     def offers_one(ctx: JobContext) -> None:
         failures = post_offers(runtime, [ctx])
@@ -303,4 +306,5 @@ def register_effects(runtime: Runtime) -> None:
             raise failures[ctx.item_id]
 
     runtime.jobs.register(JobKind(Effect.OFFER_POST.value, offers_one, always_run=True,
+                                  max_attempts=MAX_ATTEMPTS,
                                   run_batch=lambda batch: post_offers(runtime, batch)))

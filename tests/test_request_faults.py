@@ -21,6 +21,7 @@ from bot.roster import SupporterSpec, upsert
 from bot.sandbox.driver import SlackDriver
 from bot.sandbox.slack_api import FakeSlack
 from handlers.blocks.requests import OFFER_ENDINGS, WELCOME
+from handlers.effects import MAX_ATTEMPTS
 from handlers.ids import Action, Block, Callback
 from tests.conftest import SIGNING_SECRET, AppServer, Database, eventually
 from tests.test_processes import free_port, process, wait_healthy
@@ -158,11 +159,11 @@ def test_a_message_slack_keeps_refusing_is_shown_to_coordinators_and_blocks_noth
     from tests.test_home import COORDINATOR, open_home
     runtime, fake = app_server.runtime, app_server.slack.fake
     fake.add_user("UREFUSED01")
-    fake.fail("chat.postMessage", "invalid_blocks", times=6)
+    fake.fail("chat.postMessage", "invalid_blocks", times=MAX_ATTEMPTS)
     with runtime.sessions.begin() as session:
         outbox.message(session, "UREFUSED01", {"text": "a note"}, key="test:refused",
                        now=runtime.clock.now())
-    for _ in range(6):  # each attempt is refused; the pause grows between them
+    for _ in range(MAX_ATTEMPTS):  # each attempt is refused; the pause grows between them
         tick(app_server, 3600)
     with runtime.sessions() as session:
         item = session.scalars(select(DueWork).where(DueWork.key == "test:refused")).one()
