@@ -427,11 +427,13 @@ class DueWorkEngine:
             discard_after_commit(session)
             session.close()
             # Its database work is undone; each item now runs alone, as it would have without
-            # batching, so only the ones that fail on their own are retried (same attempt).
+            # batching, so only the ones that fail on their own are retried (same attempt). What
+            # the batch did outside the database (a post to Slack) is not undone: each item is
+            # told it runs again, so a job that looks before it posts does look.
             log.warning("due work: a batch of %d %s items failed (%s); running them one by one",
                         len(items), kind.name, type(error).__name__)
             for item in items:
-                self._run_one(item, token, report)
+                self._run_one(item, token, report, again=True)
             return
         session.close()
         run_after_commit(session)
@@ -444,7 +446,8 @@ class DueWorkEngine:
                 report.lost_lease += 1
                 log.warning("due work %d (%s): lease lost during its batch", item.id, item.kind)
 
-    def _run_one(self, item: DueWork, token: str, report: TickReport) -> None:
+    def _run_one(self, item: DueWork, token: str, report: TickReport, *,
+                 again: bool = False) -> None:
         if not self._may_start(item, token, report):
             return
         now = self.clock.now()
@@ -461,7 +464,7 @@ class DueWorkEngine:
             with session.begin():
                 kind.run(JobContext(session=session, item_id=item.id, kind=item.kind,
                                     payload=item.payload, due_at=item.due_at, now=now,
-                                    attempt=item.attempts))
+                                    attempt=item.attempts + 1 if again else item.attempts))
                 finished = session.execute(
                     update(DueWork)
                     .where(DueWork.id == item.id, DueWork.claim_token == token)

@@ -151,20 +151,29 @@ def post_offers(runtime: Runtime, batch: Sequence[JobContext]) -> dict[int, Exce
 
     # A wave of fifty posted one after another would take seconds: a few at a time.
     results = runtime.messenger.in_parallel(post, todo)
-    settled: set[int] = set()
+    posted: list[tuple[Offer, Posted]] = []
+    unreachable: list[tuple[JobContext, Offer]] = []
     for (ctx, offer, _request), result in zip(todo, results, strict=True):
         if isinstance(result, Exception):
             failures[ctx.item_id] = result
         elif result is None:
-            request = domain.offer_failed(db, offer.id, now=ctx.now)
-            if request is not None:
-                settled.add(request.id)
+            unreachable.append((ctx, offer))
         else:
-            offer.channel, offer.ts = result.channel, result.ts
+            posted.append((offer, result))
+    # Lock order matters: every change to a request takes its row before its offers' rows (an
+    # accept does), so the requests of unreachable offers are settled before any offer row here
+    # is written, in request order.
+    settled: set[int] = set()
+    for ctx, offer in sorted(unreachable, key=lambda pair: (pair[1].request_id, pair[1].id)):
+        request = domain.offer_failed(db, offer.id, now=ctx.now)
+        if request is not None:
+            settled.add(request.id)
     for request_id in sorted(settled):
         request = db.get(SupportRequest, request_id)
         # Nobody in this wave could be reached: move on now instead of at the timeout.
         request_flow.advance(runtime, db, request, request.wave)
+    for offer, where in posted:
+        offer.channel, offer.ts = where.channel, where.ts
     return failures
 
 

@@ -148,6 +148,11 @@ def check_invariants(db: Database, fake: FakeSlack) -> None:
         for c in fake.calls_to("chat.postMessage")
         if (c.args.get("metadata") or {}).get("event_type") == METADATA_TYPE)
     assert max(checkin_posts.values(), default=1) == 1, "a check-in was posted twice"
+    effect_posts = Counter(
+        (c.args.get("metadata") or {}).get("event_payload", {}).get("effect")
+        for c in fake.calls_to("chat.postMessage")
+        if (c.args.get("metadata") or {}).get("event_type") == "peersupport_effect")
+    assert max(effect_posts.values(), default=1) == 1, "a message of the outbox was posted twice"
     assert set(checkin_posts) >= set(sent), "every check-in marked sent was posted"
 
 
