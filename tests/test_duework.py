@@ -404,6 +404,22 @@ def test_a_batch_that_raises_is_undone_and_its_items_run_one_by_one(
     assert states(database) == Counter({WorkState.DONE: 3})
 
 
+def test_items_rerun_after_their_batch_raised_are_told_they_run_again(
+        database: Database, clock: ManualClock) -> None:
+    # The batch may have posted before it raised: a job that looks before posting on a retry
+    # must look here too, or the same message goes out twice.
+    def fails(batch) -> dict[int, Exception]:  # noqa: ANN001
+        raise RuntimeError("boom")
+
+    attempts: list[int] = []
+    engine = make_engine(database, clock, JobKind(
+        "offer", lambda ctx: attempts.append(ctx.attempt), run_batch=fails))
+    for _ in range(2):
+        add(database, clock, "offer", 0)
+    engine.tick()
+    assert attempts == [2, 2], "claimed once, and the batch counted as a first attempt"
+
+
 def test_one_item_that_always_breaks_its_batch_fails_alone(database: Database,
                                                            clock: ManualClock) -> None:
     def poisoned(ctx: JobContext) -> None:
