@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,6 +75,15 @@ def build_client(settings: Settings, *, timeout: int = 10) -> WebClient:
     )
 
 
+def retry_after(error: SlackApiError) -> float:
+    """The seconds a 429's Retry-After header asks for (1 when it is missing or odd)."""
+    headers = error.response.headers or {}
+    try:
+        return max(1.0, float(headers.get("Retry-After") or headers.get("retry-after") or 1))
+    except (TypeError, ValueError):
+        return 1.0
+
+
 class SlackAppProblem(RuntimeError):
     """Slack refused the app itself (token revoked, scope missing): an operator must act."""
 
@@ -111,6 +121,7 @@ class Messenger:
         self.parallel = parallel
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._slowed_until = 0.0  # time.monotonic() before which Slack asked us to wait
 
     def post_dms(self, messages: Sequence[tuple[str, dict[str, Any]]]) -> list[Posted | None]:
         """Post one DM to each (user id, message) pair, `parallel` at a time, in order; None
@@ -150,6 +161,14 @@ class Messenger:
 
         return self._in_parallel(post, messages)
 
+    def slowed_for(self) -> float:
+        """Seconds left of the last Retry-After Slack gave (0 when it did not ask to wait):
+        work that can wait holds back instead of meeting the same limit again."""
+        return max(0.0, self._slowed_until - time.monotonic())
+
+    def _slow_down(self, seconds: float) -> None:
+        self._slowed_until = max(self._slowed_until, time.monotonic() + seconds)
+
     def in_parallel(self, call: Callable[[T], R], items: Sequence[T]) -> list[R]:
         """`call` on each item, `parallel` at a time, results in order (for Slack calls)."""
         return self._in_parallel(call, items)
@@ -173,6 +192,8 @@ class Messenger:
             code = str(error.response.get("error", "unknown_error"))
             # Only the method and Slack's error code are logged, never the arguments.
             log.warning("slack %s failed: %s", method, code)
+            if code == "ratelimited":
+                self._slow_down(retry_after(error))
             if code in UNREACHABLE:
                 raise SlackUnreachable(code) from None
             if code in APP_PROBLEMS:

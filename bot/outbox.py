@@ -36,16 +36,27 @@ DELIVER_NOW = "outbox_deliver_now"
 DEFER = "outbox_defer"
 _KEYS = "outbox_keys"
 MESSAGE = PREFIX + "message"  # the kind handlers/effects.py delivers as a prepared DM
+# Effects delivered before the others of the same commit: a person is waiting on them.
+URGENT = frozenset({PREFIX + "offer.post", PREFIX + "alert"})
 UNFINISHED = (WorkState.PENDING, WorkState.RUNNING)
 
 
 def record(session: Session, kind: str, payload: Mapping[str, Any], *, key: str,
            now: datetime) -> None:
     """Record one effect in the session's transaction; delivered once it commits."""
-    if not kind.startswith(PREFIX):
-        raise ValueError(f"effect kinds start with {PREFIX!r}: {kind!r}")
-    duework.schedule(session, kind, now, now=now, payload=dict(payload), key=key)
-    session.info.setdefault(_KEYS, []).append(key)
+    record_many(session, [(kind, payload, key)], now=now)
+
+
+def record_many(session: Session, effects: Sequence[tuple[str, Mapping[str, Any], str]], *,
+                now: datetime) -> None:
+    """Record several effects (kind, payload, key) in one statement; delivered once the
+    transaction commits."""
+    for kind, _payload, _key in effects:
+        if not kind.startswith(PREFIX):
+            raise ValueError(f"effect kinds start with {PREFIX!r}: {kind!r}")
+    duework.schedule_many(session, [duework.Timer(kind, now, key, dict(payload))
+                                    for kind, payload, key in effects], now=now)
+    session.info.setdefault(_KEYS, []).extend(key for _kind, _payload, key in effects)
 
 
 def deliver_on_commit(sessions: sessionmaker[Session]) -> None:
@@ -106,12 +117,16 @@ def _escaped(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
 
 
-def due_ids(session: Session, keys: Sequence[str]) -> list[int]:
-    """The ids of the effects recorded under `keys` that are still waiting to run."""
+def due_ids(session: Session, keys: Sequence[str]) -> list[list[int]]:
+    """The ids of the effects recorded under `keys` still waiting to run, in the order to run
+    them: offers and coordinators' alerts first (someone is waiting on those), then the rest."""
     if not keys:
         return []
-    return list(session.scalars(select(DueWork.id).where(
-        DueWork.key.in_(list(keys)), DueWork.state == WorkState.PENDING)))
+    rows = session.execute(select(DueWork.id, DueWork.kind).where(
+        DueWork.key.in_(list(keys)), DueWork.state == WorkState.PENDING)).all()
+    first = [item_id for item_id, kind in rows if kind in URGENT]
+    rest = [item_id for item_id, kind in rows if kind not in URGENT]
+    return [ids for ids in (first, rest) if ids]
 
 
 def refused(session: Session, *, since: datetime) -> int:

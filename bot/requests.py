@@ -203,14 +203,19 @@ def _status(session: Session, request: SupportRequest, now: datetime) -> None:
                 request_id=request.id)
 
 
-def _offer_post(session: Session, request: SupportRequest, offer: Offer, now: datetime) -> None:
-    _effect(session, Effect.OFFER_POST, f"offer:{offer.id}:post:v{request.version}", now,
-            offer_id=offer.id)
+def _offer_posts(session: Session, request: SupportRequest, offers: Sequence[Offer],
+                 now: datetime) -> None:
+    outbox.record_many(session, [
+        (Effect.OFFER_POST.value, {"offer_id": offer.id},
+         f"offer:{offer.id}:post:v{request.version}") for offer in offers], now=now)
 
 
-def _offer_end(session: Session, offer: Offer, how: str, now: datetime, version: int) -> None:
-    _effect(session, Effect.OFFER_END, f"offer:{offer.id}:end:{how}:v{version}", now,
-            offer_id=offer.id, how=how)
+def _offer_ends(session: Session, offers: Sequence[Offer], how: str, now: datetime,
+                version: int) -> None:
+    if offers:
+        outbox.record_many(session, [
+            (Effect.OFFER_END.value, {"offer_id": offer.id, "how": how},
+             f"offer:{offer.id}:end:{how}:v{version}") for offer in offers], now=now)
 
 
 def _alert(session: Session, request: SupportRequest, coordinator: str, now: datetime,
@@ -279,8 +284,7 @@ def _move_offers(session: Session, request: SupportRequest, state: OfferState, *
 def _end_offers(session: Session, request: SupportRequest, state: OfferState, how: str, *,
                 now: datetime, wave: int | None = None) -> list[Offer]:
     moved = _move_offers(session, request, state, wave=wave, now=now)
-    for offer in moved:
-        _offer_end(session, offer, how, now, request.version)
+    _offer_ends(session, moved, how, now, request.version)
     return moved
 
 
@@ -316,8 +320,7 @@ def next_wave(session: Session, request: SupportRequest, *, now: datetime,
         session.add(offer)
         offers.append(offer)
     session.flush()
-    for offer in offers:
-        _offer_post(session, request, offer, now)
+    _offer_posts(session, request, offers, now)
     return offers
 
 
@@ -341,7 +344,7 @@ def offer_to(session: Session, request: SupportRequest, supporter_id: str, *,
                       direct=True, state=OfferState.PENDING, created_at=now)
         session.add(offer)
         session.flush()
-    _offer_post(session, request, offer, now)
+    _offer_posts(session, request, [offer], now)
     return offer
 
 
@@ -426,7 +429,7 @@ def accept(session: Session, offer_id: int, user_id: str, *, now: datetime) -> A
             else Outcome.AT_CAP
         return AcceptResult(outcome, request, offer)
     _move_offer(session, offer, OfferState.ACCEPTED, responded_at=now)
-    _offer_end(session, offer, "accepted", now, request.version)
+    _offer_ends(session, [offer], "accepted", now, request.version)
     return AcceptResult(Outcome.ACCEPTED, request, offer, _placed(session, request, now))
 
 
@@ -450,7 +453,7 @@ def decline(session: Session, offer_id: int, user_id: str, *, now: datetime) -> 
     assert offer is not None and request is not None
     if _move_offer(session, offer, OfferState.DECLINED, responded_at=now):
         apply(session, request, Event.DECLINE)
-        _offer_end(session, offer, "declined", now, request.version)
+        _offer_ends(session, [offer], "declined", now, request.version)
     return AcceptResult(Outcome.DECLINED, request, offer)
 
 

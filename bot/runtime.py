@@ -54,8 +54,8 @@ class Runtime:
         """Deliver the effects just committed under `keys` in this thread (bot.outbox); what
         fails here is retried by the clock like any due work."""
         with self.sessions() as session:
-            ids = outbox.due_ids(session, keys)
-        if not ids:
+            groups = outbox.due_ids(session, keys)
+        if not groups:
             return
         if self._now_engine is None:
             # One item at a time in the caller's thread: effects that record further effects
@@ -63,7 +63,8 @@ class Runtime:
             engine = self.duework(worker_id="now")
             engine.threads = 1
             self._now_engine = engine
-        self._now_engine.run_now(ids)
+        for ids in groups:
+            self._now_engine.run_now(ids)
 
 
 def build_runtime(settings: Settings, *, clock: Clock | None = None,

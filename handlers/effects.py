@@ -22,7 +22,7 @@ from bot import outbox
 from bot import requests as domain
 from bot.duework import JobContext, JobKind, RetryLater
 from bot.library import Moment
-from bot.messaging import Posted, SlackAppProblem, SlackUnreachable
+from bot.messaging import Posted, SlackAppProblem, SlackUnreachable, retry_after
 from bot.models import UNASSIGNED_STATES, CoordinatorAlert, Offer, OfferState, SupportRequest
 from bot.transitions import Effect
 from handlers import request_flow
@@ -99,18 +99,21 @@ def _slack_trouble(error: Exception) -> Exception:
     if isinstance(error, SlackAppProblem):
         return RetryLater(APP_PROBLEM_RETRY, f"slack: {error.error}")
     if isinstance(error, SlackApiError) and error.response.get("error") == "ratelimited":
-        headers = error.response.headers or {}
-        wait = headers.get("Retry-After") or headers.get("retry-after") or 1
-        try:
-            seconds = float(wait)
-        except (TypeError, ValueError):
-            seconds = 1.0
-        return RetryLater(seconds, "slack: ratelimited")
+        return RetryLater(retry_after(error), "slack: ratelimited")
     return error
+
+
+def _held_back(runtime: Runtime) -> None:
+    """While Slack's last Retry-After runs, wait for it instead of meeting the limit again (and
+    instead of holding a listener's thread in slack_sdk's retry sleeps)."""
+    wait = runtime.messenger.slowed_for()
+    if wait > 0:
+        raise RetryLater(wait, "slack: ratelimited")
 
 
 def _guarded(deliver: Deliver, runtime: Runtime) -> Callable[[JobContext], None]:
     def run(ctx: JobContext) -> None:
+        _held_back(runtime)
         try:
             deliver(runtime, ctx)
         except SlackUnreachable:
@@ -128,12 +131,20 @@ def post_offers(runtime: Runtime, batch: Sequence[JobContext]) -> dict[int, Exce
     be reached fails, and a wave left with nobody moves on at once."""
     if not batch:
         return {}
+    wait = runtime.messenger.slowed_for()
+    if wait > 0:
+        return {ctx.item_id: RetryLater(wait, "slack: ratelimited") for ctx in batch}
     db = batch[0].session
     failures: dict[int, Exception] = {}
     todo: list[tuple[JobContext, Offer, SupportRequest]] = []
+    # A wave's offers and their request in two queries, not two per offer.
+    offers = {o.id: o for o in db.scalars(select(Offer).where(
+        Offer.id.in_([int(ctx.payload["offer_id"]) for ctx in batch])))}
+    requests = {r.id: r for r in db.scalars(select(SupportRequest).where(
+        SupportRequest.id.in_({o.request_id for o in offers.values()})))}
     for ctx in batch:
-        offer = db.get(Offer, int(ctx.payload["offer_id"]))
-        request = db.get(SupportRequest, offer.request_id) if offer is not None else None
+        offer = offers.get(int(ctx.payload["offer_id"]))
+        request = requests.get(offer.request_id) if offer is not None else None
         if offer is None or request is None or offer.ts or offer.state != OfferState.PENDING \
                 or request.state not in UNASSIGNED_STATES:
             continue  # placed, withdrawn or expired before it went out: nothing to show
