@@ -63,6 +63,9 @@ def test_one_open_request_per_person_and_per_submission(database: Database) -> N
     RequestForm(urgency="now", connection="pigeon"),
     RequestForm(urgency="now", connection="slack", same_role=True),
     RequestForm(urgency="now", connection="slack", outside_department=True),
+    RequestForm(urgency="now", connection="slack", department="ICU" * 30),
+    RequestForm(urgency="now", connection="slack", department="ICU\x07"),
+    RequestForm(urgency="now", connection="slack", role="n" * 33),
 ])
 def test_impossible_forms_are_refused_and_store_nothing(database: Database,
                                                         form: RequestForm) -> None:

@@ -622,3 +622,16 @@ def test_a_day_and_a_half_unplaced_is_one_alert_noticed_on_a_backing_off_cadence
     assert len(placed) == 1, "each alert is updated once when someone takes it"
     assert len([c for c in fake.calls_to("chat.update")[updates_before:]
                 if c.args["ts"] == where]) == 1
+
+
+def test_a_department_longer_than_any_on_the_list_is_refused_on_the_form(
+        app_server: AppServer) -> None:
+    values = {Block.URGENCY: choice("now"), Block.CONNECTION: choice("slack"),
+              Block.WHO: choice("outside"), Block.ROLE_MATCH: choice("any"),
+              Block.DEPARTMENT: {Action.FIELD: {"type": "static_select", "selected_option": {
+                  "value": "Cardiology" * 20}}}}
+    reply = app_server.slack.view_submission(REQUESTER, Callback.REQUEST, values,
+                                             view_id="VLONG00001")
+    assert reply.status == 200
+    assert Block.DEPARTMENT in reply.json()["errors"]
+    assert request_row(app_server) is None
