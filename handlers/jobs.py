@@ -68,12 +68,7 @@ def register_jobs(runtime: Runtime) -> None:
         if gaps:
             message = coverage_warning(gaps, settings.min_on_duty, settings.program_timezone,
                                        len(supporters))
-            for user_id in sorted(runtime.roles.coordinator_ids()):
-                # Through the outbox: one coordinator's trouble never stops the others', and
-                # a job run again after its lease ran out never warns twice.
-                outbox.message(ctx.session, user_id, message,
-                               key=f"coverage:{ctx.due_at.date().isoformat()}:{user_id}",
-                               now=ctx.now)
+            tell_coordinators(runtime, ctx, "coverage", message)
         schedule_daily(runtime, ctx.session, COVERAGE_CHECK,
                        runtime.settings.coverage_check_minute, after=ctx.now)
 
@@ -91,10 +86,7 @@ def register_jobs(runtime: Runtime) -> None:
         if waiting:
             digest = unplaced_digest(sorted(((r, ctx.now - r.created_at) for r in waiting),
                                             key=lambda pair: pair[1], reverse=True))
-            for user_id in sorted(runtime.roles.coordinator_ids()):
-                outbox.message(ctx.session, user_id, digest,
-                               key=f"digest:{ctx.due_at.date().isoformat()}:{user_id}",
-                               now=ctx.now)
+            tell_coordinators(runtime, ctx, "digest", digest)
         schedule_daily(runtime, ctx.session, ESCALATION_DIGEST,
                        runtime.settings.escalation_digest_minute, after=ctx.now)
 
@@ -140,6 +132,14 @@ def register_jobs(runtime: Runtime) -> None:
                       (flow.ESCALATION_REMINDER, escalation_reminder), (RETENTION, retention),
                       (ESCALATION_DIGEST, escalation_digest)):
         runtime.jobs.register(JobKind(name, _retry_on_slack_trouble(run), always_run=True))
+
+
+def tell_coordinators(runtime: Runtime, ctx: JobContext, what: str, message: dict) -> None:
+    """A daily job's message to every coordinator, through the outbox: one coordinator's
+    trouble never stops the others', and the job run again never sends it twice that day."""
+    for user_id in sorted(runtime.roles.coordinator_ids()):
+        outbox.message(ctx.session, user_id, message,
+                       key=f"{what}:{ctx.due_at.date().isoformat()}:{user_id}", now=ctx.now)
 
 
 def next_daily(runtime: Runtime, minute: int, after: datetime) -> datetime:
