@@ -286,12 +286,15 @@ class Messenger:
         return self._call("views.update", view_id=view_id, view=view)
 
     def upload_file(self, channel: str, filename: str, content: bytes, title: str,
-                    comment: str | None = None) -> str:
+                    comment: str | None = None, *, alt_text: str | None = None) -> str:
         """Share a file (a chart or a CSV of aggregates) in a channel or DM; returns its id."""
+        # An image's alt text is what a screen reader says instead of the picture.
+        extra = {"initial_comment": comment} if comment else {}
+        if alt_text:
+            extra["alt_txt"] = alt_text
         try:
             response = self.client.files_upload_v2(
-                channel=channel, filename=filename, content=content, title=title,
-                **({"initial_comment": comment} if comment else {}))
+                channel=channel, filename=filename, content=content, title=title, **extra)
         except SlackApiError as error:
             code = str(error.response.get("error", "unknown_error"))
             log.warning("slack files.upload_v2 failed: %s", code)

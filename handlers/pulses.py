@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from bot import audit, pulses
 from bot import insights as program
-from bot.charts import series_chart
+from bot.charts import describe, distribution_chart, prompt_distribution, series_chart
 from bot.db import after_commit
 from bot.duework import JobContext
 from bot.library import Moment
@@ -93,11 +93,10 @@ def share_results(runtime: Runtime, leader_id: str, all_results: list[pulses.Pul
     channel = runtime.messenger.open_conversation([leader_id])
     runtime.messenger.post_message(channel, **results_message(all_results, minimum))
     if all_results:
-        labels, values, axis = pulses.trend_series(all_results[0])
+        chart = prompt_distribution(all_results, minimum)
         runtime.messenger.upload_file(
-            channel, "prompt-results.png",
-            series_chart(all_results[0].pulse.question, labels, values, ylabel=axis,
-                         kind="line"), "Prompt results over time")
+            channel, "prompt-results.png", distribution_chart(chart),
+            f"Answers per run: {chart.question}"[:250], alt_text=describe(chart))
         runtime.messenger.upload_file(channel, "prompt-results.csv",
                                       pulses.results_csv(all_results).encode(),
                                       "Prompt results (aggregates only)")
