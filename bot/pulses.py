@@ -31,6 +31,11 @@ TREND_RUNS = 8
 class PulseError(ValueError):
     """A prompt that cannot be posted or answered; the message is for the person."""
 
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        # Which of the prompt's fields the message is about, so a form can show it there.
+        self.field = field
+
 
 @dataclass(frozen=True)
 class PulseSpec:
@@ -50,23 +55,29 @@ class PulseSpec:
     def check(self) -> None:
         """Refuse a prompt the modal could not have sent, or that cannot be shown."""
         if not self.question.strip() or len(self.question) > MAX_QUESTION:
-            raise PulseError(f"Write a question of at most {MAX_QUESTION} characters.")
+            raise PulseError(f"Write a question of at most {MAX_QUESTION} characters.",
+                             "question")
         if self.scale == "five_point":
             if len(self.options) != 5:
-                raise PulseError("A 1 to 5 scale needs five labels.")
+                raise PulseError("A 1 to 5 scale needs five labels.", "scale")
         elif self.scale == "options":
             if not 2 <= len(self.options) <= 6 or any(not o or len(o) > 75 for o in self.options):
-                raise PulseError("Give 2 to 6 named answers, each at most 75 characters.")
+                raise PulseError("Give 2 to 6 named answers, each at most 75 characters.",
+                                 "options")
         else:
-            raise PulseError("Choose a 1 to 5 scale or named answers.")
+            raise PulseError("Choose a 1 to 5 scale or named answers.", "scale")
         if not self.channel_id:
-            raise PulseError("Choose the channel to post in.")
-        if self.recurrence not in RECURRENCES or self.open_hours not in OPEN_FOR:
-            raise PulseError("Choose how often, and for how long answers are open.")
-        if not (0 <= self.weekday <= 6 and 0 <= self.minute < 1440):
-            raise PulseError("Choose a day and a time.")
+            raise PulseError("Choose the channel to post in.", "channel")
+        if self.recurrence not in RECURRENCES:
+            raise PulseError("Choose how often to post it.", "recurrence")
+        if self.open_hours not in OPEN_FOR:
+            raise PulseError("Choose for how long answers are open.", "open_for")
+        if not 0 <= self.weekday <= 6:
+            raise PulseError("Choose a day.", "weekday")
+        if not 0 <= self.minute < 1440:
+            raise PulseError("Choose a time.", "time")
         if len(self.department) > 80:
-            raise PulseError("A department label is at most 80 characters.")
+            raise PulseError("A department label is at most 80 characters.", "department")
 
 
 def responder_key(secret: str, run_id: int, user_id: str) -> str:

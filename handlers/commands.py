@@ -78,8 +78,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 }
 
 
+# The command alone is the one most people need, so it leads the list.
+ASK = ("", "Ask for support: a trained peer supporter gets in touch with you, privately.")
+
+
 def _listing() -> list[tuple[str, str]]:
-    return [(sub.usage, sub.summary) for sub in SUBCOMMANDS.values()]
+    return [ASK, *((sub.usage, sub.summary) for sub in SUBCOMMANDS.values())]
 
 
 def register(app: App) -> None:

@@ -111,7 +111,8 @@ def results_command(call: Invocation) -> None:
     audit.record(call.context["db"], call.user_id, "results.view", now=runtime.clock.now())
     call.respond(response_type="ephemeral",
                  **results_message(found, runtime.settings.min_group))
-    after_commit(call.context["db"], lambda: share_results(runtime, call.user_id, found))
+    if found:  # with no prompt yet there is nothing to chart, and one answer says so
+        after_commit(call.context["db"], lambda: share_results(runtime, call.user_id, found))
 
 
 def insights_command(call: Invocation) -> None:
@@ -167,6 +168,22 @@ def read_spec(values: dict[str, Any], runtime: Runtime, tz: str) -> PulseSpec:
                      open_hours=whole_number(submitted(values, Block.OPEN_FOR)) or 0)
 
 
+# The prompt form's block for each field a PulseError can be about.
+_FIELD_BLOCKS = {"question": Block.QUESTION, "scale": Block.SCALE, "options": Block.OPTIONS,
+                 "channel": Block.CHANNEL, "department": Block.PULSE_DEPARTMENT,
+                 "recurrence": Block.RECURRENCE, "weekday": Block.WEEKDAY, "time": Block.TIME,
+                 "open_for": Block.OPEN_FOR}
+
+
+def _error_block(error: PulseError, values: dict[str, Any]) -> str:
+    """The block an error belongs on: a chosen preset supplies the question, scale and answers,
+    so a problem with those is the preset's."""
+    preset = submitted(values, Block.PRESET)
+    if error.field in ("question", "scale", "options") and preset and preset != OWN:
+        return Block.PRESET
+    return _FIELD_BLOCKS.get(error.field or "", Block.PRESET)
+
+
 @transactional
 def on_pulse_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                        context: dict[str, Any], db: Session) -> None:
@@ -177,11 +194,11 @@ def on_pulse_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         ack(response_action="errors", errors={Block.PRESET: "Only leaders can post prompts."})
         return
     tz = view.get("private_metadata") or runtime.settings.program_timezone
+    values = view["state"]["values"]
     try:
-        pulses.create(db, user_id, read_spec(view["state"]["values"], runtime, tz),
-                      now=runtime.clock.now())
+        pulses.create(db, user_id, read_spec(values, runtime, tz), now=runtime.clock.now())
     except PulseError as error:
-        ack(response_action="errors", errors={Block.QUESTION: str(error)})
+        ack(response_action="errors", errors={_error_block(error, values): str(error)})
         return
     ack()
     guidance = runtime.library.for_moment(Moment.LEADER_PROMPT, audience="leader")

@@ -42,11 +42,40 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return ["PostgreSQL: SKIPPED (TEST_DATABASE_URL is not set): database tests ran on SQLite only"]
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+_POSTGRESQL_LEFT_OUT = pytest.StashKey[int]()  # how many PostgreSQL tests were left out
+
+
+def _needs_postgresql(item: pytest.Item) -> bool:
+    """A test that can only run on PostgreSQL: its PostgreSQL case, a PostgreSQL-only fixture,
+    or a skip mark that names PostgreSQL."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "postgresql" in callspec.params.values():
+        return True
+    if "pg_database" in getattr(item, "fixturenames", ()):
+        return True
+    return any(mark.args and mark.args[0] is True and "PostgreSQL" in str(mark.kwargs.get("reason"))
+               for mark in item.iter_markers("skipif"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Without a PostgreSQL server its tests are left out and counted in one line at the end,
+    # rather than each printed as a skip.
+    if PG_URL:
+        return
+    left_out = [item for item in items if _needs_postgresql(item)]
+    if left_out:
+        items[:] = [item for item in items if not _needs_postgresql(item)]
+        config.hook.pytest_deselected(items=left_out)
+    config.stash[_POSTGRESQL_LEFT_OUT] = len(left_out)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
     if not PG_URL:
+        count = config.stash.get(_POSTGRESQL_LEFT_OUT, 0)
         terminalreporter.write_line(
-            "PostgreSQL was skipped: set TEST_DATABASE_URL (as .ci/run does) to test it too.",
-            yellow=True)
+            f"PostgreSQL was skipped ({count} tests not run): set TEST_DATABASE_URL (as .ci/run "
+            "does) to test it too.", yellow=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -17,10 +17,11 @@ HELP = """Commands (you act as one person at a time; the prompt shows who):
   as NAME                     act as someone: an id (UCLIN00001), a full or first name (alex)
   /peersupport [words]        type the slash command, e.g. /peersupport pulse
   click LABEL                 click the newest button with that label you can see (form, messages,
-                              Home), e.g. click Accept
+                              Home), e.g. click Accept; a form's own buttons too, e.g. click Cancel
   fill LABEL = VALUE          fill a field of your open form by its label, e.g. fill How soon = Today
-                              (a choice by its label; several checkboxes separated by commas;
-                              a channel as #name; a person by name; a time as HH:MM)
+                              (a choice by its label; several checkboxes separated by commas,
+                              a single one as yes or no; a channel as #name; a person by name;
+                              a time as HH:MM)
   form                        show your open form with what you filled in
   submit                      submit your open form
   close                       close your open form without submitting
@@ -30,7 +31,8 @@ HELP = """Commands (you act as one person at a time; the prompt shows who):
   advance DURATION            move the clock on (1d, 3h, 30m, 1d12h) and run what falls due
   help                        this list
   quit                        leave (also Ctrl-D)
-After each action the shell shows what appeared on anyone's screen."""
+After each action the shell shows what appeared on anyone's screen. The prompt shows the time
+where the person you act as is."""
 
 _DURATION = re.compile(r"(\d+)\s*([dhms])")
 _QUOTED_LABEL = re.compile(r"""^(["'])(.+?)\1\s*=?\s*(.*)$""")
@@ -60,7 +62,8 @@ class SandboxShell(cmd.Cmd):
         self._set_prompt()
 
     def _set_prompt(self) -> None:
-        self.prompt = f"({self.world.name(self.me)}) > "
+        local = self.world.local_now(self.me)
+        self.prompt = f"({self.world.name(self.me)}, {local:%a %H:%M %Z}) > "
 
     def say(self, text: str) -> None:
         """Print a line to the session."""
@@ -76,6 +79,7 @@ class SandboxShell(cmd.Cmd):
         news = self.world.news_text()
         if news:
             self.say(news)
+        self._set_prompt()  # the clock may have moved
         return bool(stop)
 
     def emptyline(self) -> bool:
@@ -109,8 +113,16 @@ class SandboxShell(cmd.Cmd):
         self.say(f"You are now {self.world.name(self.me)}.")
 
     def do_click(self, arg: str) -> None:
-        """Click a button by its label."""
-        place = self.world.click(self.me, _unquote(arg))
+        """Click a button by its label; a form's submit or close label submits or closes it."""
+        label = _unquote(arg)
+        footer = self.world.form_button(self.me, label)
+        if footer == "submit":
+            self.do_submit("")
+            return
+        if footer == "close":
+            self.do_close("")
+            return
+        place = self.world.click(self.me, label)
         self.say(f"(clicked in {place})")
 
     def do_fill(self, arg: str) -> None:
@@ -134,6 +146,8 @@ class SandboxShell(cmd.Cmd):
         errors = self.world.submit(self.me)
         for field, message in sorted(errors.items()):
             self.say(f"! the form was not sent: {field}: {message}")
+        if not errors:
+            self.say("(form sent)")
 
     def do_close(self, arg: str) -> None:
         """Close the open form."""
@@ -156,8 +170,8 @@ class SandboxShell(cmd.Cmd):
     def do_advance(self, arg: str) -> None:
         """Move the clock on."""
         ran = self.world.advance(parse_duration(arg))
-        now = self.world.clock.now().strftime("%a %d %b %Y %H:%M UTC")
-        self.say(f"(it is now {now}; {ran} timed item(s) ran)")
+        now = self.world.local_now(self.me).strftime("%a %d %b %Y %H:%M %Z")
+        self.say(f"(it is now {now} for {self.world.name(self.me)}; {ran} timed item(s) ran)")
 
     def do_quit(self, arg: str) -> bool:
         """Leave."""

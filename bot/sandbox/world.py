@@ -203,7 +203,18 @@ class World:
         return reply
 
     def click(self, user_id: str, label: str) -> str:
-        """`user_id` clicks the newest button with this label they can see; says where it was."""
+        """`user_id` clicks the newest button with this label they can see, their open form's
+        own submit and close buttons first; says where it was."""
+        footer = self.form_button(user_id, label)
+        if footer == "close":
+            self.close_form(user_id)
+            return "the open form"
+        if footer == "submit":
+            errors = self.submit(user_id)
+            if errors:
+                raise SandboxError("the form was not sent: " + "; ".join(
+                    f"{field}: {message}" for field, message in sorted(errors.items())))
+            return "the open form"
         found = self._find_button(user_id, label)
         place, element, block_id, channel, ts, view = found
         if element.get("url") and not element.get("action_id"):
@@ -223,6 +234,25 @@ class World:
         self.settle()
         return place
 
+    def form_button(self, user_id: str, label: str) -> str | None:
+        """"submit" or "close" when `label` names a button at the foot of `user_id`'s open form
+        (exactly, or as the start of just one of them); otherwise None."""
+        modal = self.fake.open_modal(user_id)
+        wanted = label.strip().strip('"').casefold()
+        if modal is None or not wanted:
+            return None
+        footer = {key: _plain(modal.get(key)).casefold() for key in ("submit", "close")
+                  if modal.get(key)}
+        exact = [key for key, text in footer.items() if text == wanted]
+        loose = [key for key, text in footer.items() if text.startswith(wanted)]
+        chosen = exact or (loose if len(loose) == 1 else [])
+        return chosen[0] if chosen else None
+
+    def local_now(self, user_id: str) -> datetime:
+        """The sandbox clock in `user_id`'s time zone."""
+        person = self.people.get(user_id)
+        return self.clock.now().astimezone(ZoneInfo(person.tz if person else "UTC"))
+
     def _find_button(self, user_id: str, label: str) -> tuple:
         wanted = label.strip().strip('"').casefold()
         candidates = []  # (order, place, element, block_id, channel, ts, view)
@@ -237,7 +267,9 @@ class World:
         if home is not None:
             candidates += [(-1, "the Home tab", e, b, None, None, home)
                            for _, e, b in buttons(home.get("blocks"))]
-        labels = sorted({self._label(c[2]) for c in candidates})
+        labels = sorted({self._label(c[2]) for c in candidates}
+                        | {_plain(modal.get(key)) for key in ("submit", "close")
+                           if modal is not None and modal.get(key)})
         exact = [c for c in candidates if self._label(c[2]).casefold() == wanted]
         loose = [c for c in candidates if self._label(c[2]).casefold().startswith(wanted)]
         chosen = exact or loose
@@ -307,6 +339,12 @@ class World:
         value = value.strip()
         if kind in ("radio_buttons", "static_select"):
             return {"type": kind, "selected_option": _option(element, value) if value else None}
+        if kind == "checkboxes" and len(element.get("options", [])) == 1 \
+                and value.casefold() in _YES | _NO:
+            # A single checkbox reads as a yes-or-no question.
+            ticked = element["options"] if value.casefold() in _YES else []
+            return {"type": kind, "selected_options": [
+                {"text": o["text"], "value": o["value"]} for o in ticked]}
         if kind in ("checkboxes", "multi_static_select"):
             parts = [] if value.casefold() in ("", "none") else value.split(",")
             return {"type": kind, "selected_options": [_option(element, p) for p in parts]}
@@ -482,6 +520,15 @@ class World:
         matching = [f for _, f in sorted(self.fake.files.items())
                     if str(f.get("filename", "")).endswith(filename_end)]
         return matching[-1]["content"] if matching else None
+
+
+_YES = frozenset({"yes", "y", "true", "on"})
+_NO = frozenset({"no", "n", "false", "off"})
+
+
+def _plain(text: Any) -> str:
+    """A plain_text object's (or a bare string's) text."""
+    return str(text.get("text", "")) if isinstance(text, dict) else str(text or "")
 
 
 def _initial_state(element: dict) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def _section(text: str) -> SectionBlock:
 
 
 def _hidden(minimum: int) -> str:
-    return f"fewer than {minimum}, hidden"
+    return f"hidden (fewer than {minimum})"
 
 
 def pulse_modal(presets: Sequence[Entry], tz: str) -> dict:
@@ -140,7 +140,7 @@ def results_message(all_results: Sequence[PulseResults], minimum: int) -> dict:
             mean = f" · average {run.mean:.1f}" if run.mean is not None else ""
             lines.append(f"• {day}: {run.respondents} answers{mean} ({spread})")
         if result.departments:
-            parts = [f"{escape(name)} {count if count is not None else _hidden(minimum)}"
+            parts = [f"{escape(name)}: {count if count is not None else _hidden(minimum)}"
                      for name, count in result.departments.items()]
             total = f"; all {result.department_total}" if result.department_total else ""
             lines.append("By department (answers in the latest run): " + "; ".join(parts)
@@ -162,10 +162,11 @@ def _value(value: object, minimum: int, fmt: str = "{}") -> str:
 def insights_blocks(insights: Insights) -> list[dict]:
     """Program figures, every one of them at or above the minimum group size."""
     k = insights.minimum
-    months = "; ".join(f"{month} {_value(count, k)}" for month, count in insights.months.items())
-    departments = "; ".join(f"{escape(name)} {_value(count, k)}"
+    months = "; ".join(f"{month}: {_value(count, k)}"
+                       for month, count in insights.months.items())
+    departments = "; ".join(f"{escape(name)}: {_value(count, k)}"
                             for name, count in insights.departments.items())
-    outcomes = "; ".join(f"{OUTCOME_LABELS.get(name, name)} {_value(count, k)}"
+    outcomes = "; ".join(f"{OUTCOME_LABELS.get(name, name)}: {_value(count, k)}"
                          for name, count in insights.checkin_outcomes.items())
     lines = [
         f"*Requests by month:* {months or 'none yet'}",
@@ -176,8 +177,9 @@ def insights_blocks(insights: Insights) -> list[dict]:
         f"*Accepted within 30 minutes:* {_value(insights.share_within_30, k, '{:.0%}')}",
         f"*Escalated to a coordinator:* {_value(insights.escalations, k)}",
         f"*Check-in answers:* {outcomes or _hidden(k)}",
-        f"*Supporters who took cases:* {_value(insights.supporters_with_cases, k)}; the busiest "
-        f"fifth took {_value(insights.busiest_fifth_share, k, '{:.0%}')} of them",
+        f"*Supporters who took cases:* {_value(insights.supporters_with_cases, k)}",
+        f"*Share of cases the busiest fifth of supporters took:* "
+        f"{_value(insights.busiest_fifth_share, k, '{:.0%}')}",
     ]
     blocks = [HeaderBlock(text="Program insights"), _section("\n".join(lines)),
               ContextBlock(elements=[MarkdownTextObject(
