@@ -154,7 +154,9 @@ def _draw_panel(axes: Axes, chart: Distribution, panel: Panel, colours: list[str
     labels = [bar.label + (f"\navg {bar.mean:.1f}" if bar.mean is not None else "")
               for bar in panel.bars]
     axes.set_xticks(positions, labels=labels)
-    axes.set_xlim(-0.6, max(len(panel.bars), 3) - 0.4)
+    # At least three bars' room, so one run is not one wide block; a few runs stay centred.
+    room = max(len(panel.bars), 3) - len(panel.bars)
+    axes.set_xlim(-0.6 - room / 2, len(panel.bars) - 0.4 + room / 2)
 
 
 def distribution_figure(chart: Distribution) -> Figure:
@@ -224,23 +226,35 @@ def describe(chart: Distribution) -> str:
     return text if len(text) <= MAX_ALT_TEXT else text[:MAX_ALT_TEXT - 1] + "…"
 
 
-def series_chart(title: str, labels: Sequence[str], values: Sequence[float | None],
-                 *, ylabel: str, kind: str = "bar") -> bytes:
-    """A bar or line chart; a None value is left out, never drawn as zero."""
+def series_figure(title: str, labels: Sequence[str], values: Sequence[float | None],
+                  *, ylabel: str, kind: str = "bar", hidden: str | None = None) -> Figure:
+    """A bar or line chart as an unsaved Figure; a None value is never drawn as zero, and with
+    `hidden` given that text is written in its place."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     shown = [(label, value) for label, value in zip(labels, values, strict=True)
-             if value is not None]
+             if value is not None or hidden is not None]
     figure = Figure(figsize=(7, 3.5), dpi=100)
-    FigureCanvasAgg(figure)
+    FigureCanvasAgg(figure)  # renders to memory; there is no screen on a server
     axes = figure.subplots()
-    if shown:
-        xs, ys = zip(*shown, strict=True)
+    if any(value is not None for _, value in shown):
+        xs = [label for label, _ in shown]
+        ys = [value for _, value in shown]
         if kind == "line":
-            axes.plot(xs, ys, marker="o", color="#3b5b7a")
+            axes.plot(xs, [math.nan if y is None else y for y in ys], marker="o",
+                      color="#3b5b7a")
         else:
-            axes.bar(xs, ys, color="#3b5b7a")
+            bars = axes.bar(xs, [y or 0 for y in ys], color="#3b5b7a")
+            axes.bar_label(bars, labels=["" if y is None else f"{y:g}" for y in ys],
+                           fontsize=8, padding=2)
+            axes.set_ylim(0, (max(y for y in ys if y is not None) or 1) * 1.15)
+        if hidden is not None:
+            for x, y in enumerate(ys):
+                if y is None:
+                    axes.text(x, 0.03, hidden, ha="center", va="bottom", fontsize=8.5,
+                              color="#555555", style="italic",
+                              transform=axes.get_xaxis_transform())
     else:
         axes.text(0.5, 0.5, "Not enough answers to show yet", ha="center", va="center",
                   transform=axes.transAxes)
@@ -248,6 +262,13 @@ def series_chart(title: str, labels: Sequence[str], values: Sequence[float | Non
     axes.set_ylabel(ylabel)
     axes.tick_params(axis="x", labelrotation=30, labelsize=8)
     figure.tight_layout()
+    return figure
+
+
+def series_chart(title: str, labels: Sequence[str], values: Sequence[float | None],
+                 *, ylabel: str, kind: str = "bar", hidden: str | None = None) -> bytes:
+    """A bar or line chart as PNG bytes; a None value is never drawn as zero."""
     out = io.BytesIO()
-    figure.savefig(out, format="png")
+    series_figure(title, labels, values, ylabel=ylabel, kind=kind,
+                  hidden=hidden).savefig(out, format="png")
     return out.getvalue()

@@ -134,10 +134,23 @@ def insights_command(call: Invocation) -> None:
         values = [float(v) if v is not None else None for v in figures.months.values()]
         runtime.messenger.upload_file(
             channel, "requests-by-month.png",
-            series_chart("Requests by month", months, values, ylabel="Requests"),
-            "Requests by month")
+            series_chart("Requests by month", months, values, ylabel="Requests",
+                         hidden=HIDDEN_MONTH),
+            "Requests by month", alt_text=_months_in_words(figures.months))
 
     after_commit(call.context["db"], send_chart)
+
+
+# A month can be hidden with more than the minimum, so a smaller one cannot be worked out from
+# the total: the chart says hidden, not "fewer than".
+HIDDEN_MONTH = "hidden"
+
+
+def _months_in_words(months: dict[str, int | None]) -> str:
+    """The requests chart's alt text: each month's figure, or hidden."""
+    parts = [f"{month} {HIDDEN_MONTH if count is None else count}"
+             for month, count in months.items()]
+    return ("Requests by month: " + ("; ".join(parts) or "none yet") + ".")[:1000]
 
 
 def read_spec(values: dict[str, Any], runtime: Runtime, tz: str) -> PulseSpec:

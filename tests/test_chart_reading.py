@@ -16,6 +16,7 @@ from bot.charts import (
     distribution_chart,
     distribution_figure,
     prompt_distribution,
+    series_figure,
 )
 from bot.models import Pulse
 from bot.pulses import FIVE_POINT, PulseResults, RunResult
@@ -145,3 +146,15 @@ def test_the_chart_reaches_slack_with_its_alt_text(leader_server) -> None:  # no
     assert "09 Mar hidden (fewer than 5)" in alt
     png = next(f for f in fake.files.values() if f["filename"] == "prompt-results.png")
     assert png["content"] == distribution_chart(prompt_distribution(fixture_results(), K))
+
+
+def test_requests_by_month_start_at_zero_with_counts_and_hidden_months_said() -> None:
+    figure = series_figure("Requests by month", ["2026-01", "2026-02", "2026-03"],
+                           [12.0, None, 9.0], ylabel="Requests", hidden="hidden")
+    (axes,) = figure.axes
+    assert axes.get_ylim()[0] == 0
+    texts = [text.get_text() for text in axes.texts]
+    assert "hidden" in texts
+    assert [label.get_text() for label in axes.get_xticklabels()] == [
+        "2026-01", "2026-02", "2026-03"], "the hidden month keeps its place"
+    assert "12" in texts and "9" in texts, "each month's count is written on its bar"
