@@ -62,3 +62,32 @@ def test_importing_the_charts_module_does_not_load_matplotlib() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, timeout=120)
     assert result.stdout.strip() == "False"
+
+
+def draw_prompt() -> bytes:
+    from bot.charts import distribution_chart, prompt_distribution
+    from tests.test_chart_reading import K, fixture_results
+
+    return distribution_chart(prompt_distribution(fixture_results(), K))
+
+
+def test_a_prompt_chart_is_the_same_bytes_from_threads_and_in_another_process() -> None:
+    alone = draw_prompt()
+    together: list[bytes | None] = [None] * 4
+    start = threading.Barrier(len(together))
+
+    def run(index: int) -> None:
+        start.wait()
+        together[index] = draw_prompt()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(together))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert together == [alone] * len(together)
+    code = ("import sys; from tests.test_charts import draw_prompt; "
+            "sys.stdout.buffer.write(draw_prompt())")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
+                           timeout=120)
+    assert other.stdout == alone
