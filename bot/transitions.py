@@ -123,7 +123,7 @@ def apply(session: Session, request: SupportRequest, event: Event, *,
 
 
 def table_markdown() -> str:
-    """The transition table as Markdown, for the README (a test keeps the two the same)."""
+    """The transition table as Markdown, for docs/architecture.md (a test keeps them the same)."""
     lines = ["| Event | From | To | Messages |", "|---|---|---|---|"]
     for event, transition in TABLE.items():
         sources = ", ".join(sorted(transition.sources))

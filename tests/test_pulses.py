@@ -159,7 +159,7 @@ def test_a_run_below_the_minimum_is_hidden_everywhere(database: Database) -> Non
         rows = list(csv.reader(io.StringIO(pulses.results_csv([found]))))
         assert rows[1][3] == "hidden"
         message = json.dumps(results_message([found], K))
-        assert "fewer than 5, hidden" in message and "average" not in message
+        assert "hidden (fewer than 5)" in message and "average" not in message
 
 
 def test_a_run_at_the_minimum_shows_its_spread(database: Database) -> None:
@@ -177,8 +177,8 @@ def test_departments_cannot_be_recovered_by_subtraction(database: Database) -> N
             Pulse.department == "ED"))])
         found = pulses.results(session, icu, minimum=K)
     assert found.departments["ED"] is None and found.department_total is None
-    assert "ED 2" not in outputs and "; all 8" not in outputs
-    assert "answers" in outputs and "ED fewer than 5, hidden" in outputs
+    assert "ED 2" not in outputs and "ED: 2" not in outputs and "; all 8" not in outputs
+    assert "answers" in outputs and "ED: hidden (fewer than 5)" in outputs
 
 
 def test_open_runs_show_nothing_until_they_close(database: Database) -> None:

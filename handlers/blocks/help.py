@@ -25,5 +25,6 @@ def help_message(commands: Sequence[tuple[str, str]], *, unknown: str | None = N
     blocks.append(ContextBlock(elements=[MarkdownTextObject(
         text="Everything you do here is confidential. The bot never asks what happened, "
              "and never needs any patient detail.")]))
-    text = "Peer support commands: " + ", ".join(usage or "(none)" for usage, _ in commands)
+    text = "Peer support commands: " + ", ".join(
+        f"{PEERSUPPORT_COMMAND} {usage}".strip() for usage, _ in commands)
     return {"text": text, "blocks": to_dicts(blocks)}
