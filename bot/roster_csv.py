@@ -55,19 +55,28 @@ def parse(text: str) -> Parsed:
                                                  f"{len(row)}"))
             continue
         user_id, department, role = (cell.strip() for cell in row)
-        try:
-            if not roster.valid_user_id(user_id):
-                raise RosterError(f"{user_id!r} is not a Slack user id (like U012ABCDEF)")
-            if user_id in seen:
-                raise RosterError(f"{user_id} is already on line {seen[user_id]}")
-            spec = SupporterSpec(user_id, roster.normalise_department(department),
-                                 roster.normalise_role(role or "other"))
-        except RosterError as error:
-            result.problems.append(Problem(line, str(error)))
-            continue
-        seen[user_id] = line
-        result.rows.append((line, spec))
+        # Every problem of the line at once, so one round of fixes is enough.
+        problems: list[str] = []
+        if not roster.valid_user_id(user_id):
+            problems.append(f"{user_id!r} is not a Slack user id (like U012ABCDEF)")
+        elif user_id in seen:
+            problems.append(f"{user_id} is already on line {seen[user_id]}")
+        else:
+            seen[user_id] = line  # claimed even if the line has other problems
+        department = _checked(roster.normalise_department, department, problems)
+        role = _checked(roster.normalise_role, role or "other", problems)
+        result.problems.extend(Problem(line, message) for message in problems)
+        if not problems:
+            result.rows.append((line, SupporterSpec(user_id, department, role)))
     return result
+
+
+def _checked(normalise: Callable[[str], str], value: str, problems: list[str]) -> str:
+    try:
+        return normalise(value)
+    except RosterError as error:
+        problems.append(str(error))
+        return value
 
 
 def look_up_time_zones(parsed: Parsed, user_info: Callable[[str], dict]) -> dict[str, str]:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
@@ -173,6 +174,11 @@ class Settings:
         )
 
 
+def _names_a_database(url: str) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.path.strip("/")) or "dbname=" in parts.query
+
+
 class _Reader:
     """Reads one variable at a time and turns a bad value into a one-line SettingsError."""
 
@@ -214,6 +220,14 @@ class _Reader:
             raise SettingsError(
                 f"{name} must be a SQLite URL (sqlite:///path/to/file.sqlite3) or a PostgreSQL URL "
                 "(postgresql://user:password@host:5432/dbname)."
+            )
+        if value.startswith("postgresql") and not _names_a_database(value):
+            # Without one, PostgreSQL connects to the user's own database (often `postgres`)
+            # and the app's tables would land there.
+            raise SettingsError(
+                f"{name} names no database, so the tables would go into the server's default one: "
+                "add the database's name at the end, like "
+                "postgresql://user:password@host:5432/peersupport."
             )
         return value
 

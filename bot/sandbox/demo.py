@@ -59,6 +59,8 @@ def play(out: TextIO = sys.stdout, *, chart: Path = Path(DEFAULT_CHART), quiet: 
          pace: float = 0.0) -> int:
     """Play the story; write the prompt's results chart to `chart`. 0 when every outcome came
     about, 1 otherwise."""
+    if not pace >= 0:  # also refuses nan; the command line checks this before calling
+        raise ValueError(f"pace must be 0 or more seconds, got {pace}")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     world = World(spec=load_default_spec()).start()
     try:
@@ -137,8 +139,12 @@ def _outcomes(world: World, story: Story, chart: Path) -> int:
         answers = len(session.scalars(select(PulseAnswer)).all())
     image = world.file_content(".png")
     group_dm = world.fake.dm_channel([CLINICIAN, SUPPORTER])
+    written = ""
     if image is not None:
-        chart.write_bytes(image)
+        try:
+            chart.write_bytes(image)
+        except OSError as error:  # the command line checked the path, but it can change since
+            written = f" ({error.strerror})"
     outcomes = [
         (request.supporter_id is not None,
          f"request {request.state}, accepted by {world.name(request.supporter_id or '')}"),
@@ -146,8 +152,9 @@ def _outcomes(world: World, story: Story, chart: Path) -> int:
          f"introduced in a group DM: {world.name(CLINICIAN)} and {world.name(SUPPORTER)}"),
         (answered == ["better"], f"check-in answered: {', '.join(answered) or 'none'}"),
         (answers == len(STAFF_ANSWERS), f"prompt answered by {answers} people"),
-        (image is not None and image.startswith(b"\x89PNG"),
-         f"results chart written to {chart} ({len(image or b'')} bytes)"),
+        (image is not None and image.startswith(b"\x89PNG") and not written,
+         f"results chart written to {chart} ({len(image or b'')} bytes)" if not written
+         else f"results chart not written to {chart}{written}"),
         # Without the spec nothing proves the calls are ones Slack accepts, so it is no pass.
         (world.spec is not None and not world.fake.violations,
          "every Slack call matched Slack's published Web API" if world.spec is not None else
