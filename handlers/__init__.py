@@ -2,7 +2,16 @@
 
 from slack_bolt import App
 
-from handlers import checkins, commands, fallback, home, library, pulses, requests
+from handlers import (
+    checkins,
+    commands,
+    fallback,
+    home,
+    library,
+    messages,
+    pulses,
+    requests,
+)
 
 
 def register(app: App) -> None:
@@ -13,4 +22,5 @@ def register(app: App) -> None:
     requests.register(app)
     checkins.register(app)
     pulses.register(app)
+    messages.register(app)
     fallback.register(app)

@@ -39,6 +39,7 @@ class Action(StrEnum):
     STOP_REMINDERS = "stop_checkin_reminders"
     PULSE_ANSWER = "pulse:answer"  # followed by ":<choice index>"
     PULSE_STOP = "pulse_stop"
+    REACH_OUT_NOW = "reach_out_now"  # a DM that spoke of crisis: ask for someone now
 
 
 # Every library navigation button: one listener reads the list's state from the button value.
