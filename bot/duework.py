@@ -69,6 +69,7 @@ class JobContext:
     due_at: datetime
     now: datetime
     attempt: int
+    key: str | None = None  # the name it was scheduled under, if any
 
 
 Reschedule = Callable[[DueWork, datetime, timedelta], datetime]
@@ -430,7 +431,7 @@ class DueWorkEngine:
         try:
             with session.begin():
                 failures = kind.run_batch([
-                    JobContext(session=session, item_id=item.id, kind=item.kind,
+                    JobContext(session=session, item_id=item.id, kind=item.kind, key=item.key,
                                payload=item.payload, due_at=item.due_at, now=now,
                                attempt=item.attempts) for item in items])
                 succeeded = [item.id for item in items if item.id not in failures]
@@ -480,7 +481,7 @@ class DueWorkEngine:
         session = self.sessions()
         try:
             with session.begin():
-                kind.run(JobContext(session=session, item_id=item.id, kind=item.kind,
+                kind.run(JobContext(session=session, item_id=item.id, kind=item.kind, key=item.key,
                                     payload=item.payload, due_at=item.due_at, now=now,
                                     attempt=item.attempts + 1 if again else item.attempts))
                 finished = session.execute(

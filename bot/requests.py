@@ -336,9 +336,14 @@ def offer_to(session: Session, request: SupportRequest, supporter_id: str, *,
     if offer is not None:
         if offer.state == OfferState.HANDED_BACK:
             raise RequestError("That supporter handed this request back; pick someone else.")
-        if offer.state != OfferState.PENDING:
-            _move_offer(session, offer, OfferState.PENDING, responded_at=None)
-        offer.direct = True
+        if offer.state == OfferState.PENDING:
+            offer.direct = True
+            return offer  # their offer is live and on their screen already
+        if not _move_offer(session, offer, OfferState.PENDING, responded_at=None):
+            raise RequestError("That supporter cannot be offered this request; pick someone "
+                               "else.")
+        # A personal ask is a new message: the old one keeps saying how that offer ended.
+        offer.direct, offer.channel, offer.ts = True, None, None
     else:
         offer = Offer(request_id=request.id, supporter_id=supporter_id, wave=request.wave,
                       direct=True, state=OfferState.PENDING, created_at=now)
@@ -575,6 +580,7 @@ def hand_back(session: Session, request_id: int, user_id: str, *, now: datetime
         _move_offer(session, offer, OfferState.HANDED_BACK, responded_at=now)
     _notice(session, request, request.requester_id, "handed_back", now)
     _status(session, request, now)
+    _resolve_alerts(session, request, now)  # "Placed" no longer holds: Take is back
     return request
 
 

@@ -69,7 +69,7 @@ TABLE: Mapping[Event, Transition] = {
     Event.ACCEPT: _t((OPEN, ESCALATED), ASSIGNED, Effect.OFFER_END, Effect.INTRO, Effect.CASE,
                      Effect.STATUS, Effect.ALERT),
     Event.DECLINE: _t((OPEN, ESCALATED), None, Effect.OFFER_END),
-    Event.HAND_BACK: _t((ASSIGNED,), OPEN, Effect.NOTICE, Effect.STATUS),
+    Event.HAND_BACK: _t((ASSIGNED,), OPEN, Effect.NOTICE, Effect.STATUS, Effect.ALERT),
     Event.OFFER_TIMEOUT: _t((OPEN,), None, Effect.OFFER_END),
     Event.ESCALATE: _t((OPEN,), ESCALATED, Effect.ALERT, Effect.STATUS),
     Event.TAKE: _t((OPEN, ESCALATED), ASSIGNED, Effect.OFFER_END, Effect.INTRO, Effect.CASE,
@@ -92,7 +92,9 @@ OFFER_SOURCES: Mapping[str, frozenset[str]] = {
     OfferState.WITHDRAWN: frozenset({OfferState.PENDING, OfferState.EXPIRED}),
     OfferState.FAILED: frozenset({OfferState.PENDING}),
     OfferState.HANDED_BACK: frozenset({OfferState.ACCEPTED}),
-    OfferState.PENDING: frozenset({OfferState.EXPIRED, OfferState.DECLINED, OfferState.FAILED}),
+    # A coordinator's pick makes an ended offer live again (never a handed-back one).
+    OfferState.PENDING: frozenset({OfferState.EXPIRED, OfferState.DECLINED, OfferState.FAILED,
+                                   OfferState.TAKEN}),
 }
 
 

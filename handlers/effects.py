@@ -56,12 +56,14 @@ Deliver = Callable[["Runtime", JobContext], None]
 
 
 def _mark(ctx: JobContext) -> dict[str, Any]:
-    """Metadata naming this effect (and this arming of it) on the message it posts."""
+    """Metadata naming this effect on the message it posts."""
     return {"event_type": MARK, "event_payload": {"effect": _effect_id(ctx)}}
 
 
 def _effect_id(ctx: JobContext) -> str:
-    return f"{ctx.item_id}@{int(ctx.due_at.timestamp())}"
+    # The key names the change that implied the message (its version is in it), and stays the
+    # same across every retry, whatever time the retry was set for. Keys name ids only.
+    return ctx.key or str(ctx.item_id)
 
 
 def _post_once(runtime: Runtime, ctx: JobContext, channel: str, content: dict[str, Any],
