@@ -175,3 +175,18 @@ def test_a_message_slack_keeps_refusing_is_shown_to_coordinators_and_blocks_noth
                        now=runtime.clock.now())
     assert [m["text"] for m in delivered(fake)] == ["the next note"]
     assert "1 message Slack kept refusing this week" in open_home(app_server, COORDINATOR)
+
+
+def test_a_message_whose_post_timed_out_is_found_again_not_repeated(
+        app_server: AppServer) -> None:
+    from bot.messaging import Messenger, build_client
+    runtime, fake = app_server.runtime, app_server.slack.fake
+    runtime.messenger = Messenger(build_client(runtime.settings, timeout=1))
+    fake.fail("chat.postMessage", delay=1.5)  # Slack posts the alert, but answers too late
+    ask(app_server)  # nobody on the roster: the coordinator is alerted
+    app_server.settle()
+    for _ in range(3):
+        tick(app_server, 120)
+    alerts = [m for m in delivered(fake) if Action.TAKE_REQUEST in json.dumps(m.get("blocks"))]
+    assert len(alerts) == 1, "posted once; the retry found it"
+    assert max(effect_posts(fake).values()) == 1

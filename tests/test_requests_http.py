@@ -357,15 +357,7 @@ def test_a_coordinator_picks_a_supporter_who_then_accepts(app_server: AppServer)
     eventually(lambda: current(app_server, "state") == RequestState.ESCALATED)
     add_supporters(app_server, "UPICKED001", status=SupporterStatus.AWAY)
     request = request_row(app_server)
-    payload_action = {"type": "users_select", "action_id": Action.PICK_SUPPORTER,
-                      "block_id": f"alert:{request.id}", "selected_user": "UPICKED001",
-                      "action_ts": "1.2"}
-    body = {"type": "block_actions", "team": {"id": "T0PEERSUP"}, "api_app_id": "A1",
-            "user": {"id": COORDINATOR}, "trigger_id": "1.2.t", "token": "t",
-            "response_url": app_server.slack.fake.response_url(), "actions": [payload_action],
-            "container": {"type": "message", "channel_id": "D1", "message_ts": "1.1"},
-            "channel": {"id": "D1"}, "message": {"ts": "1.1"}}
-    app_server.slack.post_payload(body)
+    pick(app_server, request.id, "UPICKED001")
     assert "Offered to <@UPICKED001>" in app_server.slack.fake.wait_for_response()[0]["text"]
     direct = posted_offers(app_server, 1)[0]
     assert "asked you personally" in json.dumps(direct["blocks"])
@@ -635,3 +627,49 @@ def test_a_department_longer_than_any_on_the_list_is_refused_on_the_form(
     assert reply.status == 200
     assert Block.DEPARTMENT in reply.json()["errors"]
     assert request_row(app_server) is None
+
+
+def test_a_coordinator_can_pick_someone_whose_offer_ended_and_they_get_a_live_offer(
+        app_server: AppServer) -> None:
+    add_supporters(app_server, SUPPORTERS[0])
+    ask(app_server)
+    posted_offers(app_server, 1)
+    app_server.slack.block_action(SUPPORTERS[0], Action.DECLINE_OFFER,
+                                  offer_value(app_server, SUPPORTERS[0]))
+    assert eventually(lambda: current(app_server, "state") == RequestState.ESCALATED)
+    request = request_row(app_server)
+    pick(app_server, request.id, SUPPORTERS[0])
+    live = posted_offers(app_server, 2)[-1]  # a new message with Accept, not the old one
+    assert "asked you personally" in json.dumps(live["blocks"])
+    app_server.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
+                                  offer_value(app_server, SUPPORTERS[0]))
+    assert eventually(lambda: current(app_server, "supporter_id") == SUPPORTERS[0])
+
+
+def test_a_hand_back_puts_take_back_on_the_coordinators_alert(app_server: AppServer) -> None:
+    add_supporters(app_server, SUPPORTERS[0])
+    ask(app_server, crisis=True)  # coordinators are alerted at once
+    fake = app_server.slack.fake
+    alert = fake.wait_for("chat.postMessage", lambda c: Action.TAKE_REQUEST in json.dumps(
+        c.args.get("blocks")))[0]
+    where = alert_ts(fake, alert)
+    app_server.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
+                                  offer_value(app_server, SUPPORTERS[0]))
+    fake.wait_for("chat.update", lambda c: c.args["ts"] == where and "Placed:" in c.args["text"])
+    request = request_row(app_server)
+    app_server.slack.block_action(SUPPORTERS[0], Action.HAND_BACK, str(request.id))
+    fake.wait_for("chat.update", lambda c: c.args["ts"] == where
+                  and Action.TAKE_REQUEST in json.dumps(c.args.get("blocks")))
+
+
+def pick(app_server: AppServer, request_id: int, supporter: str) -> None:
+    """A coordinator offers the request to one supporter from their alert."""
+    action = {"type": "users_select", "action_id": Action.PICK_SUPPORTER,
+              "block_id": f"alert:{request_id}", "selected_user": supporter, "action_ts": "1.2"}
+    body = {"type": "block_actions", "team": {"id": "T0PEERSUP"}, "api_app_id": "A1",
+            "user": {"id": COORDINATOR}, "trigger_id": "1.2.t", "token": "t",
+            "response_url": app_server.slack.fake.response_url(), "actions": [action],
+            "container": {"type": "message", "channel_id": "D1", "message_ts": "1.1"},
+            "channel": {"id": "D1"}, "message": {"ts": "1.1"}}
+    app_server.slack.post_payload(body)
+    assert "Offered to" in app_server.slack.fake.wait_for_response()[-1]["text"]
