@@ -276,6 +276,11 @@ def typed_strings(body: str) -> set[str]:
             walk(json.loads(form["payload"]))
         except (ValueError, RecursionError):  # a hostile body may be malformed or nest deeply
             pass
+    elif body.lstrip().startswith("{"):  # an Events API callback: a DM's text, for one
+        try:
+            walk(json.loads(body))
+        except (ValueError, RecursionError):
+            pass
     else:
         walk(form)
     return found
