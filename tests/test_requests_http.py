@@ -119,6 +119,9 @@ def alert_ts(fake, alert) -> str:  # noqa: ANN001
 
 
 def tick(app_server: AppServer, seconds: float) -> None:
+    """Time passes and the clock runs, once the listeners already started have finished (a
+    listener delivers what it recorded right after answering Slack)."""
+    app_server.settle()
     app_server.runtime.clock.advance(seconds)
     app_server.runtime.duework().run_until_idle()
 
