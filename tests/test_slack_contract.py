@@ -162,3 +162,13 @@ def test_every_subscribed_event_is_published_and_its_scopes_are_granted() -> Non
             assert topic is not None, f"{name} is not an event Slack publishes"
             needed = frozenset(topic["subscribe"]["x-scopes-required"])
         assert needed <= granted, f"{name} needs {sorted(needed - granted)}"
+
+
+def test_the_specs_shipped_with_the_sandbox_are_slacks_own_unchanged() -> None:
+    shipped = ROOT / "bot" / "sandbox" / "slack_api_specs"
+    shared = ROOT.parent / "shared" / "slack-api-specs"
+    if not shared.is_dir():
+        pytest.skip("Slack's API specs (../shared/slack-api-specs) are not beside this checkout")
+    for name in ("LICENSE", "slack_web_openapi_v2.json", "slack_events_api_async_v1.json",
+                 "slack_common_event_wrapper_schema.json"):
+        assert (shipped / name).read_bytes() == (shared / name).read_bytes(), name

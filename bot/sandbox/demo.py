@@ -158,8 +158,8 @@ def _outcomes(world: World, story: Story, chart: Path) -> int:
         # Without the spec nothing proves the calls are ones Slack accepts, so it is no pass.
         (world.spec is not None and not world.fake.violations,
          "every Slack call matched Slack's published Web API" if world.spec is not None else
-         "Slack calls not checked: the Web API spec is absent (put slack-api-specs in "
-         "../shared beside the checkout, or set SLACK_API_SPECS_DIR)"),
+         "Slack calls not checked: the Web API spec is absent (it ships in "
+         "bot/sandbox/slack_api_specs; SLACK_API_SPECS_DIR, if set, must hold it)"),
     ]
     story.say("\nOutcomes:")
     for ok, text in outcomes:

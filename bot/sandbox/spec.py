@@ -79,11 +79,15 @@ class WebApiSpec:
 
 
 def find_spec_dir() -> Path | None:
-    """Where Slack's specs are: $SLACK_API_SPECS_DIR, or ../shared/slack-api-specs beside the checkout."""
+    """Where Slack's specs are: $SLACK_API_SPECS_DIR when set (and only there), else
+    ../shared/slack-api-specs beside the checkout, else the copy shipped with the sandbox."""
     configured = os.environ.get("SLACK_API_SPECS_DIR")
-    candidates = [Path(configured)] if configured else []
-    checkout = Path(__file__).resolve().parents[2]
-    candidates.append(checkout.parent / "shared" / "slack-api-specs")
+    if configured:
+        candidates = [Path(configured)]
+    else:
+        checkout = Path(__file__).resolve().parents[2]
+        candidates = [checkout.parent / "shared" / "slack-api-specs",
+                      Path(__file__).resolve().parent / "slack_api_specs"]
     for candidate in candidates:
         if (candidate / SPEC_FILE).is_file():
             return candidate
