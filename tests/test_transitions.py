@@ -9,7 +9,8 @@ from bot.transitions import TABLE, Event, table_markdown
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_architecture_doc_shows_the_table_the_code_applies() -> None:
+def test_the_readme_and_the_architecture_doc_show_the_table_the_code_applies() -> None:
+    assert table_markdown() in (ROOT / "README.md").read_text()
     assert table_markdown() in (ROOT / "docs" / "architecture.md").read_text()
 
 
