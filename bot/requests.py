@@ -558,6 +558,22 @@ def expire(session: Session, requester_id: str, *, now: datetime) -> SupportRequ
     return request
 
 
+def not_safe(session: Session, requester_id: str, *, now: datetime,
+             coordinators: Sequence[str] = ()) -> SupportRequest | None:
+    """Someone whose request is already open says they are not safe: it becomes urgent, every
+    coordinator is alerted at once (naming them: safety comes first), and their status says
+    so. None when they have no open request."""
+    request = open_request_of(session, requester_id)
+    if request is None or _lock(session, request.id) is None or not apply(
+            session, request, Event.NOT_SAFE, expect={"requester_id": requester_id},
+            crisis=True, urgency="now"):
+        return None
+    for coordinator in sorted(set(coordinators) | alerted(session, request.id)):
+        _alert(session, request, coordinator, now)
+    _status(session, request, now)
+    return request
+
+
 def _assigned_to(session: Session, request_id: int, user_id: str) -> SupportRequest:
     request = _lock(session, request_id)
     if request is None or request.supporter_id != user_id:

@@ -36,6 +36,7 @@ class Event(enum.StrEnum):
     CANCEL = "cancel"  # the person who asked withdraws it
     CLOSE = "close"  # the supporter closes the encounter
     EXPIRE = "expire"  # the person who asked left the workspace
+    NOT_SAFE = "not_safe"  # the person who asked says they are not safe: alert a human now
 
 
 class Effect(enum.StrEnum):
@@ -81,6 +82,7 @@ TABLE: Mapping[Event, Transition] = {
     Event.CLOSE: _t((ASSIGNED,), CLOSED, Effect.STATUS),
     Event.EXPIRE: _t((OPEN, ESCALATED, ASSIGNED), CANCELLED, Effect.OFFER_END, Effect.NOTICE,
                      Effect.ALERT),
+    Event.NOT_SAFE: _t((OPEN, ESCALATED, ASSIGNED), None, Effect.ALERT, Effect.STATUS),
 }
 
 # Offers have their own small machine: which offer states each offer change may start from.

@@ -136,10 +136,15 @@ def on_reach_out(ack: Ack, body: dict[str, Any], respond: Respond, context: dict
     try:
         flow.create(runtime, db, body["user"]["id"], form, source_key=None)
         db.commit()
-    except AlreadyOpen as existing:
-        answer = already_open(existing.request, crisis)
+    except AlreadyOpen:
+        # Their open request becomes urgent and a coordinator is alerted now, whatever state
+        # it is in: someone who says they are not safe is never left to the usual pace.
         db.rollback()
-        respond(replace_original=False, **answer)
+        request = flow.not_safe(runtime, db, body["user"]["id"])
+        if request is None:  # withdrawn in between: nothing open to raise, ask them again
+            reply_privately(respond, "Please press the button again.")
+            return
+        respond(replace_original=False, **already_open(request, crisis))
         return
     except RequestError as error:
         db.rollback()

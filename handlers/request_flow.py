@@ -151,6 +151,22 @@ def cancelled(runtime: Runtime, db: Session, request: SupportRequest) -> None:
     _cancel_timers(runtime, db, request)
 
 
+def not_safe(runtime: Runtime, db: Session, user_id: str) -> SupportRequest | None:
+    """The person with an open request says they are not safe: coordinators are alerted at
+    once and, while nobody has it, every available supporter not yet asked is asked now."""
+    request = domain.not_safe(db, user_id, now=runtime.clock.now(),
+                              coordinators=sorted(runtime.roles.coordinator_ids()))
+    if request is None:
+        return None
+    audit.record(db, None, "request.crisis_alert", str(request.id), now=runtime.clock.now())
+    if request.state in (RequestState.OPEN, RequestState.ESCALATED):
+        _cancel_timers(runtime, db, request)  # its waves now run on the urgent timings
+        dispatch_wave(runtime, db, request)
+        if request.state == RequestState.ESCALATED:
+            _schedule_reminder(runtime, db, request, 1)
+    return request
+
+
 def requester_left(runtime: Runtime, db: Session, user_id: str) -> None:
     """The person who asked was deactivated: their open request ends (it expires), and whoever
     was helping or alerted is told; no timer of it may fire."""

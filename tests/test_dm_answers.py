@@ -296,3 +296,26 @@ def test_nothing_written_reaches_the_log_or_the_database(
     assert "answered a direct message" in logged, "the log check saw the listener's records"
     assert SECRET.lower() not in logged.lower()
     assert SECRET.lower() not in every_row(app_server).lower()
+
+
+def test_reach_out_now_with_an_ordinary_request_open_makes_it_urgent_and_alerts_at_once(
+        app_server: AppServer) -> None:
+    runtime = app_server.runtime
+    app_server.slack.fake.add_user(PERSON)
+    with runtime.sessions.begin() as session:  # an ordinary request, for this week
+        request_id = domain.create(session, PERSON, RequestForm(urgency="week",
+                                                                connection="phone"),
+                                   now=runtime.clock.now()).id
+    dm(app_server, "I am not safe")
+    answers(app_server)
+    app_server.slack.block_action(PERSON, Action.REACH_OUT_NOW, channel_id=CHANNEL)
+    reply = app_server.slack.fake.wait_for_response()[0]
+    assert "coordinator has been alerted now" in reply["text"]
+    alert = app_server.slack.fake.wait_for("chat.postMessage", lambda c: Action.TAKE_REQUEST
+                                           in json.dumps(c.args.get("blocks")))[0]
+    assert f"<@{PERSON}>" in json.dumps(alert.args["blocks"]), "safety lifts confidentiality"
+    app_server.settle()
+    with runtime.sessions() as session:
+        request = session.get(SupportRequest, request_id)
+        assert (request.crisis, request.urgency) == (True, "now")
+    assert len(requests_made(app_server)) == 1

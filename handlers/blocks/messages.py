@@ -101,14 +101,13 @@ def reached_out(crisis: Sequence[Entry]) -> dict:
 
 
 def already_open(request: SupportRequest, crisis: Sequence[Entry]) -> dict:
-    """'Reach out now' from someone whose request is already open: where it stands, and the
-    crisis lines again."""
+    """'Reach out now' from someone whose request is already open (now urgent, a coordinator
+    alerted): where it stands, and the crisis lines again."""
     if request.state == RequestState.ASSIGNED:
-        where = "A supporter has accepted it and will be in touch in your group message."
-    elif request.state == RequestState.ESCALATED:
-        where = "A program coordinator has been asked to find someone for you."
+        where = "Your supporter has it, and a program coordinator has been alerted now too."
     else:
-        where = "Supporters are being asked to reach you."
+        where = ("A program coordinator has been alerted now, and every available supporter is "
+                 "being asked to reach you.")
     blocks = to_dicts([_section(f"*Your request for support is already open.* {where}")])
     blocks += crisis_blocks(crisis, "If you might act on these thoughts, please reach out now")
     return {"text": f"Your request for support is already open. {where}", "blocks": blocks}
