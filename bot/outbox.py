@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import duework
 from bot.db import after_commit
 from bot.models import DueWork, WorkState
+from bot.transitions import Effect
 
 log = logging.getLogger(__name__)
 # Every effect kind starts with this, so coordinators' views can tell messages from timers.
@@ -35,9 +36,11 @@ DELIVER_NOW = "outbox_deliver_now"
 # The key, in a session's info, that defers delivery until bot.db.run_after_commit.
 DEFER = "outbox_defer"
 _KEYS = "outbox_keys"
-MESSAGE = PREFIX + "message"  # the kind handlers/effects.py delivers as a prepared DM
+MESSAGE = Effect.MESSAGE.value  # the kind handlers/effects.py delivers as a prepared DM
+# Every kind of effect: named in full, so counting them uses the (kind, state) index.
+KINDS = tuple(effect.value for effect in Effect)
 # Effects delivered before the others of the same commit: a person is waiting on them.
-URGENT = frozenset({PREFIX + "offer.post", PREFIX + "alert"})
+URGENT = frozenset({Effect.OFFER_POST.value, Effect.ALERT.value})
 UNFINISHED = (WorkState.PENDING, WorkState.RUNNING)
 
 
@@ -132,13 +135,13 @@ def due_ids(session: Session, keys: Sequence[str]) -> list[list[int]]:
 def refused(session: Session, *, since: datetime) -> int:
     """How many messages Slack kept refusing (failed for good) since `since`: for coordinators."""
     return session.scalar(select(func.count()).select_from(DueWork).where(
-        DueWork.kind.like(PREFIX + "%"), DueWork.state == WorkState.FAILED,
+        DueWork.kind.in_(KINDS), DueWork.state == WorkState.FAILED,
         DueWork.finished_at >= since)) or 0
 
 
 def backlog(session: Session, *, now: datetime, older_than_seconds: int = 300) -> int:
     """Messages still waiting to go out after `older_than_seconds` (Slack slow or refusing)."""
     return session.scalar(select(func.count()).select_from(DueWork).where(
-        DueWork.kind.like(PREFIX + "%"), DueWork.state.in_(UNFINISHED),
+        DueWork.kind.in_(KINDS), DueWork.state.in_(UNFINISHED),
         DueWork.created_at < now - timedelta(seconds=older_than_seconds))) or 0
 
