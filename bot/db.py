@@ -99,7 +99,6 @@ def after_commit(session: Session, work: Callable[[], None]) -> None:
 def run_after_commit(session: Session) -> None:
     """Run and forget the work registered with after_commit, in order; one failure is logged
     and does not stop the rest (whatever it left undone is retried by its own timers)."""
-    session.info.pop("once", None)
     for work in session.info.pop("after_commit", []):
         try:
             work()
@@ -110,13 +109,3 @@ def run_after_commit(session: Session) -> None:
 def discard_after_commit(session: Session) -> None:
     """Forget registered work (the transaction rolled back, so it must not happen)."""
     session.info.pop("after_commit", None)
-    session.info.pop("once", None)
-
-
-def first_time(session: Session, key: object) -> bool:
-    """True the first time `key` is seen in this session's current transaction."""
-    seen = session.info.setdefault("once", set())
-    if key in seen:
-        return False
-    seen.add(key)
-    return True

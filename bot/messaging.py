@@ -123,18 +123,6 @@ class Messenger:
         self._pool_lock = threading.Lock()
         self._slowed_until = 0.0  # time.monotonic() before which Slack asked us to wait
 
-    def post_dms(self, messages: Sequence[tuple[str, dict[str, Any]]]) -> list[Posted | None]:
-        """Post one DM to each (user id, message) pair, `parallel` at a time, in order; None
-        where the person could not be reached (the others are still posted)."""
-
-        def post(pair: tuple[str, dict[str, Any]]) -> Posted | None:
-            try:
-                return self.post_dm(pair[0], **pair[1])
-            except SlackUnreachable:
-                return None
-
-        return self._in_parallel(post, messages)
-
     def post_each(self, messages: Sequence[tuple[str, dict[str, Any]]]
                   ) -> list[Posted | Exception]:
         """Post each (channel, message) pair, `parallel` at a time, in order; where a post
@@ -159,7 +147,7 @@ class Messenger:
             except Exception as error:  # noqa: BLE001 - one failed post must not stop the rest
                 return error
 
-        return self._in_parallel(post, messages)
+        return self.in_parallel(post, messages)
 
     def slowed_for(self) -> float:
         """Seconds left of the last Retry-After Slack gave (0 when it did not ask to wait):
@@ -171,9 +159,6 @@ class Messenger:
 
     def in_parallel(self, call: Callable[[T], R], items: Sequence[T]) -> list[R]:
         """`call` on each item, `parallel` at a time, results in order (for Slack calls)."""
-        return self._in_parallel(call, items)
-
-    def _in_parallel(self, call: Callable[[T], R], items: Sequence[T]) -> list[R]:
         if len(items) <= 1:
             return [call(item) for item in items]
         with self._pool_lock:

@@ -105,17 +105,18 @@ def _slack_trouble(error: Exception) -> Exception:
     return error
 
 
-def _held_back(runtime: Runtime) -> None:
+def _held_back(runtime: Runtime) -> RetryLater | None:
     """While Slack's last Retry-After runs, wait for it instead of meeting the limit again (and
     instead of holding a listener's thread in slack_sdk's retry sleeps)."""
     wait = runtime.messenger.slowed_for()
-    if wait > 0:
-        raise RetryLater(wait, "slack: ratelimited")
+    return RetryLater(wait, "slack: ratelimited") if wait > 0 else None
 
 
 def _guarded(deliver: Deliver, runtime: Runtime) -> Callable[[JobContext], None]:
     def run(ctx: JobContext) -> None:
-        _held_back(runtime)
+        held = _held_back(runtime)
+        if held is not None:
+            raise held
         try:
             deliver(runtime, ctx)
         except SlackUnreachable:
@@ -133,9 +134,9 @@ def post_offers(runtime: Runtime, batch: Sequence[JobContext]) -> dict[int, Exce
     be reached fails, and a wave left with nobody moves on at once."""
     if not batch:
         return {}
-    wait = runtime.messenger.slowed_for()
-    if wait > 0:
-        return {ctx.item_id: RetryLater(wait, "slack: ratelimited") for ctx in batch}
+    held = _held_back(runtime)
+    if held is not None:
+        return {ctx.item_id: held for ctx in batch}
     db = batch[0].session
     failures: dict[int, Exception] = {}
     todo: list[tuple[JobContext, Offer, SupportRequest]] = []

@@ -20,13 +20,12 @@ from handlers import pulses as pulse_handlers
 from handlers import request_flow as flow
 from handlers.blocks.requests import unplaced_digest
 from handlers.blocks.roster import coverage_warning
-from handlers.effects import register_effects
+from handlers.effects import APP_PROBLEM_RETRY, register_effects
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
 
 COVERAGE_CHECK = "coverage_check"
-APP_PROBLEM_RETRY = 300  # seconds: an operator has to fix the token or scopes first
 SLACK_ERROR_RETRY = 60
 RETENTION = "retention"
 ESCALATION_DIGEST = "escalation_digest"
