@@ -16,7 +16,7 @@ from bench.common import Report, percentile, scratch_database
 from bench.load import LoadResult, Scenario, drive_elsewhere
 from bench.seeds import NOW
 from bench.servers import SIGNING_SECRET, server
-from bot.models import CheckIn, CheckInState, Offer, OfferState, RequestState, SupportRequest
+from bot.infra.models import CheckIn, CheckInState, Offer, OfferState, RequestState, SupportRequest
 from bot.sandbox.slack_api import FakeSlack
 
 P99_TARGET_MS = 300.0

@@ -11,7 +11,7 @@ from slack_bolt import App
 from slack_bolt.adapter.flask import SlackRequestHandler
 from slack_sdk import WebClient
 
-from bot.web import EVENTS_PATH, GunicornServer, server_options
+from bot.app.web import EVENTS_PATH, GunicornServer, server_options
 
 
 def bare_bolt(signing_secret: str, api_url: str) -> App:

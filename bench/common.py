@@ -13,8 +13,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from bot import aggregate
-from bot.db import make_engine, migrate
+from bot.infra import aggregate
+from bot.infra.db import make_engine, migrate
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 

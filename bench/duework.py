@@ -14,8 +14,8 @@ from sqlalchemy import func, insert, select
 
 from bench.common import Report, scratch_database
 from bench.servers import ROOT
-from bot.checkins import CHECKIN
-from bot.models import (
+from bot.checkins.service import CHECKIN
+from bot.infra.models import (
     CheckIn,
     CheckInState,
     ContactHours,

@@ -13,8 +13,8 @@ from bench.common import Report, scratch_database
 from bench.servers import SIGNING_SECRET, server
 from bot.sandbox.driver import SlackDriver
 from bot.sandbox.slack_api import FakeSlack
-from handlers.blocks.requests import WELCOME
-from handlers.ids import Action, Block, Callback
+from handlers.common.ids import Action, Block, Callback
+from handlers.requests.blocks import WELCOME
 
 FIRST_TARGET = 0.5
 WAVE_TARGET = 2.0

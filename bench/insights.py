@@ -14,15 +14,15 @@ from sqlalchemy import Engine, event, text
 from bench import seeds
 from bench.common import Report, scratch_database
 from bench.seeds import NOW
-from bot import insights as program
-from bot.home import build_home
-from bot.messaging import build_client
-from bot.runtime import Runtime, build_runtime
+from bot.app.runtime import Runtime, build_runtime
+from bot.home.service import build_home
+from bot.infra.messaging import build_client
+from bot.insights import service as program
 from bot.sandbox.slack_api import FakeSlack
 from bot.sandbox.world import sandbox_settings
-from handlers.blocks.home import home_view
-from handlers.blocks.pulses import insights_message, results_message
-from handlers.pulses import _all_results
+from handlers.home.blocks import home_view
+from handlers.pulses.blocks import insights_message, results_message
+from handlers.pulses.listeners import _all_results
 
 VIEW_TARGET_MS = 300.0
 LEADER = "ULEADER001"

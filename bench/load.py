@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.sandbox.driver import SlackDriver
-from handlers.ids import Action
+from handlers.common.ids import Action
 
 ACCEPT = Action.ACCEPT_OFFER
 CHECKIN_ANSWER = f"{Action.CHECKIN_ANSWER}:better"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert
 
-from bot.models import DutyHours, Supporter
+from bot.infra.models import DutyHours, Supporter
 from bot.sandbox.slack_api import FakeSlack
 
 NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)

@@ -2,16 +2,14 @@
 
 from slack_bolt import App
 
-from handlers import (
-    checkins,
-    commands,
-    fallback,
-    home,
-    library,
-    messages,
-    pulses,
-    requests,
-)
+from handlers.checkins import listeners as checkins
+from handlers.commands import listeners as commands
+from handlers.common import fallback
+from handlers.dm import listeners as messages
+from handlers.home import listeners as home
+from handlers.library import listeners as library
+from handlers.pulses import listeners as pulses
+from handlers.requests import listeners as requests
 
 
 def register(app: App) -> None:

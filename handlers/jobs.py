@@ -10,20 +10,23 @@ from typing import TYPE_CHECKING
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
-from bot import audit, checkins, deliveries, duework, duty, outbox, pulses
-from bot import requests as domain
-from bot.duework import JobContext, JobKind, RetryLater
-from bot.messaging import SlackAppProblem
-from bot.models import SupportRequest
-from handlers import checkin_flow
-from handlers import pulses as pulse_handlers
-from handlers import request_flow as flow
-from handlers.blocks.requests import unplaced_digest
-from handlers.blocks.roster import coverage_warning
-from handlers.effects import APP_PROBLEM_RETRY, register_effects
+from bot.checkins import service as checkins
+from bot.infra import audit, deliveries, duework, outbox
+from bot.infra.duework import JobContext, JobKind, RetryLater
+from bot.infra.messaging import SlackAppProblem
+from bot.infra.models import SupportRequest
+from bot.pulses import service as pulses
+from bot.requests import flows as flow
+from bot.requests import service as domain
+from bot.roster import duty
+from handlers.checkins import sending as checkin_flow
+from handlers.pulses import listeners as pulse_handlers
+from handlers.requests.blocks import unplaced_digest
+from handlers.requests.effects import APP_PROBLEM_RETRY, register_effects
+from handlers.roster.blocks import coverage_warning
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.app.runtime import Runtime
 
 COVERAGE_CHECK = "coverage_check"
 SLACK_ERROR_RETRY = 60

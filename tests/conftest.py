@@ -20,11 +20,11 @@ from urllib.parse import parse_qsl
 import pytest
 from sqlalchemy import Engine, text
 
-from bot.clock import ManualClock
-from bot.db import make_engine, make_sessions, migrate
-from bot.logs import configure_logging
-from bot.messaging import build_client
-from bot.runtime import Runtime, build_runtime
+from bot.app.runtime import Runtime, build_runtime
+from bot.infra.clock import ManualClock
+from bot.infra.db import make_engine, make_sessions, migrate
+from bot.infra.logs import configure_logging
+from bot.infra.messaging import build_client
 from bot.sandbox.server import AppServer
 from bot.sandbox.slack_api import FakeSlack
 from bot.sandbox.spec import WebApiSpec, load_default_spec

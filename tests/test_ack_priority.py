@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.clock import ManualClock
-from bot.messaging import build_client
-from bot.runtime import build_runtime
+from bot.app.runtime import build_runtime
+from bot.infra.clock import ManualClock
+from bot.infra.messaging import build_client
 from bot.sandbox.slack_api import FakeSlack
 from tests.conftest import AppServer, Database, eventually, make_settings
 

@@ -8,17 +8,17 @@ import pytest
 
 from bot.library import Library, Moment, load_library
 from bot.library.library import CATEGORIES
-from handlers.blocks.common import to_dicts
-from handlers.blocks.help import help_message
-from handlers.blocks.library import (
+from handlers.commands.help import help_message
+from handlers.commands.listeners import SUBCOMMANDS
+from handlers.common.blockkit import to_dicts
+from handlers.common.ids import Action, Block
+from handlers.library.blocks import (
     AUDIENCE_LABELS,
     crisis_blocks,
     entry_blocks,
     library_page,
     surfacing_blocks,
 )
-from handlers.commands import SUBCOMMANDS
-from handlers.ids import Action, Block
 from tests.blockkit import assert_within_limits
 
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.charts import (
+from bot.infra.models import Pulse
+from bot.pulses.charts import (
     SHARE_LIMITS,
     Bar,
     Distribution,
@@ -18,8 +19,7 @@ from bot.charts import (
     prompt_distribution,
     series_figure,
 )
-from bot.models import Pulse
-from bot.pulses import FIVE_POINT, PulseResults, RunResult
+from bot.pulses.service import FIVE_POINT, PulseResults, RunResult
 
 K = 5
 LABELS = ["Exhausted", "Tired", "So-so", "Rested", "Well rested"]
@@ -134,7 +134,7 @@ def test_the_chart_is_the_same_bytes_every_time() -> None:
 
 
 def test_the_chart_reaches_slack_with_its_alt_text(leader_server) -> None:  # noqa: ANN001
-    from handlers.pulses import share_results
+    from handlers.pulses.listeners import share_results
     from tests.conftest import LEADER
 
     share_results(leader_server.runtime, LEADER, fixture_results())

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 
-from bot.charts import series_chart
+from bot.pulses.charts import series_chart
 
 PNG = b"\x89PNG\r\n\x1a\n"
 CHARTS = [
@@ -65,7 +65,7 @@ def test_importing_the_charts_module_does_not_load_matplotlib() -> None:
 
 
 def draw_prompt() -> bytes:
-    from bot.charts import distribution_chart, prompt_distribution
+    from bot.pulses.charts import distribution_chart, prompt_distribution
     from tests.test_chart_reading import K, fixture_results
 
     return distribution_chart(prompt_distribution(fixture_results(), K))

@@ -10,12 +10,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from bot import checkins
-from bot import requests as domain
-from bot.checkins import CheckInError, place
-from bot.db import make_sessions
-from bot.duework import DueWorkEngine
-from bot.models import (
+from bot.checkins import service as checkins
+from bot.checkins.service import CheckInError, place
+from bot.infra.db import make_sessions
+from bot.infra.duework import DueWorkEngine
+from bot.infra.models import (
     CheckIn,
     CheckInState,
     ContactHours,
@@ -25,9 +24,10 @@ from bot.models import (
     SupportRequest,
     WorkState,
 )
-from bot.requests import RequestForm
-from handlers.blocks.checkins import METADATA_TYPE
-from handlers.ids import Action, Block, Callback
+from bot.requests import service as domain
+from bot.requests.service import RequestForm
+from handlers.checkins.blocks import METADATA_TYPE
+from handlers.common.ids import Action, Block, Callback
 from tests.conftest import AppServer, Database, eventually, run_together
 from tests.test_requests_http import (
     REQUESTER,

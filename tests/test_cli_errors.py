@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import roster_csv
-from bot.cli import COMMANDS, main, program_name
+from bot.app.cli import COMMANDS, main, program_name
+from bot.roster import csv_import as roster_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 # A log record from a running process (slack_sdk logs each failed attempt before giving up).

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from bot.clock import SystemClock
-from bot.db import make_engine, make_sessions, migrate
-from bot.duework import schedule
-from bot.models import DueWork, WorkState
+from bot.infra.clock import SystemClock
+from bot.infra.db import make_engine, make_sessions, migrate
+from bot.infra.duework import schedule
+from bot.infra.models import DueWork, WorkState
 from bot.sandbox.slack_api import FakeSlack
 from tests.conftest import SIGNING_SECRET
 from tests.socket_mode_server import SocketModeServer

@@ -15,14 +15,15 @@ import time
 import pytest
 from sqlalchemy import inspect, select, table, text
 
-from bot import checkins, roster
-from bot import requests as domain
-from bot.dm_words import Intent, classify, speaks_of_crisis
-from bot.models import Supporter, SupporterStatus, SupportRequest
-from bot.requests import RequestForm
-from bot.roster import SupporterSpec
-from handlers.blocks.common import escape
-from handlers.ids import Action, Block
+from bot.checkins import service as checkins
+from bot.dm.words import Intent, classify, speaks_of_crisis
+from bot.infra.models import Supporter, SupporterStatus, SupportRequest
+from bot.requests import service as domain
+from bot.requests.service import RequestForm
+from bot.roster import supporters as roster
+from bot.roster.supporters import SupporterSpec
+from handlers.common.blockkit import escape
+from handlers.common.ids import Action, Block
 from tests.blockkit import assert_within_limits
 from tests.conftest import AppServer, eventually
 

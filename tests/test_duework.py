@@ -9,10 +9,18 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from bot.clock import ManualClock
-from bot.db import make_sessions
-from bot.duework import DueWorkEngine, JobContext, JobKind, JobRegistry, RetryLater, cancel, schedule
-from bot.models import DueWork, WorkState
+from bot.infra.clock import ManualClock
+from bot.infra.db import make_sessions
+from bot.infra.duework import (
+    DueWorkEngine,
+    JobContext,
+    JobKind,
+    JobRegistry,
+    RetryLater,
+    cancel,
+    schedule,
+)
+from bot.infra.models import DueWork, WorkState
 from tests.conftest import Database, run_together
 
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.duty import coverage, coverage_gaps, describe_hours, is_available, is_on_duty, within_hours
-from bot.models import DutyHours, Supporter, SupporterStatus
+from bot.infra.models import DutyHours, Supporter, SupporterStatus
+from bot.roster.duty import (
+    coverage,
+    coverage_gaps,
+    describe_hours,
+    is_available,
+    is_on_duty,
+    within_hours,
+)
 
 NY = ZoneInfo("America/New_York")
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)

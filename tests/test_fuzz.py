@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from bot.models import Offer, PulseAnswer, Supporter, SupportRequest
-from handlers.ids import Action, Callback
+from bot.infra.models import Offer, PulseAnswer, Supporter, SupportRequest
+from handlers.common.ids import Action, Callback
 from tests.conftest import AppServer
 
 EXAMPLES = int(os.environ.get("PEERSUPPORT_FUZZ_EXAMPLES", "40"))

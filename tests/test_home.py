@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bot import roster
-from bot.home import build_home
-from bot.models import DueWork, Supporter, SupporterStatus, WorkState
-from bot.roster import SupporterSpec
-from handlers.blocks.home import home_view
-from handlers.blocks.roster import roster_list
-from handlers.ids import Action, Block, Callback
+from bot.home.service import build_home
+from bot.infra.models import DueWork, Supporter, SupporterStatus, WorkState
+from bot.roster import supporters as roster
+from bot.roster.supporters import SupporterSpec
+from handlers.common.ids import Action, Block, Callback
+from handlers.home.blocks import home_view
 from handlers.jobs import COVERAGE_CHECK, bootstrap_jobs
+from handlers.roster.blocks import roster_list
 from tests.blockkit import VIEW_BLOCKS, assert_within_limits
 from tests.conftest import AppServer, eventually, make_settings
 

@@ -20,12 +20,12 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import func, inspect, select, table, text
 from sqlalchemy.exc import DBAPIError
 
-from bot.envelope import MAX_DEPTH
-from bot.logs import QUIET_LOGGERS
+from bot.app.web import MAX_BODY_BYTES
+from bot.infra.envelope import MAX_DEPTH
+from bot.infra.logs import QUIET_LOGGERS
 from bot.sandbox.driver import Reply, SlackDriver
-from bot.web import MAX_BODY_BYTES
-from handlers.ids import Action, Block, Callback
-from handlers.interaction import MAX_WHOLE_NUMBER, whole_number
+from handlers.common.ids import Action, Block, Callback
+from handlers.common.interaction import MAX_WHOLE_NUMBER, whole_number
 from tests.conftest import START, AppServer
 
 FORM = "application/x-www-form-urlencoded"

@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import func, select, text
 
-from bot.logs import configure_logging
-from bot.models import DueWork
+from bot.infra.logs import configure_logging
+from bot.infra.models import DueWork
 from tests.conftest import AppServer
 
 

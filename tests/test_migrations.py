@@ -12,8 +12,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from bot.db import make_engine, migrate
-from bot.models import Base
+from bot.infra.db import make_engine, migrate
+from bot.infra.models import Base
 from tests.conftest import Database
 
 ROOT = Path(__file__).resolve().parents[1]

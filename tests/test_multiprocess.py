@@ -17,9 +17,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from bot import pulses
-from bot.db import make_sessions
-from bot.models import (
+from bot.infra.db import make_sessions
+from bot.infra.models import (
     CheckIn,
     DueWork,
     Offer,
@@ -29,12 +28,13 @@ from bot.models import (
     SupportRequest,
     WorkState,
 )
-from bot.roster import SupporterSpec, upsert
+from bot.pulses import service as pulses
+from bot.roster.supporters import SupporterSpec, upsert
 from bot.sandbox.driver import SlackDriver
 from bot.sandbox.slack_api import FakeSlack
-from handlers.blocks.checkins import METADATA_TYPE
-from handlers.blocks.requests import NOT_SAFE, WELCOME
-from handlers.ids import Action, Block, Callback
+from handlers.checkins.blocks import METADATA_TYPE
+from handlers.common.ids import Action, Block, Callback
+from handlers.requests.blocks import NOT_SAFE, WELCOME
 from tests.conftest import SIGNING_SECRET, Database
 from tests.test_processes import free_port, process, wait_healthy
 

@@ -15,15 +15,15 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from bot import insights as program
-from bot import pulses
-from bot.aggregate import percentile, share, suppress
-from bot.models import Pulse, PulseAnswer, PulseRun, RequestState, SupportRequest
-from bot.pulses import PulseError, PulseSpec
-from bot.runtime import Runtime
-from bot.settings import Settings, SettingsError
-from handlers.blocks.pulses import insights_blocks, results_message
-from handlers.ids import Action, Block, Callback
+from bot.app.runtime import Runtime
+from bot.infra.aggregate import percentile, share, suppress
+from bot.infra.models import Pulse, PulseAnswer, PulseRun, RequestState, SupportRequest
+from bot.infra.settings import Settings, SettingsError
+from bot.insights import service as program
+from bot.pulses import service as pulses
+from bot.pulses.service import PulseError, PulseSpec
+from handlers.common.ids import Action, Block, Callback
+from handlers.pulses.blocks import insights_blocks, results_message
 from tests.conftest import LEADER, PULSE_SECRET, AppServer, Database, eventually
 from tests.test_requests_http import home_of, tick
 

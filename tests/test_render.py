@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.sandbox.render import buttons, mrkdwn, render_blocks, render_view
-from handlers.blocks.requests import request_modal
+from handlers.requests.blocks import request_modal
 
 NAMES = {"UCLIN00001": "Alex Rivera", "C0ICU0001": "icu-team"}.get
 

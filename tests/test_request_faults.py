@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.db import make_engine, make_sessions
-from bot.models import DueWork, RequestState, SupportRequest, WorkState
-from bot.outbox import PREFIX
-from bot.roster import SupporterSpec, upsert
+from bot.infra.db import make_engine, make_sessions
+from bot.infra.models import DueWork, RequestState, SupportRequest, WorkState
+from bot.infra.outbox import PREFIX
+from bot.roster.supporters import SupporterSpec, upsert
 from bot.sandbox.driver import SlackDriver
 from bot.sandbox.slack_api import FakeSlack
-from handlers.blocks.requests import OFFER_ENDINGS, WELCOME
-from handlers.effects import MAX_ATTEMPTS
-from handlers.ids import Action, Block, Callback
+from handlers.common.ids import Action, Block, Callback
+from handlers.requests.blocks import OFFER_ENDINGS, WELCOME
+from handlers.requests.effects import MAX_ATTEMPTS
 from tests.conftest import SIGNING_SECRET, AppServer, Database, eventually
 from tests.test_processes import free_port, process, wait_healthy
 from tests.test_requests_http import (
@@ -157,7 +157,7 @@ def test_a_form_answered_just_before_the_web_process_dies_is_not_lost(
 
 def test_a_message_slack_keeps_refusing_is_shown_to_coordinators_and_blocks_nothing(
         app_server: AppServer) -> None:
-    from bot import outbox
+    from bot.infra import outbox
     from tests.test_home import COORDINATOR, open_home
     runtime, fake = app_server.runtime, app_server.slack.fake
     fake.add_user("UREFUSED01")
@@ -179,7 +179,7 @@ def test_a_message_slack_keeps_refusing_is_shown_to_coordinators_and_blocks_noth
 
 def test_a_message_whose_post_timed_out_is_found_again_not_repeated(
         app_server: AppServer) -> None:
-    from bot.messaging import Messenger, build_client
+    from bot.infra.messaging import Messenger, build_client
     runtime, fake = app_server.runtime, app_server.slack.fake
     runtime.messenger = Messenger(build_client(runtime.settings, timeout=1))
     fake.fail("chat.postMessage", delay=1.5)  # Slack posts the alert, but answers too late

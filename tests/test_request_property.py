@@ -36,12 +36,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from bot import outbox, roster
-from bot import requests as domain
-from bot.clock import ManualClock
-from bot.db import discard_after_commit, make_sessions, run_after_commit
-from bot.messaging import build_client
-from bot.models import (
+from bot.app.runtime import Runtime, build_runtime
+from bot.infra import outbox
+from bot.infra.clock import ManualClock
+from bot.infra.db import discard_after_commit, make_sessions, run_after_commit
+from bot.infra.messaging import build_client
+from bot.infra.models import (
     ACTIVE_STATES,
     UNASSIGNED_STATES,
     CoordinatorAlert,
@@ -53,15 +53,16 @@ from bot.models import (
     SupportRequest,
     WorkState,
 )
-from bot.requests import AlreadyOpen, Outcome, RequestError, RequestForm
-from bot.roster import SupporterSpec
-from bot.runtime import Runtime, build_runtime
+from bot.requests import flows as flow
+from bot.requests import service as domain
+from bot.requests.service import AlreadyOpen, Outcome, RequestError, RequestForm
+from bot.requests.transitions import Effect
+from bot.roster import supporters as roster
+from bot.roster.supporters import SupporterSpec
 from bot.sandbox.slack_api import FakeSlack
 from bot.sandbox.spec import load_default_spec
-from bot.transitions import Effect
-from handlers import request_flow as flow
-from handlers.effects import MARK
-from handlers.ids import Action
+from handlers.common.ids import Action
+from handlers.requests.effects import MARK
 from tests.conftest import PG_URL, START, make_settings, open_database, run_together
 
 pytestmark = pytest.mark.skipif(not PG_URL,

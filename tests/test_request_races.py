@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import requests as domain
-from bot import roster
-from bot.db import make_sessions
-from bot.models import DueWork, Offer, OfferState, RequestState, SupportRequest
-from bot.requests import AlreadyOpen, Outcome, RequestError, RequestForm
-from bot.roster import SupporterSpec
-from bot.transitions import Effect
+from bot.infra.db import make_sessions
+from bot.infra.models import DueWork, Offer, OfferState, RequestState, SupportRequest
+from bot.requests import service as domain
+from bot.requests.service import AlreadyOpen, Outcome, RequestError, RequestForm
+from bot.requests.transitions import Effect
+from bot.roster import supporters as roster
+from bot.roster.supporters import SupporterSpec
 from tests.conftest import Database, run_together
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)

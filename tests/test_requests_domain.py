@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bot import requests as domain
-from bot import roster
-from bot.db import make_sessions
-from bot.models import Offer, OfferState, RequestState, SupporterStatus, SupportRequest
-from bot.requests import AlreadyOpen, Outcome, RequestError, RequestForm
-from bot.roster import SupporterSpec
+from bot.infra.db import make_sessions
+from bot.infra.models import Offer, OfferState, RequestState, SupporterStatus, SupportRequest
+from bot.requests import service as domain
+from bot.requests.service import AlreadyOpen, Outcome, RequestError, RequestForm
+from bot.roster import supporters as roster
+from bot.roster.supporters import SupporterSpec
 from tests.conftest import Database, run_together
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -290,8 +290,8 @@ def test_twenty_concurrent_accepts_assign_exactly_one(pg_database: Database) -> 
 
 
 def test_retention_also_forgets_check_ins_and_their_hours(database: Database) -> None:
-    from bot import checkins
-    from bot.models import CheckIn, ContactHours
+    from bot.checkins import service as checkins
+    from bot.infra.models import CheckIn, ContactHours
 
     add(database, ("USUP000001", "", "nurse"))
     request_id = ask(database, form=RequestForm(urgency="now", connection="slack",

@@ -10,8 +10,7 @@ import logging
 import pytest
 from sqlalchemy import select
 
-from bot import roster
-from bot.models import (
+from bot.infra.models import (
     DueWork,
     Offer,
     OfferState,
@@ -20,10 +19,11 @@ from bot.models import (
     SupportRequest,
     WorkState,
 )
-from bot.roster import SupporterSpec
-from handlers.blocks.requests import NOT_SAFE, WELCOME
-from handlers.ids import Action, Block, Callback
-from handlers.request_flow import ESCALATION_REMINDER, OFFER_TIMEOUT
+from bot.requests.flows import ESCALATION_REMINDER, OFFER_TIMEOUT
+from bot.roster import supporters as roster
+from bot.roster.supporters import SupporterSpec
+from handlers.common.ids import Action, Block, Callback
+from handlers.requests.blocks import NOT_SAFE, WELCOME
 from tests.conftest import AppServer, eventually, run_together
 
 REQUESTER = "UCLIN00001"
@@ -481,8 +481,8 @@ def test_when_every_offer_fails_the_next_wave_goes_at_once(app_server: AppServer
 
 
 def home_of(app_server: AppServer, user_id: str) -> str:
-    from bot.home import build_home
-    from handlers.blocks.home import home_view
+    from bot.home.service import build_home
+    from handlers.home.blocks import home_view
 
     runtime = app_server.runtime
     with runtime.sessions() as session:
@@ -538,7 +538,7 @@ def test_a_supporter_who_comes_on_duty_is_asked_at_the_next_reminder(
 
 
 def test_privileged_reads_are_audited_without_content(app_server: AppServer) -> None:
-    from bot import audit
+    from bot.infra import audit
 
     ask(app_server, crisis=True)
     assert eventually(lambda: current(app_server, "state") == RequestState.ESCALATED)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from handlers.ids import Action
+from handlers.common.ids import Action
 from tests.blockkit import assert_within_limits
 from tests.conftest import AppServer
 

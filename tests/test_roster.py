@@ -11,13 +11,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot import roster, roster_csv
-from bot.clock import ManualClock
-from bot.models import SupporterStatus
-from bot.roles import GroupMembers, NotPermitted, RoleResolver
-from bot.roster import RosterError, SupporterSpec
+from bot.infra.clock import ManualClock
+from bot.infra.models import SupporterStatus
+from bot.infra.roles import GroupMembers, NotPermitted, RoleResolver
+from bot.roster import csv_import as roster_csv
+from bot.roster import supporters as roster
+from bot.roster.supporters import RosterError, SupporterSpec
+from bot.roster.timeparse import TimeParseError, parse_until
 from bot.sandbox.slack_api import FakeSlack
-from bot.timeparse import TimeParseError, parse_until
 from tests.conftest import Database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -294,6 +295,6 @@ def test_unreadable_or_past_times_are_refused(text: str) -> None:
     ("@alice <#C0CHAN001> <!here>", [], "@alice <#C0CHAN001> <!here>"),
 ])
 def test_mentions_are_read_in_both_forms(text: str, ids: list[str], rest: str) -> None:
-    from handlers.mentions import split_mentions
+    from handlers.common.mentions import split_mentions
 
     assert split_mentions(text) == (ids, rest)

@@ -10,10 +10,16 @@ import pytest
 import yaml
 from slack_sdk import WebClient
 
-from bot.messaging import FILE_METHODS, METHODS_USED, Messenger, SlackUnreachable, build_client
+from bot.infra.messaging import (
+    FILE_METHODS,
+    METHODS_USED,
+    Messenger,
+    SlackUnreachable,
+    build_client,
+)
 from bot.sandbox.slack_api import FakeSlack
 from bot.sandbox.spec import WebApiSpec
-from handlers.ids import PEERSUPPORT_COMMAND
+from handlers.common.ids import PEERSUPPORT_COMMAND
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,7 +136,7 @@ def test_calling_a_method_not_declared_is_refused_before_slack(fake_slack: FakeS
 
 
 def test_manifest_declares_the_shortcut_events_and_group_dm_scope() -> None:
-    from handlers.ids import Callback
+    from handlers.common.ids import Callback
 
     shortcuts = {s["callback_id"]: s for s in MANIFEST["features"]["shortcuts"]}
     assert shortcuts[Callback.REQUEST_SHORTCUT]["type"] == "global"

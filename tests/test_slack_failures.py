@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.messaging import Messenger, build_client
-from bot.models import CheckIn, CheckInState, DueWork, RequestState, WorkState
-from handlers.blocks.checkins import METADATA_TYPE
+from bot.infra.messaging import Messenger, build_client
+from bot.infra.models import CheckIn, CheckInState, DueWork, RequestState, WorkState
+from handlers.checkins.blocks import METADATA_TYPE
 from tests.conftest import AppServer, eventually
 from tests.test_checkins import checkin_posts, connect_with_checkins, first_checkin, run_to_first
 from tests.test_requests_http import (

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.timeparse import TimeParseError, parse_until, weekday
+from bot.roster.timeparse import TimeParseError, parse_until, weekday
 
 MONDAY_NOON_NY = datetime(2026, 3, 2, 17, 0, tzinfo=UTC)
 NEW_YORK = "America/New_York"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.transitions import TABLE, Event, table_markdown
+from bot.requests.transitions import TABLE, Event, table_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 

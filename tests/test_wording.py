@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from bot import pulses
-from bot.insights import Insights
-from bot.models import Pulse
-from bot.pulses import PulseError, RunResult
-from handlers.blocks.pulses import OWN, insights_blocks, results_message
-from handlers.ids import Action, Block, Callback
+from bot.infra.models import Pulse
+from bot.insights.service import Insights
+from bot.pulses import service as pulses
+from bot.pulses.service import PulseError, RunResult
+from handlers.common.ids import Action, Block, Callback
+from handlers.pulses.blocks import OWN, insights_blocks, results_message
 from tests.conftest import LEADER, AppServer
 
 K = 5

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from bot.models import CheckIn, PulseAnswer, SupportRequest
+from bot.infra.models import CheckIn, PulseAnswer, SupportRequest
 from bot.sandbox.spec import load_default_spec
 from bot.sandbox.world import SandboxError, World
 

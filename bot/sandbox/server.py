@@ -9,11 +9,11 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
-from bot.app import create_app
-from bot.runtime import Runtime
+from bot.app.runtime import Runtime
+from bot.app.slack_app import create_app
+from bot.app.web import create_wsgi_app
 from bot.sandbox.driver import SlackDriver
 from bot.sandbox.slack_api import FakeSlack
-from bot.web import create_wsgi_app
 
 
 class AppServer:

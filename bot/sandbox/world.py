@@ -15,18 +15,18 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from bot import roster
-from bot.clock import ManualClock
-from bot.messaging import build_client
-from bot.models import DueWork, WorkState
-from bot.roster import SupporterSpec
-from bot.runtime import Runtime, build_runtime
+from bot.app.runtime import Runtime, build_runtime
+from bot.infra.clock import ManualClock
+from bot.infra.messaging import build_client
+from bot.infra.models import DueWork, WorkState
+from bot.infra.settings import Settings
+from bot.roster import supporters as roster
+from bot.roster.supporters import SupporterSpec
 from bot.sandbox.driver import Reply
 from bot.sandbox.render import buttons, element_line, render_blocks, render_view
 from bot.sandbox.server import AppServer
 from bot.sandbox.slack_api import FakeSlack
 from bot.sandbox.spec import WebApiSpec
-from bot.settings import Settings
 
 START = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)  # a Monday, 09:00 in New York
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"

@@ -1,0 +1,246 @@
+"""Follow-up check-ins: planned when someone is connected, placed inside their own hours,
+sent once, answered with one word. Never any free text."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+
+from sqlalchemy import select, tuple_, update
+from sqlalchemy.orm import Session
+
+from bot.infra import duework
+from bot.infra.models import CheckIn, CheckInState, ContactHours, SupportRequest
+from bot.roster.duty import zone
+
+CHECKIN = "checkin"
+ANSWERS = {"better": "Doing better", "same": "About the same", "struggling": "Struggling",
+           "talk_again": "I'd like to talk to someone again", "stop": "Stop these check-ins"}
+DEFAULT_START, DEFAULT_END = 9 * 60, 18 * 60
+SNOOZE = timedelta(days=1)
+
+
+class CheckInError(ValueError):
+    """A check-in action that cannot be done; the message is for the person."""
+
+
+def within(local_minute: int, start: int, end: int) -> bool:
+    """Whether a minute of the day falls in a window (end before start runs overnight)."""
+    if start < end:
+        return start <= local_minute < end
+    return local_minute >= start or local_minute < end
+
+
+def place(moment: datetime, tz: str, start: int, end: int) -> datetime:
+    """`moment` if it falls inside the person's hours, otherwise the next moment that does.
+
+    Hours are wall-clock times in the person's zone, so the answer stays right across
+    daylight-saving changes (a 09:00 start is 09:00 local before and after the change).
+    """
+    zone_info = zone(tz)
+    local = moment.astimezone(zone_info)
+    if within(local.hour * 60 + local.minute, start, end):
+        return moment
+    opening = time(start // 60, start % 60)
+    candidate = datetime.combine(local.date(), opening, tzinfo=zone_info)
+    if candidate <= local:
+        candidate = datetime.combine(local.date() + timedelta(days=1), opening, tzinfo=zone_info)
+    # A start inside a skipped hour (spring forward) lands on the first real moment after it.
+    return candidate.astimezone(moment.tzinfo)
+
+
+def hours_of(session: Session, user_id: str, *, default_tz: str, now: datetime) -> ContactHours:
+    """The person's check-in hours, created with the defaults the first time."""
+    hours = session.get(ContactHours, user_id)
+    if hours is None:
+        hours = ContactHours(user_id=user_id, tz=default_tz, start_minute=DEFAULT_START,
+                             end_minute=DEFAULT_END, updated_at=now)
+        session.add(hours)
+        session.flush()
+    return hours
+
+
+def _timer(session: Session, checkin: CheckIn, now: datetime) -> None:
+    duework.schedule(session, CHECKIN, checkin.due_at, now=now,
+                     payload={"checkin_id": checkin.id, "version": checkin.version},
+                     key=f"{CHECKIN}:{checkin.id}:{checkin.version}")
+
+
+def plan(session: Session, request: SupportRequest, *, now: datetime,
+         offsets_days: Sequence[float], default_tz: str) -> list[CheckIn]:
+    """Plan the check-ins for a request whose person welcomed them (none otherwise)."""
+    if not request.followups or not request.requester_id:
+        return []
+    already = session.scalars(select(CheckIn.id).where(CheckIn.request_id == request.id)).first()
+    if already is not None:
+        return []  # a repeated connection (hand-back and re-accept) keeps the first plan
+    hours = hours_of(session, request.requester_id, default_tz=default_tz, now=now)
+    planned = []
+    for number, days in enumerate(offsets_days, start=1):
+        nominal = now + timedelta(days=days)
+        checkin = CheckIn(request_id=request.id, user_id=request.requester_id, number=number,
+                          planned_for=nominal,
+                          due_at=place(nominal, hours.tz, hours.start_minute, hours.end_minute),
+                          version=0, state=CheckInState.SCHEDULED)
+        session.add(checkin)
+        planned.append(checkin)
+    session.flush()
+    for checkin in planned:
+        _timer(session, checkin, now)
+    return planned
+
+
+def move(session: Session, checkin: CheckIn, due_at: datetime, *, now: datetime) -> None:
+    """Give a scheduled check-in a new time (its old timer becomes a no-op)."""
+    duework.cancel(session, now=now, key=f"{CHECKIN}:{checkin.id}:{checkin.version}")
+    checkin.version += 1
+    checkin.due_at = due_at
+    _timer(session, checkin, now)
+
+
+@dataclass
+class DueCheckIns:
+    """Check-ins whose timers fell due, sorted by what to do with each."""
+
+    send: list[CheckIn] = field(default_factory=list)  # inside the person's hours now
+    retry: list[CheckIn] = field(default_factory=list)  # claimed by an attempt that failed
+    move: list[tuple[CheckIn, datetime]] = field(default_factory=list)  # to the next good time
+
+
+def sort_due(session: Session, versions: Mapping[int, int], *, now: datetime,
+             default_tz: str) -> DueCheckIns:
+    """Load the check-ins whose timers fired (id -> the version each timer was set for) and sort
+    them; ones moved, answered, cancelled or sent since are left out. Reads only."""
+    due = DueCheckIns()
+    found = list(session.scalars(select(CheckIn).where(CheckIn.id.in_(versions))))
+    hours = {h.user_id: h for h in session.scalars(select(ContactHours).where(
+        ContactHours.user_id.in_({c.user_id for c in found if c.user_id})))}
+    for checkin in sorted(found, key=lambda c: c.id):
+        if not checkin.user_id or checkin.version != versions[checkin.id] or \
+                checkin.state not in (CheckInState.SCHEDULED, CheckInState.SENDING):
+            continue
+        if checkin.state == CheckInState.SENDING:
+            due.retry.append(checkin)
+            continue
+        stored = hours.get(checkin.user_id)
+        tz, start, end = (stored.tz, stored.start_minute, stored.end_minute) if stored else \
+            (default_tz, DEFAULT_START, DEFAULT_END)
+        placed = place(now, tz, start, end)
+        if placed > now:  # late (the clock was down), or the person changed their hours
+            due.move.append((checkin, placed))
+        else:
+            due.send.append(checkin)
+    return due
+
+
+def claim_for_sending(session: Session, due: Sequence[CheckIn]) -> set[int]:
+    """Mark scheduled check-ins as being sent, each only if it still has the version it was
+    loaded with (not moved meanwhile); returns the ids this call won (one process wins each)."""
+    if not due:
+        return set()
+    return set(session.scalars(
+        update(CheckIn)
+        .where(tuple_(CheckIn.id, CheckIn.version).in_([(c.id, c.version) for c in due]),
+               CheckIn.state == CheckInState.SCHEDULED)
+        .values(state=CheckInState.SENDING).returning(CheckIn.id)
+        .execution_options(synchronize_session=False)
+    ))
+
+
+def mark_sent(session: Session, checkin: CheckIn, channel: str, ts: str, now: datetime) -> None:
+    """Record where the check-in message went."""
+    checkin.state, checkin.channel, checkin.ts, checkin.sent_at = \
+        CheckInState.SENT, channel, ts, now
+
+
+def cancel_remaining(session: Session, *, user_id: str, now: datetime) -> int:
+    """Cancel every check-in still to come for a person (they said stop, or left Slack)."""
+    remaining = list(session.scalars(select(CheckIn).where(
+        CheckIn.user_id == user_id, CheckIn.state == CheckInState.SCHEDULED)))
+    for checkin in remaining:
+        duework.cancel(session, now=now, key=f"{CHECKIN}:{checkin.id}:{checkin.version}")
+        checkin.state = CheckInState.CANCELLED
+    return len(remaining)
+
+
+def upcoming(session: Session, user_id: str) -> list[CheckIn]:
+    """A person's check-ins still to come, soonest first."""
+    return list(session.scalars(select(CheckIn).where(
+        CheckIn.user_id == user_id, CheckIn.state == CheckInState.SCHEDULED)
+        .order_by(CheckIn.due_at)))
+
+
+def _own(session: Session, checkin_id: int, user_id: str) -> CheckIn:
+    checkin = session.get(CheckIn, checkin_id)
+    if checkin is None or checkin.user_id != user_id:
+        raise CheckInError("That check-in is not yours.")
+    return checkin
+
+
+def answer(session: Session, checkin_id: int, user_id: str, choice: str, *, now: datetime
+           ) -> CheckIn:
+    """Record the person's one-word answer; a second click keeps the first answer."""
+    if choice not in ANSWERS:
+        raise CheckInError("That is not one of the answers.")
+    checkin = _own(session, checkin_id, user_id)
+    if checkin.state == CheckInState.ANSWERED:
+        raise CheckInError(f"You already answered “{ANSWERS[checkin.answer]}”. Thank you.")
+    if checkin.state != CheckInState.SENT:
+        raise CheckInError("That check-in is no longer open.")
+    checkin.state, checkin.answer, checkin.answered_at = CheckInState.ANSWERED, choice, now
+    if choice == "stop":
+        cancel_remaining(session, user_id=user_id, now=now)
+    return checkin
+
+
+def snooze(session: Session, checkin_id: int, user_id: str, *, now: datetime) -> CheckIn:
+    """Push a coming check-in back a day, still inside the person's hours."""
+    checkin = _own(session, checkin_id, user_id)
+    if checkin.state != CheckInState.SCHEDULED:
+        raise CheckInError("That check-in has already been sent or cancelled.")
+    hours = session.get(ContactHours, user_id)
+    tz, start, end = (hours.tz, hours.start_minute, hours.end_minute) if hours else \
+        ("UTC", DEFAULT_START, DEFAULT_END)
+    move(session, checkin, place(checkin.due_at + SNOOZE, tz, start, end), now=now)
+    return checkin
+
+
+def cancel_one(session: Session, checkin_id: int, user_id: str, *, now: datetime) -> CheckIn:
+    """Cancel one coming check-in."""
+    checkin = _own(session, checkin_id, user_id)
+    if checkin.state != CheckInState.SCHEDULED:
+        raise CheckInError("That check-in has already been sent or cancelled.")
+    duework.cancel(session, now=now, key=f"{CHECKIN}:{checkin.id}:{checkin.version}")
+    checkin.state = CheckInState.CANCELLED
+    return checkin
+
+
+def set_hours(session: Session, user_id: str, *, start: int, end: int, now: datetime,
+              default_tz: str, tz: str | None = None) -> ContactHours:
+    """Change a person's check-in hours (and zone), and move their coming check-ins to fit."""
+    if not (0 <= start < 1440 and 0 <= end < 1440) or start == end:
+        raise CheckInError("Choose a start and an end that differ.")
+    hours = hours_of(session, user_id, default_tz=default_tz, now=now)
+    hours.start_minute, hours.end_minute, hours.updated_at = start, end, now
+    if tz:
+        hours.tz = tz
+    for checkin in upcoming(session, user_id):
+        placed = place(max(checkin.planned_for, now), hours.tz, start, end)
+        if placed != checkin.due_at:
+            move(session, checkin, placed, now=now)
+    return hours
+
+
+def profile_changed(session: Session, user_id: str, *, deleted: bool, tz: str | None,
+                    now: datetime) -> None:
+    """Slack says a person's profile changed: someone deactivated gets no more check-ins, and a
+    new time zone moves their coming check-ins to their hours in it. Nobody else is touched."""
+    if deleted:
+        cancel_remaining(session, user_id=user_id, now=now)
+        return
+    hours = session.get(ContactHours, user_id)
+    if hours is None or not tz or tz == hours.tz or zone(tz).key != tz:
+        return  # not someone we check in with, no change, or a zone this machine cannot place
+    set_hours(session, user_id, start=hours.start_minute, end=hours.end_minute, now=now,
+              default_tz=tz, tz=tz)

@@ -1,0 +1,147 @@
+"""Durable Slack effects (a transactional outbox) kept as due-work rows.
+
+Every message a state change implies is recorded here in the same transaction as the change: if
+the transaction commits, the message will be delivered; if it rolls back, it never existed. Each
+effect is a due-work item due at once, with a unique key naming the change that implied it, so
+recording the same effect twice keeps one. Once the transaction commits, the process that made
+the change delivers its effects straight away (`DELIVER_NOW` in the session's info); the clock
+is the safety net for a process that died first. Delivery is at least once, and every effect
+that posts marks its message with its key (Slack message metadata) and, on a retry, looks for it
+before posting again, so a retry after a crash, timeout or 429 never posts twice.
+
+This module knows nothing of Slack: how each kind of effect is delivered is registered by the
+handlers (handlers/effects.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, event, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.infra import duework
+from bot.infra.db import after_commit
+from bot.infra.models import DueWork, WorkState
+from bot.requests.transitions import Effect
+
+log = logging.getLogger(__name__)
+# Every effect kind starts with this, so coordinators' views can tell messages from timers.
+PREFIX = "effect."
+# The key, in a session's info, of the function that delivers effects right after commit.
+DELIVER_NOW = "outbox_deliver_now"
+# The key, in a session's info, that defers delivery until bot.db.run_after_commit.
+DEFER = "outbox_defer"
+_KEYS = "outbox_keys"
+MESSAGE = Effect.MESSAGE.value  # the kind handlers/effects.py delivers as a prepared DM
+# Every kind of effect: named in full, so counting them uses the (kind, state) index.
+KINDS = tuple(effect.value for effect in Effect)
+# Effects delivered before the others of the same commit: a person is waiting on them.
+URGENT = frozenset({Effect.OFFER_POST.value, Effect.ALERT.value})
+UNFINISHED = (WorkState.PENDING, WorkState.RUNNING)
+
+
+def record(session: Session, kind: str, payload: Mapping[str, Any], *, key: str,
+           now: datetime) -> None:
+    """Record one effect in the session's transaction; delivered once it commits."""
+    record_many(session, [(kind, payload, key)], now=now)
+
+
+def record_many(session: Session, effects: Sequence[tuple[str, Mapping[str, Any], str]], *,
+                now: datetime) -> None:
+    """Record several effects (kind, payload, key) in one statement; delivered once the
+    transaction commits."""
+    for kind, _payload, _key in effects:
+        if not kind.startswith(PREFIX):
+            raise ValueError(f"effect kinds start with {PREFIX!r}: {kind!r}")
+    duework.schedule_many(session, [duework.Timer(kind, now, key, dict(payload))
+                                    for kind, payload, key in effects], now=now)
+    session.info.setdefault(_KEYS, []).extend(key for _kind, _payload, key in effects)
+
+
+def deliver_on_commit(sessions: sessionmaker[Session]) -> None:
+    """Make every session of `sessions` deliver what it recorded as soon as it commits.
+
+    A session whose info has DEFER (a Slack request's) delivers after its listener has
+    returned and Slack has its answer (bot.db.run_after_commit) instead of inside the commit.
+    """
+    if event.contains(sessions, "after_commit", _committed):
+        return
+    event.listen(sessions, "after_commit", _committed)
+    event.listen(sessions, "after_rollback", _rolled_back)
+
+
+def _committed(session: Session) -> None:
+    keys = session.info.pop(_KEYS, None)
+    deliver = session.info.get(DELIVER_NOW)
+    if not keys or deliver is None:
+        return  # nothing recorded, or no process to deliver at once (the clock will)
+    if session.info.get(DEFER):
+        after_commit(session, lambda: deliver(keys))
+        return
+    try:
+        deliver(keys)
+    except Exception as error:  # noqa: BLE001 - the clock delivers what this could not
+        log.error("delivering the outbox after a commit failed: %s", type(error).__name__,
+                  exc_info=error)
+
+
+def _rolled_back(session: Session) -> None:
+    session.info.pop(_KEYS, None)
+
+
+def message(session: Session, user_id: str, content: Mapping[str, Any], *, key: str,
+            now: datetime) -> None:
+    """Record a prepared message (text and blocks we wrote, never anything a person typed) to
+    one person: coverage warnings, digests, nudges and alerts that belong to no transition."""
+    record(session, MESSAGE, {"user_id": user_id, "message": dict(content)}, key=key, now=now)
+
+
+def earlier_unfinished(session: Session | Connection, kind: str, key_prefix: str,
+                       item_id: int) -> bool:
+    """True when an effect of `kind` recorded before `item_id` under `key_prefix` is still to
+    run. Effects that post one message and then update it (a status DM, an alert, an offer) wait
+    for the post: run side by side, both could post."""
+    return session.scalar(select(func.count()).select_from(DueWork).where(
+        DueWork.kind == kind, DueWork.state.in_(UNFINISHED), DueWork.id < item_id,
+        DueWork.key.like(_escaped(key_prefix) + "%", escape="\\"))) > 0
+
+
+def keys_like(session: Session, kind: str, key_prefix: str) -> list[str]:
+    """The keys of every effect of `kind` recorded under `key_prefix`, in any state."""
+    return list(session.scalars(select(DueWork.key).where(
+        DueWork.kind == kind, DueWork.key.like(_escaped(key_prefix) + "%", escape="\\"))))
+
+
+def _escaped(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
+
+
+def due_ids(session: Session, keys: Sequence[str]) -> list[list[int]]:
+    """The ids of the effects recorded under `keys` still waiting to run, in the order to run
+    them: offers and coordinators' alerts first (someone is waiting on those), then the rest."""
+    if not keys:
+        return []
+    rows = session.execute(select(DueWork.id, DueWork.kind).where(
+        DueWork.key.in_(list(keys)), DueWork.state == WorkState.PENDING)).all()
+    first = [item_id for item_id, kind in rows if kind in URGENT]
+    rest = [item_id for item_id, kind in rows if kind not in URGENT]
+    return [ids for ids in (first, rest) if ids]
+
+
+def refused(session: Session, *, since: datetime) -> int:
+    """How many messages Slack kept refusing (failed for good) since `since`: for coordinators."""
+    return session.scalar(select(func.count()).select_from(DueWork).where(
+        DueWork.kind.in_(KINDS), DueWork.state == WorkState.FAILED,
+        DueWork.finished_at >= since)) or 0
+
+
+def backlog(session: Session, *, now: datetime, older_than_seconds: int = 300) -> int:
+    """Messages still waiting to go out after `older_than_seconds` (Slack slow or refusing)."""
+    return session.scalar(select(func.count()).select_from(DueWork).where(
+        DueWork.kind.in_(KINDS), DueWork.state.in_(UNFINISHED),
+        DueWork.created_at < now - timedelta(seconds=older_than_seconds))) or 0
+

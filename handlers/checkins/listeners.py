@@ -1,0 +1,176 @@
+"""Check-in answers, `/peersupport checkins`, snooze, cancel and the person's hours."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import Ack, App, Respond
+from sqlalchemy.orm import Session
+
+from bot.app.runtime import Runtime
+from bot.checkins import service as checkins
+from bot.checkins.service import CheckInError
+from bot.infra.models import CheckIn, ContactHours, SupportRequest
+from bot.requests import flows as flow
+from bot.requests import service as domain
+from bot.requests.service import AlreadyOpen
+from bot.roster import supporters as roster
+from handlers.checkins import sending as checkin_flow
+from handlers.checkins.blocks import answered, checkin_list, hours_modal
+from handlers.common.ids import CHECKIN_ANSWERS, Action, Block, Callback
+from handlers.common.interaction import reply_privately, submitted, whole_number
+from handlers.common.middleware import transactional
+from handlers.roster.blocks import notice
+
+if TYPE_CHECKING:
+    from handlers.commands.listeners import Invocation
+
+
+def register(app: App) -> None:
+    """Listen for check-in answers and the check-in list's buttons and modal."""
+    app.action(CHECKIN_ANSWERS)(on_answer)
+    app.action(Action.TALK_AGAIN)(on_talk_again)
+    app.action(Action.CHECKIN_SNOOZE)(on_snooze)
+    app.action(Action.CHECKIN_CANCEL)(on_cancel_one)
+    app.action(Action.CHECKIN_HOURS)(on_open_hours)
+    app.view(Callback.CHECKIN_HOURS)(on_hours_submitted)
+    app.action(Action.STOP_REMINDERS)(on_stop_reminders)
+    app.event("user_change")(on_user_change)
+
+
+def _list(runtime: Runtime, db: Session, user_id: str) -> dict:
+    return checkin_list(checkins.upcoming(db, user_id), db.get(ContactHours, user_id),
+                        runtime.clock.now())
+
+
+def checkins_command(call: Invocation) -> None:
+    """`/peersupport checkins`: the person's coming check-ins."""
+    call.ack()
+    call.respond(response_type="ephemeral",
+                 **_list(call.context["runtime"], call.context["db"], call.user_id))
+
+
+@transactional
+def on_answer(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+              context: dict[str, Any], db: Session) -> None:
+    """One click answers the check-in; the message changes to show what the answer brings."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    choice = str(action.get("action_id", "")).rsplit(":", 1)[-1]
+    checkin_id = whole_number(action.get("value")) or 0
+    try:
+        checkin = checkins.answer(db, checkin_id, body["user"]["id"], choice,
+                                  now=runtime.clock.now())
+    except CheckInError as error:
+        reply_privately(respond, str(error))
+        return
+    surfacing = checkin_flow.struggling_surfacing(runtime) if choice == "struggling" else None
+    respond(replace_original=True, **answered(choice, checkin_id, surfacing))
+    checkin_flow.after_answer(runtime, db, checkin)
+    if choice == "talk_again":
+        _talk_again(runtime, db, checkin, respond)
+
+
+def _talk_again(runtime: Runtime, db: Session, checkin: CheckIn, respond: Respond) -> None:
+    earlier = db.get(SupportRequest, checkin.request_id)
+    try:
+        request = domain.again(db, earlier, now=runtime.clock.now())
+    except AlreadyOpen:
+        reply_privately(respond, "You already have a request open; a supporter will be in touch.")
+        return
+    flow.start(runtime, db, request)
+
+
+@transactional
+def on_talk_again(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+                  context: dict[str, Any], db: Session) -> None:
+    """'Talk with a peer supporter again', offered after a 'struggling' answer."""
+    ack()
+    checkin = db.get(CheckIn, whole_number(action.get("value")) or 0)
+    if checkin is None or checkin.user_id != body["user"]["id"]:
+        reply_privately(respond, "That button is not yours.")
+        return
+    _talk_again(context["runtime"], db, checkin, respond)
+    respond(replace_original=True, **answered("talk_again", checkin.id))
+
+
+def _change(change: Any, ack: Ack, body: dict[str, Any], action: dict[str, Any],
+            respond: Respond, context: dict[str, Any], db: Session) -> None:
+    ack()
+    runtime: Runtime = context["runtime"]
+    user_id = body["user"]["id"]
+    try:
+        change(db, whole_number(action.get("value")) or 0, user_id, now=runtime.clock.now())
+    except CheckInError as error:
+        reply_privately(respond, str(error))
+        return
+    db.flush()
+    respond(replace_original=True, response_type="ephemeral", **_list(runtime, db, user_id))
+
+
+@transactional
+def on_snooze(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+              context: dict[str, Any], db: Session) -> None:
+    """Move one coming check-in a day later."""
+    _change(checkins.snooze, ack, body, action, respond, context, db)
+
+
+@transactional
+def on_cancel_one(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+                  context: dict[str, Any], db: Session) -> None:
+    """Cancel one coming check-in."""
+    _change(checkins.cancel_one, ack, body, action, respond, context, db)
+
+
+@transactional
+def on_open_hours(ack: Ack, body: dict[str, Any], context: dict[str, Any], db: Session) -> None:
+    """Open the hours modal."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    hours = checkins.hours_of(db, body["user"]["id"], default_tz=runtime.settings.program_timezone,
+                              now=runtime.clock.now())
+    runtime.messenger.open_view(body["trigger_id"], hours_modal(hours))
+
+
+@transactional
+def on_hours_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
+                       context: dict[str, Any], db: Session) -> None:
+    """Save the hours and move coming check-ins into them."""
+    runtime: Runtime = context["runtime"]
+    values = view["state"]["values"]
+
+    def minute(block: str) -> int:
+        value = whole_number(submitted(values, block))
+        return -1 if value is None else value
+
+    try:
+        checkins.set_hours(db, body["user"]["id"], start=minute(Block.HOURS_FROM),
+                           end=minute(Block.HOURS_UNTIL), now=runtime.clock.now(),
+                           default_tz=runtime.settings.program_timezone)
+    except CheckInError as error:
+        ack(response_action="errors", errors={Block.HOURS_UNTIL: str(error)})
+        return
+    ack()
+
+
+@transactional
+def on_stop_reminders(ack: Ack, body: dict[str, Any], respond: Respond,
+                      context: dict[str, Any], db: Session) -> None:
+    """A supporter turns off check-in reminders."""
+    ack()
+    supporter = roster.get(db, body["user"]["id"])
+    if supporter is not None:
+        supporter.checkin_reminders = False
+    respond(replace_original=True, **notice(
+        "No more check-in reminders. You can still message the people you support."))
+
+
+@transactional
+def on_user_change(event: dict[str, Any], context: dict[str, Any], db: Session) -> None:
+    """Someone's Slack profile changed (events are acknowledged by Bolt): a departure or a new
+    time zone reaches their check-ins."""
+    user = event.get("user")
+    if isinstance(user, dict):
+        checkin_flow.profile_changed(context["runtime"], db, user)
+        if user.get("deleted") is True and isinstance(user.get("id"), str):
+            flow.requester_left(context["runtime"], db, user["id"])

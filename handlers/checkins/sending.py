@@ -1,0 +1,188 @@
+"""Check-ins' Slack side: planning at connection, sending once, and what answers set off."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.orm import Session
+
+from bot.checkins import service as checkins
+from bot.infra import duework, outbox
+from bot.infra.db import after_commit
+from bot.infra.duework import JobContext, RetryLater
+from bot.infra.messaging import Posted, SlackUnreachable
+from bot.infra.models import CheckIn, CheckInState, ContactHours, SupportRequest
+from bot.library import Moment
+from bot.roster import supporters as roster
+from handlers.checkins.blocks import (
+    METADATA_TYPE,
+    checkin_message,
+    struggling_alert,
+    struggling_note,
+    supporter_reminder,
+)
+
+if TYPE_CHECKING:
+    from bot.app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+SUPPORTER_REMINDER = "checkin_supporter_reminder"
+
+
+def plan_for(runtime: Runtime, db: Session, request: SupportRequest) -> None:
+    """When someone is connected: plan their check-ins (if welcome) and the supporter's nudge."""
+    now = runtime.clock.now()
+    planned = checkins.plan(db, request, now=now, offsets_days=runtime.settings.checkin_days,
+                            default_tz=runtime.settings.program_timezone)
+    if not planned:
+        return
+    supporter = roster.get(db, request.supporter_id or "")
+    if supporter is not None and supporter.checkin_reminders:
+        nudge = planned[1] if len(planned) > 1 else planned[0]
+        duework.schedule(db, SUPPORTER_REMINDER, nudge.due_at, now=now,
+                         payload={"request_id": request.id},
+                         key=f"{SUPPORTER_REMINDER}:{request.id}")
+    user_id = request.requester_id
+    after_commit(db, lambda: refresh_time_zone(runtime, user_id))
+
+
+def refresh_time_zone(runtime: Runtime, user_id: str | None) -> None:
+    """Take the person's time zone from Slack and move their check-ins to fit, if it changed."""
+    if not user_id:
+        return
+    try:
+        tz = str(runtime.messenger.user_info(user_id).get("tz") or "")
+    except SlackUnreachable:
+        return
+    with runtime.sessions.begin() as session:
+        hours = session.get(ContactHours, user_id)
+        if tz and hours is not None and hours.tz != tz:
+            checkins.set_hours(session, user_id, start=hours.start_minute, end=hours.end_minute,
+                               now=runtime.clock.now(), default_tz=tz, tz=tz)
+
+
+def send(runtime: Runtime, ctx: JobContext) -> None:
+    """The check-in timer for one check-in (see send_batch); raises what went wrong."""
+    failures = send_batch(runtime, [ctx])
+    if ctx.item_id in failures:
+        raise failures[ctx.item_id]
+
+
+def send_batch(runtime: Runtime, contexts: Sequence[JobContext]) -> dict[int, Exception]:
+    """The check-in timers that fell due together: send each question once, inside the
+    person's hours. Returns what failed, by due-work item, to be retried.
+
+    The check-ins are claimed ('sending') and committed before anything is posted, and each
+    message carries its check-in's id as metadata. If this process dies after posting, the retry
+    finds the message in the DM and records it instead of posting again: sent once, never lost.
+    Nothing is written in the batch's session before the claim, so the claim (another session)
+    never waits on a lock this one holds, even on SQLite.
+
+    One chat.postMessage per check-in, to the person's id (Slack posts it in the app's DM): no
+    conversations.open or users.info first, which Slack rate-limits far more tightly. Time zone
+    and departures come from the stored hours, kept current by `user_change` events.
+    """
+    if not contexts:
+        return {}
+    db, now = contexts[0].session, contexts[0].now
+    by_checkin: dict[int, JobContext] = {}
+    for ctx in contexts:
+        # Two timers for one check-in (a crashed clock's, retaken, and a move's) can fall due
+        # together: the newer speaks for it, and the older, superseded, finishes as done.
+        checkin_id = int(ctx.payload["checkin_id"])
+        if checkin_id not in by_checkin or _version(ctx) > _version(by_checkin[checkin_id]):
+            by_checkin[checkin_id] = ctx
+    due = checkins.sort_due(db, {i: _version(ctx) for i, ctx in by_checkin.items()},
+                            now=now, default_tz=runtime.settings.program_timezone)
+    if due.send:
+        with runtime.sessions.begin() as claim:
+            won = checkins.claim_for_sending(claim, due.send)
+        due.send = [checkin for checkin in due.send if checkin.id in won]
+    failures: dict[int, Exception] = {}
+    posted = runtime.messenger.post_each(
+        [(checkin.user_id or "", checkin_message(checkin.id)) for checkin in due.send])
+    for checkin, result in zip(due.send, posted, strict=True):
+        _record(db, by_checkin[checkin.id], checkin, result, failures)
+    for checkin in due.retry:
+        _record(db, by_checkin[checkin.id], checkin, _find_or_post(runtime, checkin), failures)
+    for checkin, placed in due.move:
+        checkins.move(db, checkin, placed, now=now)
+    return failures
+
+
+def _version(ctx: JobContext) -> int:
+    return int(ctx.payload.get("version") or 0)
+
+
+def _find_or_post(runtime: Runtime, checkin: CheckIn) -> Posted | Exception:
+    """A claimed check-in's retry: the message an earlier attempt posted, or a new one."""
+    try:
+        channel = runtime.messenger.open_conversation([checkin.user_id or ""])
+        found = runtime.messenger.find_marked(channel, METADATA_TYPE, "checkin_id", checkin.id)
+        return found or runtime.messenger.post_message(channel, **checkin_message(checkin.id))
+    except Exception as error:  # noqa: BLE001 - recorded per check-in by the caller
+        return error
+
+
+def _record(db: Session, ctx: JobContext, checkin: CheckIn, result: Posted | Exception,
+            failures: dict[int, Exception]) -> None:
+    if isinstance(result, Posted):
+        checkins.mark_sent(db, checkin, result.channel, result.ts, ctx.now)
+    elif isinstance(result, SlackUnreachable):
+        # The DM is gone (the person left): nothing more will reach them.
+        checkins.cancel_remaining(db, user_id=checkin.user_id or "", now=ctx.now)
+        checkin.state = CheckInState.CANCELLED
+    elif isinstance(result, SlackApiError) and result.response.get("error") == "ratelimited":
+        retry = int(result.response.headers.get("Retry-After", 60) or 60)
+        failures[ctx.item_id] = RetryLater(retry, "ratelimited")
+    else:
+        failures[ctx.item_id] = result
+
+
+def profile_changed(runtime: Runtime, db: Session, user: dict[str, Any]) -> None:
+    """A `user_change` event: apply a departure or a new time zone to the person's check-ins."""
+    user_id = user.get("id")
+    if isinstance(user_id, str) and user_id:
+        tz = user.get("tz")
+        checkins.profile_changed(db, user_id, deleted=user.get("deleted") is True,
+                                 tz=tz if isinstance(tz, str) else None,
+                                 now=runtime.clock.now())
+
+
+def remind_supporter(runtime: Runtime, ctx: JobContext) -> None:
+    """The supporter's optional nudge, if they still want them and the request is theirs."""
+    request = ctx.session.get(SupportRequest, ctx.payload["request_id"])
+    if request is None or not request.supporter_id or not request.requester_id:
+        return
+    supporter = roster.get(ctx.session, request.supporter_id)
+    if supporter is None or not supporter.checkin_reminders:
+        return
+    outbox.message(ctx.session, supporter.user_id, supporter_reminder(request.requester_id),
+                   key=f"nudge:{request.id}:{ctx.item_id}", now=ctx.now)
+
+
+def after_answer(runtime: Runtime, db: Session, checkin: CheckIn) -> None:
+    """What an answer sets off beyond its own message: alerts for 'struggling'."""
+    if checkin.answer != "struggling":
+        return
+    request = db.get(SupportRequest, checkin.request_id)
+    supporter_id = request.supporter_id if request is not None else None
+    requester_id = checkin.user_id
+    coordinators = sorted(runtime.roles.coordinator_ids()) \
+        if runtime.settings.alert_on_struggling else []
+    now = runtime.clock.now()
+    for coordinator in coordinators:
+        outbox.message(db, coordinator, struggling_alert(),
+                       key=f"struggling:{checkin.id}:{coordinator}", now=now)
+    if supporter_id and requester_id:
+        outbox.message(db, supporter_id, struggling_note(requester_id),
+                       key=f"struggling:{checkin.id}:supporter", now=now)
+
+
+def struggling_surfacing(runtime: Runtime):  # noqa: ANN201
+    """Professional help and resources shown to someone who answers 'struggling'."""
+    return runtime.library.for_moment(Moment.CHECKIN_STRUGGLING, audience="clinician")
+

@@ -1,0 +1,290 @@
+"""Asking for support, and every button and modal of a request's life."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.app.runtime import Runtime
+from bot.infra import audit
+from bot.infra.messaging import SlackUnreachable, TriggerExpired
+from bot.infra.models import Supporter, SupportRequest
+from bot.infra.roles import NotPermitted
+from bot.requests import flows as flow
+from bot.requests import service as domain
+from bot.requests.service import AlreadyOpen, Outcome, RequestError, RequestForm
+from handlers.common.ids import Action, Block, Callback
+from handlers.common.interaction import reply_privately, submitted, whole_number
+from handlers.common.middleware import transactional
+from handlers.requests.blocks import (
+    NOT_SAFE,
+    WELCOME,
+    close_modal,
+    crisis_view,
+    offer_ended,
+    open_request_modal,
+    request_modal,
+    withdrawn_view,
+)
+
+REFUSALS = {
+    Outcome.TAKEN: "Another supporter has already taken this request. Thank you for being there.",
+    Outcome.ALREADY_YOURS: "You have already accepted this request.",
+    Outcome.CANCELLED: "The person withdrew this request. Thank you for being there.",
+    Outcome.CLOSED: "This request is already closed.",
+    Outcome.NOT_YOURS: "This offer was sent to someone else, so it cannot be answered here.",
+    Outcome.NOT_FOUND: "This offer no longer exists.",
+    Outcome.EXPIRED: ("Nobody could answer this offer in time, so it went to other supporters. "
+                      "Thank you for being there."),
+    Outcome.AT_CAP: ("You already have as many open cases as your cap allows, so this one will go "
+                     "to someone else. Close a case (or ask a coordinator to raise your cap) to "
+                     "take more."),
+}
+# How a refused offer's message is replaced, so it stops showing buttons that cannot work.
+ENDED_AS = {Outcome.TAKEN: "taken", Outcome.CANCELLED: "withdrawn", Outcome.EXPIRED: "expired"}
+
+
+def register(app: App) -> None:
+    """Listen for the request modal, offers, hand-back, close, cancel and escalations."""
+    app.shortcut(Callback.REQUEST_SHORTCUT)(on_request_shortcut)
+    app.action(Action.REQUEST_SUPPORT)(on_request_button)
+    app.view(Callback.REQUEST)(on_request_submitted)
+    app.action(Action.ACCEPT_OFFER)(on_accept)
+    app.action(Action.DECLINE_OFFER)(on_decline)
+    app.action(Action.CANCEL_REQUEST)(on_cancel)
+    app.action(Action.HAND_BACK)(on_hand_back)
+    app.action(Action.OPEN_CLOSE)(on_open_close)
+    app.view(Callback.CLOSE_REQUEST)(on_close_submitted)
+    app.action(Action.TAKE_REQUEST)(on_take)
+    app.action(Action.PICK_SUPPORTER)(on_pick)
+
+
+def open_request(runtime: Runtime, db: Session, user_id: str, trigger_id: str) -> None:
+    """Open the request modal, or show the person their open request instead of a second."""
+    existing = domain.open_request_of(db, user_id)
+    if existing is not None:
+        view = open_request_modal(existing)
+    else:
+        departments = tuple(d for d in db.scalars(
+            select(Supporter.department).distinct().order_by(Supporter.department)) if d)
+        view = request_modal(departments)
+    try:
+        runtime.messenger.open_view(trigger_id, view)
+    except TriggerExpired:
+        # Slack allows three seconds to open a form; when that passed, say so and ask again.
+        with contextlib.suppress(SlackUnreachable):
+            runtime.messenger.post_dm(user_id, text=(
+                "Slack took too long to open the support form. Please try again: type "
+                "`/peersupport` or use the Home tab's Request support button."))
+
+
+@transactional
+def on_request_shortcut(ack: Ack, body: dict[str, Any], context: dict[str, Any],
+                        db: Session) -> None:
+    """The global shortcut."""
+    ack()
+    open_request(context["runtime"], db, body["user"]["id"], body["trigger_id"])
+
+
+@transactional
+def on_request_button(ack: Ack, body: dict[str, Any], context: dict[str, Any],
+                      db: Session) -> None:
+    """The Home tab's Request support button."""
+    ack()
+    open_request(context["runtime"], db, body["user"]["id"], body["trigger_id"])
+
+
+def read_form(values: dict[str, Any]) -> RequestForm:
+    """The request form from the modal's state."""
+    return RequestForm(
+        urgency=submitted(values, Block.URGENCY) or "",
+        connection=submitted(values, Block.CONNECTION) or "",
+        outside_department=submitted(values, Block.WHO) == "outside",
+        same_role=submitted(values, Block.ROLE_MATCH) == "same",
+        department=submitted(values, Block.DEPARTMENT),
+        role=submitted(values, Block.ROLE),
+        followups=WELCOME in (submitted(values, Block.FOLLOWUPS) or []),
+        crisis=NOT_SAFE in (submitted(values, Block.SAFETY) or []),
+    )
+
+
+@transactional
+def on_request_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
+                         context: dict[str, Any], db: Session) -> None:
+    """Record the request with its offers and messages and commit them, then answer Slack:
+    once the person sees the form close, their request cannot be lost."""
+    runtime: Runtime = context["runtime"]
+    user_id = body["user"]["id"]
+    form = read_form(view["state"]["values"])
+    try:
+        flow.create(runtime, db, user_id, form, source_key=f"view:{view['id']}")
+        db.commit()
+    except RequestError as error:
+        db.rollback()
+        block = Block.ROLE if "role" in str(error) else Block.DEPARTMENT \
+            if "department" in str(error) else Block.URGENCY
+        ack(response_action="errors", errors={block: str(error)})
+        return
+    except AlreadyOpen as existing:
+        view_of_it = open_request_modal(existing.request)
+        db.rollback()
+        ack(response_action="update", view=view_of_it)
+        return
+    if form.crisis:
+        ack(response_action="update", view=crisis_view(runtime.library.crisis_lines()))
+    else:
+        ack()
+
+
+@transactional
+def on_accept(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+              context: dict[str, Any], db: Session) -> None:
+    """First accept wins; everyone else is thanked."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    offer_id = whole_number(action.get("value"))
+    result = domain.accept(db, offer_id, body["user"]["id"], now=runtime.clock.now()) \
+        if offer_id is not None else domain.AcceptResult(Outcome.NOT_FOUND)
+    if result.outcome == Outcome.ACCEPTED:
+        flow.accepted(runtime, db, result)
+        return
+    reply_privately(respond, REFUSALS[result.outcome])
+    if result.outcome in ENDED_AS and result.offer is not None:
+        respond(replace_original=True, **offer_ended(ENDED_AS[result.outcome]))
+
+
+@transactional
+def on_decline(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+               context: dict[str, Any], db: Session) -> None:
+    """A supporter cannot take it."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    offer_id = whole_number(action.get("value"))
+    result = domain.decline(db, offer_id, body["user"]["id"], now=runtime.clock.now()) \
+        if offer_id is not None else domain.AcceptResult(Outcome.NOT_FOUND)
+    if result.outcome == Outcome.DECLINED:
+        flow.declined(runtime, db, result)
+    else:
+        reply_privately(respond, REFUSALS[result.outcome])
+
+
+@transactional
+def on_cancel(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+              context: dict[str, Any], db: Session) -> None:
+    """The requester withdraws their request, from their DM, the modal or the Home tab."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    request_id = whole_number(action.get("value"))
+    try:
+        if request_id is None:
+            raise RequestError("That request no longer exists.")
+        request, _withdrawn = domain.cancel(db, request_id, body["user"]["id"],
+                                            now=runtime.clock.now())
+    except RequestError as error:
+        if body.get("container", {}).get("type") == "message":
+            reply_privately(respond, str(error))
+        return
+    flow.cancelled(runtime, db, request)
+    if body.get("container", {}).get("type") == "view" and "view" in body:
+        runtime.messenger.update_view(body["view"]["id"], withdrawn_view())
+
+
+@transactional
+def on_hand_back(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+                 context: dict[str, Any], db: Session) -> None:
+    """The supporter hands the request back; it is offered to others, without them."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    user_id = body["user"]["id"]
+    try:
+        request = domain.hand_back(db, whole_number(action.get("value")) or 0, user_id,
+                                   now=runtime.clock.now())
+    except RequestError as error:
+        reply_privately(respond, str(error))
+        return
+    flow.handed_back(runtime, db, request)
+    respond(replace_original=True, **offer_ended("handed_back"))
+
+
+@transactional
+def on_open_close(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+                  context: dict[str, Any], db: Session) -> None:
+    """Open the closing questions for a request the clicker is supporting."""
+    ack()
+    request = db.get(SupportRequest, whole_number(action.get("value")) or 0)
+    if request is None or request.supporter_id != body["user"]["id"] \
+            or request.state != "assigned":
+        reply_privately(respond, "This request is not open with you any more.")
+        return
+    context["runtime"].messenger.open_view(body["trigger_id"], close_modal(request.id))
+
+
+@transactional
+def on_close_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
+                       context: dict[str, Any], db: Session) -> None:
+    """Save the aggregate-only answers and close the encounter."""
+    runtime: Runtime = context["runtime"]
+    values = view["state"]["values"]
+    try:
+        domain.close(
+            db, whole_number(view.get("private_metadata")) or 0, body["user"]["id"],
+            now=runtime.clock.now(), duration=submitted(values, Block.DURATION) or "",
+            referred=submitted(values, Block.REFERRED) == "yes",
+            need_met=submitted(values, Block.NEED_MET) or "")
+    except RequestError as error:
+        ack(response_action="errors", errors={Block.DURATION: str(error)})
+        return
+    ack()
+
+
+def _coordinator_request(runtime: Runtime, db: Session, user_id: str, request_id: int | None
+                         ) -> SupportRequest:
+    runtime.roles.require_coordinator(db, user_id)
+    request = db.get(SupportRequest, request_id or 0)
+    if request is None or request.state not in ("open", "escalated"):
+        raise RequestError("This request already has a supporter, or was withdrawn.")
+    return request
+
+
+@transactional
+def on_take(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+            context: dict[str, Any], db: Session) -> None:
+    """A coordinator takes an escalated request themselves."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    user_id = body["user"]["id"]
+    try:
+        request = _coordinator_request(runtime, db, user_id, whole_number(action.get("value")))
+        result = domain.take_as_coordinator(db, request.id, user_id, now=runtime.clock.now())
+    except (NotPermitted, RequestError) as error:
+        reply_privately(respond, str(error))
+        return
+    audit.record(db, user_id, "request.take", str(request.id), now=runtime.clock.now())
+    flow.accepted(runtime, db, result)
+
+
+@transactional
+def on_pick(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+            context: dict[str, Any], db: Session) -> None:
+    """A coordinator offers an escalated request to a supporter they pick."""
+    ack()
+    runtime: Runtime = context["runtime"]
+    block_id = str(action.get("block_id", ""))
+    picked = action.get("selected_user")
+    try:
+        request = _coordinator_request(runtime, db, body["user"]["id"],
+                                       whole_number(block_id.removeprefix("alert:")))
+        if not isinstance(picked, str):
+            raise RequestError("Pick a person.")
+        flow.direct_offer(runtime, db, request, picked)
+    except (NotPermitted, RequestError) as error:
+        reply_privately(respond, str(error))
+        return
+    audit.record(db, body["user"]["id"], "request.pick", str(request.id),
+                 now=runtime.clock.now())
+    reply_privately(respond, f"Offered to <@{picked}>. You will hear when someone accepts.")
+
