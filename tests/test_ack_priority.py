@@ -1,4 +1,4 @@
-"""Acknowledging never waits for listeners busy with slow Web API calls (handlers.middleware)."""
+"""Acknowledging never waits for listeners busy with slow Web API calls (handlers.common.middleware)."""
 
 from __future__ import annotations
 

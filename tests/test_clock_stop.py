@@ -31,17 +31,17 @@ ITEMS = 1500
 # a stop lands in the middle of a drain. Everything else is the real command's code.
 LAUNCHER = f"""
 import sys, time
-import handlers.jobs
-from bot.duework import JobKind
+import handlers
+from bot.infra.duework import JobKind
 
-app_jobs = handlers.jobs.bootstrap_jobs
+app_jobs = handlers.register_jobs
 
-def bootstrap_jobs(runtime):
-    app_jobs(runtime)
-    runtime.jobs.register(JobKind({SLOW!r}, lambda ctx: time.sleep(ctx.payload["seconds"])))
+def register_jobs(jobs, services):
+    app_jobs(jobs, services)
+    jobs.register(JobKind({SLOW!r}, lambda ctx: time.sleep(ctx.payload["seconds"])))
 
-handlers.jobs.bootstrap_jobs = bootstrap_jobs
-from bot.cli import main
+handlers.register_jobs = register_jobs
+from bot.app.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -13,9 +13,10 @@ from bot.home.service import build_home
 from bot.infra.models import DueWork, Supporter, SupporterStatus, WorkState
 from bot.roster import supporters as roster
 from bot.roster.supporters import SupporterSpec
+from bot.roster.timers import COVERAGE_CHECK
+from handlers import bootstrap_jobs
 from handlers.common.ids import Action, Block, Callback
 from handlers.home.blocks import home_view
-from handlers.jobs import COVERAGE_CHECK, bootstrap_jobs
 from handlers.roster.blocks import roster_list
 from tests.blockkit import VIEW_BLOCKS, assert_within_limits
 from tests.conftest import AppServer, eventually, make_settings

@@ -5,7 +5,7 @@ requesters, four supporters (case cap 2) and a coordinator, with the invariants 
 every step and, at the end of each run, once the clock has delivered everything.
 
 Each step runs as the app runs it: the domain change and its flow in one transaction, committed,
-and the messages it implies delivered to the loopback Slack stand-in (bot.outbox). A race runs
+and the messages it implies delivered to the loopback Slack stand-in (bot.infra.outbox). A race runs
 each side in its own engine and session on its own thread, as two processes would; a timer that
 fires "early" does the work its due-work item would do and is marked done with it.
 
@@ -53,10 +53,10 @@ from bot.infra.models import (
     SupportRequest,
     WorkState,
 )
+from bot.infra.outbox import Effect
 from bot.requests import flows as flow
 from bot.requests import service as domain
 from bot.requests.service import AlreadyOpen, Outcome, RequestError, RequestForm
-from bot.requests.transitions import Effect
 from bot.roster import supporters as roster
 from bot.roster.supporters import SupporterSpec
 from bot.sandbox.slack_api import FakeSlack
@@ -115,7 +115,7 @@ class _Refused(Exception):
 
 @contextlib.contextmanager
 def transaction(runtime: Runtime) -> Iterator[Session]:
-    """One listener's unit of work, as handlers/middleware.py runs it: commit when the body
+    """One listener's unit of work, as handlers/common/middleware.py runs it: commit when the body
     returns (roll back if it raises); what it recorded in the outbox is delivered on commit,
     and any other after-commit work then runs."""
     session = runtime.sessions()

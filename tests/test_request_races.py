@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from bot.infra.db import make_sessions
 from bot.infra.models import DueWork, Offer, OfferState, RequestState, SupportRequest
+from bot.infra.outbox import Effect
 from bot.requests import service as domain
 from bot.requests.service import AlreadyOpen, Outcome, RequestError, RequestForm
-from bot.requests.transitions import Effect
 from bot.roster import supporters as roster
 from bot.roster.supporters import SupporterSpec
 from tests.conftest import Database, run_together

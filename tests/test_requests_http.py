@@ -19,7 +19,7 @@ from bot.infra.models import (
     SupportRequest,
     WorkState,
 )
-from bot.requests.flows import ESCALATION_REMINDER, OFFER_TIMEOUT
+from bot.requests.timers import ESCALATION_REMINDER, OFFER_TIMEOUT
 from bot.roster import supporters as roster
 from bot.roster.supporters import SupporterSpec
 from handlers.common.ids import Action, Block, Callback
@@ -513,7 +513,8 @@ def test_each_home_shows_its_part_of_a_request(app_server: AppServer) -> None:
 
 
 def test_retention_runs_daily_on_the_clock(app_server: AppServer) -> None:
-    from handlers.jobs import RETENTION, bootstrap_jobs
+    from bot.requests.timers import RETENTION
+    from handlers import bootstrap_jobs
 
     bootstrap_jobs(app_server.runtime)
     with app_server.runtime.sessions() as session:
@@ -578,7 +579,7 @@ def test_a_request_ends_when_the_person_who_asked_leaves_and_coordinators_are_to
 
 
 def test_coordinators_get_one_daily_list_of_requests_still_waiting(app_server: AppServer) -> None:
-    from handlers.jobs import bootstrap_jobs
+    from handlers import bootstrap_jobs
     ask(app_server)  # nobody on the roster: escalated at once
     assert eventually(lambda: current(app_server, "state") == RequestState.ESCALATED)
     bootstrap_jobs(app_server.runtime)

@@ -327,11 +327,11 @@ def _run(settings: Settings) -> int:
     from bot.app.runtime import build_runtime
     from bot.app.scheduler import build_scheduler, start_in_gunicorn_worker
     from bot.app.slack_app import create_app
-    from handlers.jobs import bootstrap_jobs
+    from handlers import bootstrap_jobs
 
     runtime = build_runtime(settings)
     bolt = create_app(runtime)
-    bootstrap_jobs(runtime)
+    bootstrap_jobs(runtime.services)
     engine = runtime.duework()
     scheduler = build_scheduler(engine, settings.tick_seconds)
     if settings.socket_mode:
@@ -377,10 +377,10 @@ def _clock(settings: Settings) -> int:
     settings.require_slack(transport="clock")
     from bot.app.runtime import build_runtime
     from bot.app.scheduler import run_clock
-    from handlers.jobs import bootstrap_jobs
+    from handlers import bootstrap_jobs
 
     runtime = build_runtime(settings)
-    bootstrap_jobs(runtime)
+    bootstrap_jobs(runtime.services)
     log.info("clock started: ticking every %.1f s", settings.tick_seconds)
     run_clock(runtime.duework(), settings.tick_seconds)  # until SIGTERM or SIGINT
     return 0

@@ -10,6 +10,7 @@ from slack_sdk import WebClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+import handlers
 from bot.infra import outbox
 from bot.infra.clock import Clock, SystemClock
 from bot.infra.db import make_engine, make_sessions, migrate
@@ -20,9 +21,22 @@ from bot.infra.settings import Settings
 from bot.library import Library, load_library
 
 
+@dataclass(frozen=True)
+class Services:
+    """The long-lived services listeners and jobs use (handlers.common.services names them);
+    the engine, the Slack client and the job registry stay here."""
+
+    settings: Settings
+    clock: Clock
+    messenger: Messenger
+    library: Library
+    roles: RoleResolver
+    sessions: sessionmaker[Session]
+
+
 @dataclass
 class Runtime:
-    """What every request and job needs, built once and passed down."""
+    """The app as built once at start: its services and the infrastructure behind them."""
 
     settings: Settings
     engine: Engine
@@ -34,6 +48,12 @@ class Runtime:
     roles: RoleResolver
     jobs: JobRegistry = field(default_factory=JobRegistry)
     _now_engine: DueWorkEngine | None = field(default=None, repr=False)
+
+    @property
+    def services(self) -> Services:
+        """What listeners and jobs may use, and nothing more."""
+        return Services(settings=self.settings, clock=self.clock, messenger=self.messenger,
+                        library=self.library, roles=self.roles, sessions=self.sessions)
 
     def duework(self, worker_id: str | None = None) -> DueWorkEngine:
         """A due-work engine configured from settings."""
@@ -51,7 +71,7 @@ class Runtime:
 
 
     def deliver_now(self, keys: Sequence[str]) -> None:
-        """Deliver the effects just committed under `keys` in this thread (bot.outbox); what
+        """Deliver the effects just committed under `keys` in this thread (bot.infra.outbox); what
         fails here is retried by the clock like any due work."""
         with self.sessions() as session:
             groups = outbox.due_ids(session, keys)
@@ -72,8 +92,6 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None,
                   run_migrations: bool = True) -> Runtime:
     """Load the content library, connect to the database (migrating it), build the Slack client,
     and register the due-work kinds."""
-    from handlers.jobs import register_jobs  # the composition root may know every layer
-
     library = load_library(settings.content_dir)  # invalid content stops start-up first
     engine = engine or make_engine(settings.database_url)
     if run_migrations:
@@ -89,7 +107,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None,
     # Every session knows how to deliver at once what its transaction recorded in the outbox.
     runtime.sessions.configure(info={outbox.DELIVER_NOW: runtime.deliver_now})
     outbox.deliver_on_commit(runtime.sessions)
-    register_jobs(runtime)
+    handlers.register_jobs(runtime.jobs, runtime.services)
     return runtime
 
 

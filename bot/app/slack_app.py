@@ -31,7 +31,7 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
         client=runtime.client,
         # Listeners start on this pool and acknowledge from it; it is larger than the number
         # that may work at once (work_slots, below), so an acknowledgement never queues behind
-        # slow Web API calls: see handlers.middleware.
+        # slow Web API calls: see handlers.common.middleware.
         listener_executor=ThreadPoolExecutor(
             max_workers=settings.listener_threads + ACK_BACKLOG, thread_name_prefix="listener"),
         request_verification_enabled=not settings.socket_mode,
@@ -46,9 +46,7 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
     @app.use
     def provide_runtime(context: dict[str, Any], body: dict[str, Any],
                         next: Any) -> None:  # noqa: A002 - Bolt's name
-        context["runtime"] = runtime
-        context["messenger"] = runtime.messenger
-        context["clock"] = runtime.clock
+        context["services"] = runtime.services
         # A session connects only when first used; @transactional listeners commit and close it.
         # What a listener records in the outbox goes out once Slack has its answer.
         info: dict[str, Any] = {WORK_SLOTS: work_slots, outbox.DEFER: True}
@@ -57,7 +55,7 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
             # Slack retries an event it thinks was lost, and a proxy may replay a click: the
             # first process to record the key handles it, every later copy is acknowledged and
             # dropped. Checked after the acknowledgement, when the work first uses the database
-            # (handlers.middleware.check_delivery).
+            # (handlers.common.middleware.check_delivery).
             info[DELIVERY] = (key, runtime.clock.now())
         context["db"] = runtime.sessions(info=info)
         next()

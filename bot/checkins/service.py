@@ -10,11 +10,11 @@ from datetime import datetime, time, timedelta
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
+from bot.checkins.timers import CHECKIN, checkin_key
 from bot.infra import duework
+from bot.infra.clock import zone
 from bot.infra.models import CheckIn, CheckInState, ContactHours, SupportRequest
-from bot.roster.duty import zone
 
-CHECKIN = "checkin"
 ANSWERS = {"better": "Doing better", "same": "About the same", "struggling": "Struggling",
            "talk_again": "I'd like to talk to someone again", "stop": "Stop these check-ins"}
 DEFAULT_START, DEFAULT_END = 9 * 60, 18 * 60
@@ -64,7 +64,7 @@ def hours_of(session: Session, user_id: str, *, default_tz: str, now: datetime) 
 def _timer(session: Session, checkin: CheckIn, now: datetime) -> None:
     duework.schedule(session, CHECKIN, checkin.due_at, now=now,
                      payload={"checkin_id": checkin.id, "version": checkin.version},
-                     key=f"{CHECKIN}:{checkin.id}:{checkin.version}")
+                     key=checkin_key(checkin.id, checkin.version))
 
 
 def plan(session: Session, request: SupportRequest, *, now: datetime,
@@ -93,7 +93,7 @@ def plan(session: Session, request: SupportRequest, *, now: datetime,
 
 def move(session: Session, checkin: CheckIn, due_at: datetime, *, now: datetime) -> None:
     """Give a scheduled check-in a new time (its old timer becomes a no-op)."""
-    duework.cancel(session, now=now, key=f"{CHECKIN}:{checkin.id}:{checkin.version}")
+    duework.cancel(session, now=now, key=checkin_key(checkin.id, checkin.version))
     checkin.version += 1
     checkin.due_at = due_at
     _timer(session, checkin, now)
@@ -159,7 +159,7 @@ def cancel_remaining(session: Session, *, user_id: str, now: datetime) -> int:
     remaining = list(session.scalars(select(CheckIn).where(
         CheckIn.user_id == user_id, CheckIn.state == CheckInState.SCHEDULED)))
     for checkin in remaining:
-        duework.cancel(session, now=now, key=f"{CHECKIN}:{checkin.id}:{checkin.version}")
+        duework.cancel(session, now=now, key=checkin_key(checkin.id, checkin.version))
         checkin.state = CheckInState.CANCELLED
     return len(remaining)
 
@@ -211,7 +211,7 @@ def cancel_one(session: Session, checkin_id: int, user_id: str, *, now: datetime
     checkin = _own(session, checkin_id, user_id)
     if checkin.state != CheckInState.SCHEDULED:
         raise CheckInError("That check-in has already been sent or cancelled.")
-    duework.cancel(session, now=now, key=f"{CHECKIN}:{checkin.id}:{checkin.version}")
+    duework.cancel(session, now=now, key=checkin_key(checkin.id, checkin.version))
     checkin.state = CheckInState.CANCELLED
     return checkin
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from bot.checkins import service as checkins
 from bot.infra import outbox
+from bot.infra.clock import zone
 from bot.infra.models import CheckIn, ContactHours, Offer, Supporter, SupportRequest
 from bot.infra.roles import RoleResolver, Roles
 from bot.infra.settings import Settings
@@ -66,7 +67,7 @@ class Home:
 
 def supporter_panel(session: Session, supporter: Supporter, now: datetime) -> SupporterPanel:
     """A supporter's availability at `now` (away-until in their own zone), offers and cases."""
-    away_until = (supporter.away_until.astimezone(duty.zone(supporter.tz))
+    away_until = (supporter.away_until.astimezone(zone(supporter.tz))
                   if supporter.away_until and supporter.away_until > now else None)
     return SupporterPanel(
         supporter=supporter, available=duty.is_available(supporter, now),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class Clock(Protocol):
@@ -47,3 +48,11 @@ class ManualClock:
         """Jump to a given aware moment."""
         with self._lock:
             self._now = moment.astimezone(UTC)
+
+
+def zone(name: str) -> ZoneInfo:
+    """The named time zone, or UTC when Slack gave one this machine does not know."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
@@ -35,7 +35,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.infra.clock import Clock
+from bot.infra.clock import Clock, zone
 from bot.infra.db import discard_after_commit, run_after_commit
 from bot.infra.models import DueWork, WorkState
 
@@ -574,3 +574,20 @@ class DueWorkEngine:
 class _LostLease(Exception):
     pass
 
+
+def next_daily(tz_name: str, minute: int, after: datetime) -> datetime:
+    """The next time-of-day `minute` in the zone `tz_name`, strictly after `after`."""
+    tz = zone(tz_name)
+    at = time(minute // 60, minute % 60)
+    local = after.astimezone(tz)
+    moment = datetime.combine(local.date(), at, tzinfo=tz)
+    if moment <= local:
+        moment = datetime.combine(local.date() + timedelta(days=1), at, tzinfo=tz)
+    return moment
+
+
+def schedule_daily(session: Session, kind: str, minute: int, *, tz_name: str, after: datetime,
+                   now: datetime) -> bool:
+    """Make sure the next daily run of `kind` is scheduled; once per day whoever asks."""
+    moment = next_daily(tz_name, minute, after)
+    return schedule(session, kind, moment, now=now, key=f"{kind}:{moment.date().isoformat()}")

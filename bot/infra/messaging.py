@@ -6,6 +6,7 @@ uses, and one place where Slack's errors become outcomes the rest of the code un
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from bot.infra.duework import JobContext, RetryLater
 from bot.infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -292,3 +294,30 @@ class Messenger:
     def publish_home(self, user_id: str, view: dict) -> None:
         """Publish a person's App Home tab."""
         self._call("views.publish", user_id=user_id, view=view)
+
+
+APP_PROBLEM_RETRY = 300  # seconds: an operator has to fix the token or scopes first
+SLACK_ERROR_RETRY = 60
+
+
+def as_retry(error: Exception) -> Exception:
+    """Slack refusing the app, or failing after its own retries, means try the job later."""
+    if isinstance(error, SlackAppProblem):
+        return RetryLater(APP_PROBLEM_RETRY, f"slack: {error.error}")
+    if isinstance(error, SlackApiError):
+        return RetryLater(SLACK_ERROR_RETRY, "slack: " + str(
+            error.response.get("error", "error"))[:60])
+    return error
+
+
+def retry_on_slack_trouble(run: Callable[[JobContext], None]) -> Callable[[JobContext], None]:
+    """A job whose Slack trouble becomes a later retry (see as_retry)."""
+
+    @functools.wraps(run)
+    def guarded(ctx: JobContext) -> None:
+        try:
+            run(ctx)
+        except (SlackAppProblem, SlackApiError) as error:
+            raise as_retry(error) from None
+
+    return guarded

@@ -10,14 +10,15 @@ that posts marks its message with its key (Slack message metadata) and, on a ret
 before posting again, so a retry after a crash, timeout or 429 never posts twice.
 
 This module knows nothing of Slack: how each kind of effect is delivered is registered by the
-handlers (handlers/effects.py).
+handlers (handlers/requests/effects.py).
 """
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, event, func, select
@@ -26,17 +27,31 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.infra import duework
 from bot.infra.db import after_commit
 from bot.infra.models import DueWork, WorkState
-from bot.requests.transitions import Effect
 
 log = logging.getLogger(__name__)
+
+
+class Effect(enum.StrEnum):
+    """The kinds of message the outbox carries; each is delivered by handlers/requests/effects.py."""
+
+    OFFER_POST = "effect.offer.post"  # an offer DM with Accept / Decline
+    OFFER_END = "effect.offer.end"  # an offer DM updated: accepted, taken, withdrawn, expired...
+    STATUS = "effect.request.status"  # the requester's status DM, posted once then updated
+    INTRO = "effect.request.intro"  # the group DM introducing requester and supporter
+    CASE = "effect.request.case"  # the supporter's case message with tips and buttons
+    ALERT = "effect.alert"  # one coordinator's alert, posted once, then updated in place
+    NOTICE = "effect.notice"  # a fixed note to one person (handed back, withdrawn)
+    MESSAGE = "effect.message"  # a prepared message to one person (coverage, digest, nudges)
+
+
 # Every effect kind starts with this, so coordinators' views can tell messages from timers.
 PREFIX = "effect."
 # The key, in a session's info, of the function that delivers effects right after commit.
 DELIVER_NOW = "outbox_deliver_now"
-# The key, in a session's info, that defers delivery until bot.db.run_after_commit.
+# The key, in a session's info, that defers delivery until bot.infra.db.run_after_commit.
 DEFER = "outbox_defer"
 _KEYS = "outbox_keys"
-MESSAGE = Effect.MESSAGE.value  # the kind handlers/effects.py delivers as a prepared DM
+MESSAGE = Effect.MESSAGE.value  # the kind handlers/requests/effects.py delivers as a prepared DM
 # Every kind of effect: named in full, so counting them uses the (kind, state) index.
 KINDS = tuple(effect.value for effect in Effect)
 # Effects delivered before the others of the same commit: a person is waiting on them.
@@ -66,7 +81,7 @@ def deliver_on_commit(sessions: sessionmaker[Session]) -> None:
     """Make every session of `sessions` deliver what it recorded as soon as it commits.
 
     A session whose info has DEFER (a Slack request's) delivers after its listener has
-    returned and Slack has its answer (bot.db.run_after_commit) instead of inside the commit.
+    returned and Slack has its answer (bot.infra.db.run_after_commit) instead of inside the commit.
     """
     if event.contains(sessions, "after_commit", _committed):
         return
@@ -145,3 +160,10 @@ def backlog(session: Session, *, now: datetime, older_than_seconds: int = 300) -
         DueWork.kind.in_(KINDS), DueWork.state.in_(UNFINISHED),
         DueWork.created_at < now - timedelta(seconds=older_than_seconds))) or 0
 
+
+def tell_coordinators(session: Session, coordinator_ids: Iterable[str], what: str,
+                      content: Mapping[str, Any], *, day: date, now: datetime) -> None:
+    """A daily job's message to every coordinator: one coordinator's trouble never stops the
+    others', and the job run again never sends it twice that day."""
+    for user_id in sorted(coordinator_ids):
+        message(session, user_id, content, key=f"{what}:{day.isoformat()}:{user_id}", now=now)

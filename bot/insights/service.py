@@ -92,7 +92,7 @@ def _request_counts(session: Session, dialect: str) -> _RequestCounts:
 
 
 def _waits(session: Session, dialect: str, count: int) -> tuple[float, float]:
-    """Median and 90th percentile wait (nearest rank, as bot.aggregate.percentile defines it),
+    """Median and 90th percentile wait (nearest rank, as bot.infra.aggregate.percentile defines it),
     ranked by the database rather than by fetching every wait."""
     waited = _minutes_waited(dialect)
     accepted = SupportRequest.assigned_at.is_not(None)
@@ -108,7 +108,7 @@ def _waits(session: Session, dialect: str, count: int) -> tuple[float, float]:
 
 
 def compute(session: Session, *, minimum: int) -> Insights:
-    """Figures from requests and check-ins, suppressed as bot.aggregate describes.
+    """Figures from requests and check-ins, suppressed as bot.infra.aggregate describes.
 
     Every figure is counted by the database (a few grouped queries), never by loading the
     requests themselves: years of a program's requests would otherwise be read on every view.

@@ -15,11 +15,10 @@ from sqlalchemy.orm import Session
 
 from bot.infra import duework
 from bot.infra.aggregate import suppress
+from bot.infra.clock import zone
 from bot.infra.models import Pulse, PulseAnswer, PulseRun
-from bot.roster.duty import zone
+from bot.pulses.timers import PULSE_CLOSE, PULSE_OPEN, close_key, open_key
 
-PULSE_OPEN = "pulse_open"
-PULSE_CLOSE = "pulse_close"
 RECURRENCES = {"once": "Once, now", "weekly": "Every week", "biweekly": "Every two weeks",
                "monthly": "Every month"}
 OPEN_FOR = {4: "4 hours", 24: "1 day", 72: "3 days", 168: "1 week"}
@@ -119,7 +118,7 @@ def create(session: Session, leader_id: str, spec: PulseSpec, *, now: datetime) 
     session.flush()
     first = now if spec.recurrence == "once" else next_occurrence(pulse, now)
     duework.schedule(session, PULSE_OPEN, first, now=now, payload={"pulse_id": pulse.id},
-                     key=f"{PULSE_OPEN}:{pulse.id}:{first.isoformat()}")
+                     key=open_key(pulse.id, first))
     return pulse
 
 
@@ -130,12 +129,12 @@ def open_run(session: Session, pulse: Pulse, *, now: datetime) -> PulseRun:
     session.add(run)
     session.flush()
     duework.schedule(session, PULSE_CLOSE, run.closes_at, now=now, payload={"run_id": run.id},
-                     key=f"{PULSE_CLOSE}:{run.id}")
+                     key=close_key(run.id))
     if pulse.recurrence != "once" and pulse.active:
         gap = timedelta(days=7) if pulse.recurrence == "biweekly" else timedelta(0)
         following = next_occurrence(pulse, now + gap + timedelta(minutes=1))
         duework.schedule(session, PULSE_OPEN, following, now=now, payload={"pulse_id": pulse.id},
-                         key=f"{PULSE_OPEN}:{pulse.id}:{following.isoformat()}")
+                         key=open_key(pulse.id, following))
     return run
 
 

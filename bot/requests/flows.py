@@ -1,110 +1,116 @@
 """The request lifecycle's rules that need the program's settings: waves and their timers,
 escalation and its alert cadence, check-ins once someone is placed.
 
-Every change goes through bot.requests, whose guarded transitions record the Slack messages
-they imply in the same transaction (bot.outbox); handlers/effects.py delivers them. Nothing here
-talks to Slack, so a change and what it says are committed together or not at all.
+Every change goes through bot.requests.service, whose guarded transitions record the Slack
+messages they imply in the same transaction (bot.infra.outbox); handlers/requests/effects.py
+delivers them. Nothing here talks to Slack, so a change and what it says are committed together
+or not at all.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from bot.infra import audit, duework
+from bot.checkins import flows as checkin_flow
+from bot.infra import audit, deliveries, duework
+from bot.infra.clock import Clock
+from bot.infra.duework import JobContext, JobKind, JobRegistry
+from bot.infra.messaging import retry_on_slack_trouble
 from bot.infra.models import RequestState, SupportRequest
+from bot.infra.roles import RoleResolver
+from bot.infra.settings import Settings
 from bot.requests import service as domain
 from bot.requests.service import RequestForm
-from handlers.checkins import sending as checkin_flow
-
-if TYPE_CHECKING:
-    from bot.app.runtime import Runtime
+from bot.requests.timers import (
+    ESCALATION_REMINDER,
+    OFFER_TIMEOUT,
+    RETENTION,
+    RETENTION_MINUTE,
+    offer_timeout_key,
+    reminder_key,
+)
 
 log = logging.getLogger(__name__)
-OFFER_TIMEOUT = "offer_timeout"
-ESCALATION_REMINDER = "escalation_reminder"
 
 
-def offer_timeout_key(request_id: int, wave: int) -> str:
-    """The one timer of one wave of offers."""
-    return f"{OFFER_TIMEOUT}:{request_id}:{wave}"
+class Needs(Protocol):
+    """What the request lifecycle uses of the running app."""
+
+    settings: Settings
+    clock: Clock
+    roles: RoleResolver
 
 
-def reminder_key(request_id: int, escalation: int, number: int) -> str:
-    """The timer of one re-notice of one escalation (a request may be escalated again after a
-    hand-back: each escalation has reminders of its own)."""
-    return f"{ESCALATION_REMINDER}:{request_id}:{escalation}:{number}"
-
-
-def create(runtime: Runtime, db: Session, user_id: str, form: RequestForm,
+def create(services: Needs, db: Session, user_id: str, form: RequestForm,
            source_key: str | None) -> SupportRequest:
     """Record a new request with its first wave (or its escalation) and every message they
     imply, in the caller's transaction: once it commits, nothing of it can be lost."""
-    coordinators = sorted(runtime.roles.coordinator_ids()) if form.crisis else []
-    request = domain.create(db, user_id, form, now=runtime.clock.now(), source_key=source_key,
+    coordinators = sorted(services.roles.coordinator_ids()) if form.crisis else []
+    request = domain.create(db, user_id, form, now=services.clock.now(), source_key=source_key,
                             crisis_alert_to=coordinators)
-    start(runtime, db, request)
+    start(services, db, request)
     return request
 
 
-def start(runtime: Runtime, db: Session, request: SupportRequest) -> None:
+def start(services: Needs, db: Session, request: SupportRequest) -> None:
     """A new request: offer it (or escalate when nobody is eligible)."""
     if request.crisis:
-        audit.record(db, None, "request.crisis_alert", str(request.id), now=runtime.clock.now())
-    dispatch_wave(runtime, db, request)
+        audit.record(db, None, "request.crisis_alert", str(request.id), now=services.clock.now())
+    dispatch_wave(services, db, request)
 
 
-def dispatch_wave(runtime: Runtime, db: Session, request: SupportRequest) -> None:
+def dispatch_wave(services: Needs, db: Session, request: SupportRequest) -> None:
     """Offer the request to the next wave, with a timer; escalate when nobody is left."""
-    now = runtime.clock.now()
-    offers = domain.next_wave(db, request, now=now, wave_size=runtime.settings.wave_size)
+    now = services.clock.now()
+    offers = domain.next_wave(db, request, now=now, wave_size=services.settings.wave_size)
     if not offers:
         if request.state == RequestState.OPEN:
-            escalate(runtime, db, request)
+            escalate(services, db, request)
         return
     if request.state == RequestState.OPEN:
-        timeout = runtime.settings.offer_timeout(request.urgency)
+        timeout = services.settings.offer_timeout(request.urgency)
         duework.schedule(db, OFFER_TIMEOUT, now + timedelta(seconds=timeout), now=now,
                          payload={"request_id": request.id, "wave": request.wave},
                          key=offer_timeout_key(request.id, request.wave))
 
 
-def advance(runtime: Runtime, db: Session, request: SupportRequest, wave: int) -> None:
+def advance(services: Needs, db: Session, request: SupportRequest, wave: int) -> None:
     """A wave ended unanswered: expire it and send the next, or escalate."""
-    if domain.expire_wave(db, request, wave, now=runtime.clock.now()):
-        dispatch_wave(runtime, db, request)
+    if domain.expire_wave(db, request, wave, now=services.clock.now()):
+        dispatch_wave(services, db, request)
 
 
-def escalate(runtime: Runtime, db: Session, request: SupportRequest) -> None:
+def escalate(services: Needs, db: Session, request: SupportRequest) -> None:
     """Nobody eligible is left: one alert to each coordinator, re-noticed on a backing-off
     cadence until someone acts, and the person is told honestly."""
-    coordinators = sorted(runtime.roles.coordinator_ids())
-    if not domain.escalate(db, request, now=runtime.clock.now(), coordinators=coordinators):
+    coordinators = sorted(services.roles.coordinator_ids())
+    if not domain.escalate(db, request, now=services.clock.now(), coordinators=coordinators):
         return
     if not coordinators:
         log.error("request %d needs a coordinator but none is configured", request.id)
-    _schedule_reminder(runtime, db, request, 1)
+    _schedule_reminder(services, db, request, 1)
 
 
-def reminder_delay(runtime: Runtime, number: int) -> timedelta:
+def reminder_delay(services: Needs, number: int) -> timedelta:
     """How long after the previous notice re-notice `number` comes (the last step repeats)."""
-    cadence = runtime.settings.escalation_alert_minutes
+    cadence = services.settings.escalation_alert_minutes
     return timedelta(minutes=cadence[min(number, len(cadence)) - 1])
 
 
-def _schedule_reminder(runtime: Runtime, db: Session, request: SupportRequest, number: int
+def _schedule_reminder(services: Needs, db: Session, request: SupportRequest, number: int
                        ) -> None:
-    now = runtime.clock.now()
-    duework.schedule(db, ESCALATION_REMINDER, now + reminder_delay(runtime, number), now=now,
+    now = services.clock.now()
+    duework.schedule(db, ESCALATION_REMINDER, now + reminder_delay(services, number), now=now,
                      payload={"request_id": request.id, "escalation": request.escalations,
                               "number": number},
                      key=reminder_key(request.id, request.escalations, number))
 
 
-def remind(runtime: Runtime, db: Session, request_id: int, escalation: int, number: int
+def remind(services: Needs, db: Session, request_id: int, escalation: int, number: int
            ) -> None:
     """The escalation timer: while the request has no supporter, ask anyone who has become
     eligible since, refresh and re-notice each coordinator's alert, and re-arm."""
@@ -112,70 +118,104 @@ def remind(runtime: Runtime, db: Session, request_id: int, escalation: int, numb
     if request is None or request.state != RequestState.ESCALATED \
             or request.escalations != escalation:
         return
-    domain.next_wave(db, request, now=runtime.clock.now(), wave_size=runtime.settings.wave_size)
-    if domain.remind(db, request_id, escalation, number, now=runtime.clock.now(),
-                     coordinators=sorted(runtime.roles.coordinator_ids())) is not None:
-        _schedule_reminder(runtime, db, request, number + 1)
+    domain.next_wave(db, request, now=services.clock.now(), wave_size=services.settings.wave_size)
+    if domain.remind(db, request_id, escalation, number, now=services.clock.now(),
+                     coordinators=sorted(services.roles.coordinator_ids())) is not None:
+        _schedule_reminder(services, db, request, number + 1)
 
 
-def _cancel_timers(runtime: Runtime, db: Session, request: SupportRequest) -> None:
+def _cancel_timers(services: Needs, db: Session, request: SupportRequest) -> None:
     for kind in (OFFER_TIMEOUT, ESCALATION_REMINDER):
-        duework.cancel(db, now=runtime.clock.now(), kind=kind,
+        duework.cancel(db, now=services.clock.now(), kind=kind,
                        payload_match={"request_id": request.id})
 
 
-def accepted(runtime: Runtime, db: Session, result: domain.AcceptResult) -> None:
+def accepted(services: Needs, db: Session, result: domain.AcceptResult) -> None:
     """After a winning accept (or a coordinator taking it): timers stop, check-ins are planned."""
     request = result.request
     assert request is not None
-    _cancel_timers(runtime, db, request)
-    checkin_flow.plan_for(runtime, db, request)
+    _cancel_timers(services, db, request)
+    checkin_flow.plan_for(services, db, request)
 
 
-def declined(runtime: Runtime, db: Session, result: domain.AcceptResult) -> None:
+def declined(services: Needs, db: Session, result: domain.AcceptResult) -> None:
     """After a decline: move on at once if the whole wave has declined."""
     request = result.request
     assert request is not None
     if request.state == RequestState.OPEN and domain.wave_settled(db, request):
-        advance(runtime, db, request, request.wave)
+        advance(services, db, request, request.wave)
 
 
-def handed_back(runtime: Runtime, db: Session, request: SupportRequest) -> None:
+def handed_back(services: Needs, db: Session, request: SupportRequest) -> None:
     """The supporter could not continue: look for someone else."""
-    _cancel_timers(runtime, db, request)
-    dispatch_wave(runtime, db, request)
+    _cancel_timers(services, db, request)
+    dispatch_wave(services, db, request)
 
 
-def cancelled(runtime: Runtime, db: Session, request: SupportRequest) -> None:
+def cancelled(services: Needs, db: Session, request: SupportRequest) -> None:
     """After the requester withdraws (or leaves): no timer of it may fire."""
-    _cancel_timers(runtime, db, request)
+    _cancel_timers(services, db, request)
 
 
-def not_safe(runtime: Runtime, db: Session, user_id: str) -> SupportRequest | None:
+def not_safe(services: Needs, db: Session, user_id: str) -> SupportRequest | None:
     """The person with an open request says they are not safe: coordinators are alerted at
     once and, while nobody has it, every available supporter not yet asked is asked now."""
-    request = domain.not_safe(db, user_id, now=runtime.clock.now(),
-                              coordinators=sorted(runtime.roles.coordinator_ids()))
+    request = domain.not_safe(db, user_id, now=services.clock.now(),
+                              coordinators=sorted(services.roles.coordinator_ids()))
     if request is None:
         return None
-    audit.record(db, None, "request.crisis_alert", str(request.id), now=runtime.clock.now())
+    audit.record(db, None, "request.crisis_alert", str(request.id), now=services.clock.now())
     if request.state in (RequestState.OPEN, RequestState.ESCALATED):
-        _cancel_timers(runtime, db, request)  # its waves now run on the urgent timings
-        dispatch_wave(runtime, db, request)
+        _cancel_timers(services, db, request)  # its waves now run on the urgent timings
+        dispatch_wave(services, db, request)
         if request.state == RequestState.ESCALATED:
-            _schedule_reminder(runtime, db, request, 1)
+            _schedule_reminder(services, db, request, 1)
     return request
 
 
-def requester_left(runtime: Runtime, db: Session, user_id: str) -> None:
+def requester_left(services: Needs, db: Session, user_id: str) -> None:
     """The person who asked was deactivated: their open request ends (it expires), and whoever
     was helping or alerted is told; no timer of it may fire."""
-    request = domain.expire(db, user_id, now=runtime.clock.now())
+    request = domain.expire(db, user_id, now=services.clock.now())
     if request is not None:
-        _cancel_timers(runtime, db, request)
+        _cancel_timers(services, db, request)
 
 
-def direct_offer(runtime: Runtime, db: Session, request: SupportRequest, supporter_id: str
+def direct_offer(services: Needs, db: Session, request: SupportRequest, supporter_id: str
                  ) -> None:
     """A coordinator's pick: a personal offer to one supporter."""
-    domain.offer_to(db, request, supporter_id, now=runtime.clock.now())
+    domain.offer_to(db, request, supporter_id, now=services.clock.now())
+
+
+def register_jobs(jobs: JobRegistry, services: Needs) -> None:
+    """Register the requests' timers. They run however late: a request must never wait longer
+    for being late."""
+
+    def offer_timeout(ctx: JobContext) -> None:
+        request = ctx.session.get(SupportRequest, ctx.payload["request_id"])
+        if request is not None:
+            advance(services, ctx.session, request, int(ctx.payload["wave"]))
+
+    def escalation_reminder(ctx: JobContext) -> None:
+        remind(services, ctx.session, int(ctx.payload["request_id"]),
+               int(ctx.payload.get("escalation") or 1), int(ctx.payload["number"]))
+
+    def retention(ctx: JobContext) -> None:
+        domain.forget_identities(ctx.session, now=ctx.now,
+                                 retention_days=services.settings.retention_days)
+        deliveries.forget_old(ctx.session, now=ctx.now)
+        audit.forget_old(ctx.session, now=ctx.now,
+                         retention_days=services.settings.audit_retention_days)
+        bootstrap(services, ctx.session, after=ctx.now)
+
+    for name, run in ((OFFER_TIMEOUT, offer_timeout), (ESCALATION_REMINDER, escalation_reminder),
+                      (RETENTION, retention)):
+        jobs.register(JobKind(name, retry_on_slack_trouble(run), always_run=True))
+
+
+def bootstrap(services: Needs, session: Session, *, after: datetime) -> None:
+    """Keep the next nightly forgetting of old identities, deliveries and audit entries
+    scheduled."""
+    duework.schedule_daily(session, RETENTION, RETENTION_MINUTE,
+                           tz_name=services.settings.program_timezone, after=after,
+                           now=services.clock.now())

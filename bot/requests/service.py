@@ -31,7 +31,8 @@ from bot.infra.models import (
     Supporter,
     SupportRequest,
 )
-from bot.requests.transitions import OFFER_SOURCES, Effect, Event, apply
+from bot.infra.outbox import Effect
+from bot.requests.transitions import OFFER_SOURCES, Event, apply
 from bot.roster import duty
 
 URGENCIES = {"now": "As soon as possible", "today": "Today", "week": "This week"}
@@ -192,7 +193,7 @@ def eligible_supporters(session: Session, request: SupportRequest, *, now: datet
     return chosen
 
 
-# -- the messages transitions imply (bot.outbox), each named by what implied it ----------------
+# -- the messages transitions imply (bot.infra.outbox), each named by what implied it ----------------
 
 def _effect(session: Session, effect: Effect, key: str, now: datetime, **payload: Any) -> None:
     outbox.record(session, effect.value, payload, key=key, now=now)

@@ -1,7 +1,7 @@
 """A request's state machine: the transition table, and the one guarded write that applies it.
 
 Each event names the states it may start from, the state it leads to, and the messages it
-implies (recorded in the outbox in the same transaction, see bot.outbox). A transition is a
+implies (recorded in the outbox in the same transaction, see bot.infra.outbox). A transition is a
 single conditional UPDATE that succeeds only while the request is still in one of the expected
 states (and, where it matters, still with the expected supporter or wave): two clicks, a timer
 and a click, or two processes can never both win, whichever database serves them.
@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
 
 from bot.infra.models import OfferState, RequestState, SupportRequest
+from bot.infra.outbox import Effect
 
 OPEN, ESCALATED, ASSIGNED = RequestState.OPEN, RequestState.ESCALATED, RequestState.ASSIGNED
 CLOSED, CANCELLED = RequestState.CLOSED, RequestState.CANCELLED
@@ -37,19 +38,6 @@ class Event(enum.StrEnum):
     CLOSE = "close"  # the supporter closes the encounter
     EXPIRE = "expire"  # the person who asked left the workspace
     NOT_SAFE = "not_safe"  # the person who asked says they are not safe: alert a human now
-
-
-class Effect(enum.StrEnum):
-    """The kinds of message a transition implies; each is delivered by handlers/effects.py."""
-
-    OFFER_POST = "effect.offer.post"  # an offer DM with Accept / Decline
-    OFFER_END = "effect.offer.end"  # an offer DM updated: accepted, taken, withdrawn, expired...
-    STATUS = "effect.request.status"  # the requester's status DM, posted once then updated
-    INTRO = "effect.request.intro"  # the group DM introducing requester and supporter
-    CASE = "effect.request.case"  # the supporter's case message with tips and buttons
-    ALERT = "effect.alert"  # one coordinator's alert, posted once, then updated in place
-    NOTICE = "effect.notice"  # a fixed note to one person (handed back, withdrawn)
-    MESSAGE = "effect.message"  # a prepared message to one person (coverage, digest, nudges)
 
 
 @dataclass(frozen=True)

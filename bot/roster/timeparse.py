@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, time, timedelta
 
-from bot.roster.duty import zone
+from bot.infra.clock import zone
 
 DAY_START = time(8, 0)  # a date without a time means the start of that working day
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

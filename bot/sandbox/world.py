@@ -113,7 +113,7 @@ class World:
 
     def start(self) -> World:
         """Start the stand-in and the app on loopback, with SQLite in a temporary directory."""
-        from handlers.jobs import bootstrap_jobs  # the composition root may know every layer
+        from handlers import bootstrap_jobs  # the composition root may know every layer
 
         self._directory = Path(tempfile.mkdtemp(prefix="peersupport-sandbox-"))
         self.fake = FakeSlack(self.spec).start()
@@ -132,7 +132,7 @@ class World:
         self.runtime = build_runtime(settings, clock=self.clock,
                                      client=build_client(settings, timeout=10))
         self._seed_roster()
-        bootstrap_jobs(self.runtime)
+        bootstrap_jobs(self.runtime.services)
         self.server = AppServer(self.runtime, self.fake)
         self.news()  # what exists now is the starting point
         return self

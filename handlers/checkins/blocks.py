@@ -21,9 +21,10 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.checkins.service import ANSWERS
+from bot.infra.clock import zone
 from bot.infra.models import CheckIn, ContactHours
 from bot.library import Surfacing
-from bot.roster.duty import clock_text, zone
+from bot.roster.duty import clock_text
 from handlers.common.blockkit import escape, to_dicts
 from handlers.common.ids import Action, Block, Callback
 from handlers.library.blocks import surfacing_blocks

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_bolt import Ack, App, Respond
 from sqlalchemy.orm import Session
 
-from bot.app.runtime import Runtime
+from bot.checkins import flows as checkin_flows
 from bot.checkins import service as checkins
 from bot.checkins.service import CheckInError
 from bot.infra.models import CheckIn, ContactHours, SupportRequest
@@ -17,13 +17,12 @@ from bot.requests.service import AlreadyOpen
 from bot.roster import supporters as roster
 from handlers.checkins import sending as checkin_flow
 from handlers.checkins.blocks import answered, checkin_list, hours_modal
+from handlers.common.blockkit import notice
 from handlers.common.ids import CHECKIN_ANSWERS, Action, Block, Callback
 from handlers.common.interaction import reply_privately, submitted, whole_number
+from handlers.common.invocation import Invocation
 from handlers.common.middleware import transactional
-from handlers.roster.blocks import notice
-
-if TYPE_CHECKING:
-    from handlers.commands.listeners import Invocation
+from handlers.common.services import Services
 
 
 def register(app: App) -> None:
@@ -38,16 +37,16 @@ def register(app: App) -> None:
     app.event("user_change")(on_user_change)
 
 
-def _list(runtime: Runtime, db: Session, user_id: str) -> dict:
+def _list(services: Services, db: Session, user_id: str) -> dict:
     return checkin_list(checkins.upcoming(db, user_id), db.get(ContactHours, user_id),
-                        runtime.clock.now())
+                        services.clock.now())
 
 
 def checkins_command(call: Invocation) -> None:
     """`/peersupport checkins`: the person's coming check-ins."""
     call.ack()
     call.respond(response_type="ephemeral",
-                 **_list(call.context["runtime"], call.context["db"], call.user_id))
+                 **_list(call.context["services"], call.context["db"], call.user_id))
 
 
 @transactional
@@ -55,30 +54,30 @@ def on_answer(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: R
               context: dict[str, Any], db: Session) -> None:
     """One click answers the check-in; the message changes to show what the answer brings."""
     ack()
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     choice = str(action.get("action_id", "")).rsplit(":", 1)[-1]
     checkin_id = whole_number(action.get("value")) or 0
     try:
         checkin = checkins.answer(db, checkin_id, body["user"]["id"], choice,
-                                  now=runtime.clock.now())
+                                  now=services.clock.now())
     except CheckInError as error:
         reply_privately(respond, str(error))
         return
-    surfacing = checkin_flow.struggling_surfacing(runtime) if choice == "struggling" else None
+    surfacing = checkin_flow.struggling_surfacing(services) if choice == "struggling" else None
     respond(replace_original=True, **answered(choice, checkin_id, surfacing))
-    checkin_flow.after_answer(runtime, db, checkin)
+    checkin_flow.after_answer(services, db, checkin)
     if choice == "talk_again":
-        _talk_again(runtime, db, checkin, respond)
+        _talk_again(services, db, checkin, respond)
 
 
-def _talk_again(runtime: Runtime, db: Session, checkin: CheckIn, respond: Respond) -> None:
+def _talk_again(services: Services, db: Session, checkin: CheckIn, respond: Respond) -> None:
     earlier = db.get(SupportRequest, checkin.request_id)
     try:
-        request = domain.again(db, earlier, now=runtime.clock.now())
+        request = domain.again(db, earlier, now=services.clock.now())
     except AlreadyOpen:
         reply_privately(respond, "You already have a request open; a supporter will be in touch.")
         return
-    flow.start(runtime, db, request)
+    flow.start(services, db, request)
 
 
 @transactional
@@ -90,22 +89,22 @@ def on_talk_again(ack: Ack, body: dict[str, Any], action: dict[str, Any], respon
     if checkin is None or checkin.user_id != body["user"]["id"]:
         reply_privately(respond, "That button is not yours.")
         return
-    _talk_again(context["runtime"], db, checkin, respond)
+    _talk_again(context["services"], db, checkin, respond)
     respond(replace_original=True, **answered("talk_again", checkin.id))
 
 
 def _change(change: Any, ack: Ack, body: dict[str, Any], action: dict[str, Any],
             respond: Respond, context: dict[str, Any], db: Session) -> None:
     ack()
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     user_id = body["user"]["id"]
     try:
-        change(db, whole_number(action.get("value")) or 0, user_id, now=runtime.clock.now())
+        change(db, whole_number(action.get("value")) or 0, user_id, now=services.clock.now())
     except CheckInError as error:
         reply_privately(respond, str(error))
         return
     db.flush()
-    respond(replace_original=True, response_type="ephemeral", **_list(runtime, db, user_id))
+    respond(replace_original=True, response_type="ephemeral", **_list(services, db, user_id))
 
 
 @transactional
@@ -126,17 +125,17 @@ def on_cancel_one(ack: Ack, body: dict[str, Any], action: dict[str, Any], respon
 def on_open_hours(ack: Ack, body: dict[str, Any], context: dict[str, Any], db: Session) -> None:
     """Open the hours modal."""
     ack()
-    runtime: Runtime = context["runtime"]
-    hours = checkins.hours_of(db, body["user"]["id"], default_tz=runtime.settings.program_timezone,
-                              now=runtime.clock.now())
-    runtime.messenger.open_view(body["trigger_id"], hours_modal(hours))
+    services: Services = context["services"]
+    hours = checkins.hours_of(db, body["user"]["id"], default_tz=services.settings.program_timezone,
+                              now=services.clock.now())
+    services.messenger.open_view(body["trigger_id"], hours_modal(hours))
 
 
 @transactional
 def on_hours_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                        context: dict[str, Any], db: Session) -> None:
     """Save the hours and move coming check-ins into them."""
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     values = view["state"]["values"]
 
     def minute(block: str) -> int:
@@ -145,8 +144,8 @@ def on_hours_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
 
     try:
         checkins.set_hours(db, body["user"]["id"], start=minute(Block.HOURS_FROM),
-                           end=minute(Block.HOURS_UNTIL), now=runtime.clock.now(),
-                           default_tz=runtime.settings.program_timezone)
+                           end=minute(Block.HOURS_UNTIL), now=services.clock.now(),
+                           default_tz=services.settings.program_timezone)
     except CheckInError as error:
         ack(response_action="errors", errors={Block.HOURS_UNTIL: str(error)})
         return
@@ -171,6 +170,6 @@ def on_user_change(event: dict[str, Any], context: dict[str, Any], db: Session) 
     time zone reaches their check-ins."""
     user = event.get("user")
     if isinstance(user, dict):
-        checkin_flow.profile_changed(context["runtime"], db, user)
+        checkin_flows.profile_changed(context["services"], db, user)
         if user.get("deleted") is True and isinstance(user.get("id"), str):
-            flow.requester_left(context["runtime"], db, user["id"])
+            flow.requester_left(context["services"], db, user["id"])

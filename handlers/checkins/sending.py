@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
 from bot.checkins import service as checkins
-from bot.infra import duework, outbox
-from bot.infra.db import after_commit
+from bot.infra import outbox
 from bot.infra.duework import JobContext, RetryLater
 from bot.infra.messaging import Posted, SlackUnreachable
-from bot.infra.models import CheckIn, CheckInState, ContactHours, SupportRequest
+from bot.infra.models import CheckIn, CheckInState, SupportRequest
 from bot.library import Moment
 from bot.roster import supporters as roster
 from handlers.checkins.blocks import (
@@ -24,54 +22,23 @@ from handlers.checkins.blocks import (
     struggling_note,
     supporter_reminder,
 )
-
-if TYPE_CHECKING:
-    from bot.app.runtime import Runtime
+from handlers.common.services import Services
 
 log = logging.getLogger(__name__)
-SUPPORTER_REMINDER = "checkin_supporter_reminder"
 
 
-def plan_for(runtime: Runtime, db: Session, request: SupportRequest) -> None:
-    """When someone is connected: plan their check-ins (if welcome) and the supporter's nudge."""
-    now = runtime.clock.now()
-    planned = checkins.plan(db, request, now=now, offsets_days=runtime.settings.checkin_days,
-                            default_tz=runtime.settings.program_timezone)
-    if not planned:
-        return
-    supporter = roster.get(db, request.supporter_id or "")
-    if supporter is not None and supporter.checkin_reminders:
-        nudge = planned[1] if len(planned) > 1 else planned[0]
-        duework.schedule(db, SUPPORTER_REMINDER, nudge.due_at, now=now,
-                         payload={"request_id": request.id},
-                         key=f"{SUPPORTER_REMINDER}:{request.id}")
-    user_id = request.requester_id
-    after_commit(db, lambda: refresh_time_zone(runtime, user_id))
 
 
-def refresh_time_zone(runtime: Runtime, user_id: str | None) -> None:
-    """Take the person's time zone from Slack and move their check-ins to fit, if it changed."""
-    if not user_id:
-        return
-    try:
-        tz = str(runtime.messenger.user_info(user_id).get("tz") or "")
-    except SlackUnreachable:
-        return
-    with runtime.sessions.begin() as session:
-        hours = session.get(ContactHours, user_id)
-        if tz and hours is not None and hours.tz != tz:
-            checkins.set_hours(session, user_id, start=hours.start_minute, end=hours.end_minute,
-                               now=runtime.clock.now(), default_tz=tz, tz=tz)
 
 
-def send(runtime: Runtime, ctx: JobContext) -> None:
+def send(services: Services, ctx: JobContext) -> None:
     """The check-in timer for one check-in (see send_batch); raises what went wrong."""
-    failures = send_batch(runtime, [ctx])
+    failures = send_batch(services, [ctx])
     if ctx.item_id in failures:
         raise failures[ctx.item_id]
 
 
-def send_batch(runtime: Runtime, contexts: Sequence[JobContext]) -> dict[int, Exception]:
+def send_batch(services: Services, contexts: Sequence[JobContext]) -> dict[int, Exception]:
     """The check-in timers that fell due together: send each question once, inside the
     person's hours. Returns what failed, by due-work item, to be retried.
 
@@ -96,18 +63,18 @@ def send_batch(runtime: Runtime, contexts: Sequence[JobContext]) -> dict[int, Ex
         if checkin_id not in by_checkin or _version(ctx) > _version(by_checkin[checkin_id]):
             by_checkin[checkin_id] = ctx
     due = checkins.sort_due(db, {i: _version(ctx) for i, ctx in by_checkin.items()},
-                            now=now, default_tz=runtime.settings.program_timezone)
+                            now=now, default_tz=services.settings.program_timezone)
     if due.send:
-        with runtime.sessions.begin() as claim:
+        with services.sessions.begin() as claim:
             won = checkins.claim_for_sending(claim, due.send)
         due.send = [checkin for checkin in due.send if checkin.id in won]
     failures: dict[int, Exception] = {}
-    posted = runtime.messenger.post_each(
+    posted = services.messenger.post_each(
         [(checkin.user_id or "", checkin_message(checkin.id)) for checkin in due.send])
     for checkin, result in zip(due.send, posted, strict=True):
         _record(db, by_checkin[checkin.id], checkin, result, failures)
     for checkin in due.retry:
-        _record(db, by_checkin[checkin.id], checkin, _find_or_post(runtime, checkin), failures)
+        _record(db, by_checkin[checkin.id], checkin, _find_or_post(services, checkin), failures)
     for checkin, placed in due.move:
         checkins.move(db, checkin, placed, now=now)
     return failures
@@ -117,12 +84,12 @@ def _version(ctx: JobContext) -> int:
     return int(ctx.payload.get("version") or 0)
 
 
-def _find_or_post(runtime: Runtime, checkin: CheckIn) -> Posted | Exception:
+def _find_or_post(services: Services, checkin: CheckIn) -> Posted | Exception:
     """A claimed check-in's retry: the message an earlier attempt posted, or a new one."""
     try:
-        channel = runtime.messenger.open_conversation([checkin.user_id or ""])
-        found = runtime.messenger.find_marked(channel, METADATA_TYPE, "checkin_id", checkin.id)
-        return found or runtime.messenger.post_message(channel, **checkin_message(checkin.id))
+        channel = services.messenger.open_conversation([checkin.user_id or ""])
+        found = services.messenger.find_marked(channel, METADATA_TYPE, "checkin_id", checkin.id)
+        return found or services.messenger.post_message(channel, **checkin_message(checkin.id))
     except Exception as error:  # noqa: BLE001 - recorded per check-in by the caller
         return error
 
@@ -142,17 +109,9 @@ def _record(db: Session, ctx: JobContext, checkin: CheckIn, result: Posted | Exc
         failures[ctx.item_id] = result
 
 
-def profile_changed(runtime: Runtime, db: Session, user: dict[str, Any]) -> None:
-    """A `user_change` event: apply a departure or a new time zone to the person's check-ins."""
-    user_id = user.get("id")
-    if isinstance(user_id, str) and user_id:
-        tz = user.get("tz")
-        checkins.profile_changed(db, user_id, deleted=user.get("deleted") is True,
-                                 tz=tz if isinstance(tz, str) else None,
-                                 now=runtime.clock.now())
 
 
-def remind_supporter(runtime: Runtime, ctx: JobContext) -> None:
+def remind_supporter(services: Services, ctx: JobContext) -> None:
     """The supporter's optional nudge, if they still want them and the request is theirs."""
     request = ctx.session.get(SupportRequest, ctx.payload["request_id"])
     if request is None or not request.supporter_id or not request.requester_id:
@@ -164,16 +123,16 @@ def remind_supporter(runtime: Runtime, ctx: JobContext) -> None:
                    key=f"nudge:{request.id}:{ctx.item_id}", now=ctx.now)
 
 
-def after_answer(runtime: Runtime, db: Session, checkin: CheckIn) -> None:
+def after_answer(services: Services, db: Session, checkin: CheckIn) -> None:
     """What an answer sets off beyond its own message: alerts for 'struggling'."""
     if checkin.answer != "struggling":
         return
     request = db.get(SupportRequest, checkin.request_id)
     supporter_id = request.supporter_id if request is not None else None
     requester_id = checkin.user_id
-    coordinators = sorted(runtime.roles.coordinator_ids()) \
-        if runtime.settings.alert_on_struggling else []
-    now = runtime.clock.now()
+    coordinators = sorted(services.roles.coordinator_ids()) \
+        if services.settings.alert_on_struggling else []
+    now = services.clock.now()
     for coordinator in coordinators:
         outbox.message(db, coordinator, struggling_alert(),
                        key=f"struggling:{checkin.id}:{coordinator}", now=now)
@@ -182,7 +141,7 @@ def after_answer(runtime: Runtime, db: Session, checkin: CheckIn) -> None:
                        key=f"struggling:{checkin.id}:supporter", now=now)
 
 
-def struggling_surfacing(runtime: Runtime):  # noqa: ANN201
+def struggling_surfacing(services: Services):  # noqa: ANN201
     """Professional help and resources shown to someone who answers 'struggling'."""
-    return runtime.library.for_moment(Moment.CHECKIN_STRUGGLING, audience="clinician")
+    return services.library.for_moment(Moment.CHECKIN_STRUGGLING, audience="clinician")
 

@@ -11,24 +11,12 @@ from slack_bolt import Ack, App, Respond
 from handlers.checkins.listeners import checkins_command
 from handlers.commands.help import help_message
 from handlers.common.ids import PEERSUPPORT_COMMAND
+from handlers.common.invocation import Invocation
 from handlers.common.middleware import transactional
 from handlers.library.blocks import library_page
 from handlers.pulses.listeners import insights_command, pulse_command, results_command
 from handlers.requests.listeners import open_request
 from handlers.roster.listeners import available_command, away_command, roster_command
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """One /peersupport call, with the payload values subcommands need."""
-
-    ack: Ack
-    respond: Respond
-    user_id: str
-    channel_id: str
-    trigger_id: str
-    args: str
-    context: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -48,7 +36,7 @@ def _help(call: Invocation) -> None:
 def _resources(call: Invocation) -> None:
     # The library is in memory and a lookup takes well under a millisecond, so the answer
     # travels with the acknowledgement itself: one round trip, nothing after it.
-    library = call.context["runtime"].library
+    library = call.context["services"].library
     call.ack(response_type="ephemeral",
              **library_page(library.find(call.args), library.crisis_lines()))
 
@@ -101,7 +89,7 @@ def on_peersupport(ack: Ack, respond: Respond, command: dict[str, Any],
     if not word:
         # The command alone asks for support: the modal opens at once.
         ack()
-        open_request(context["runtime"], context["db"], str(command.get("user_id", "")),
+        open_request(context["services"], context["db"], str(command.get("user_id", "")),
                      str(command.get("trigger_id", "")))
         return
     sub = SUBCOMMANDS.get(word.lower())

@@ -13,9 +13,9 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.infra.clock import zone
 from bot.infra.models import CheckIn, RequestState, SupportRequest
 from bot.library import Entry
-from bot.roster.duty import zone
 from handlers.common.blockkit import to_dicts
 from handlers.common.ids import Action
 from handlers.library.blocks import crisis_blocks, entry_blocks

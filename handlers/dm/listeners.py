@@ -1,6 +1,6 @@
 """Direct messages to the bot: each gets one short answer, and what was written is never kept.
 
-The text of a DM is read once, to choose the answer (bot.dm_words), and then dropped: it is
+The text of a DM is read once, to choose the answer (bot.dm.words), and then dropped: it is
 not logged, stored, or put in any button. Simple words do what the slash command's words do,
 through the very same subcommand functions.
 """
@@ -14,7 +14,6 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from sqlalchemy.orm import Session
 
-from bot.app.runtime import Runtime
 from bot.checkins import service as checkins
 from bot.dm.words import Intent, classify
 from bot.infra.db import after_commit
@@ -26,6 +25,7 @@ from handlers.commands.listeners import SUBCOMMANDS, Invocation
 from handlers.common.ids import Action
 from handlers.common.interaction import reply_privately
 from handlers.common.middleware import transactional
+from handlers.common.services import Services
 from handlers.dm.blocks import (
     already_open,
     crisis_answer,
@@ -85,23 +85,23 @@ def on_direct_message(ack: Ack, event: dict[str, Any], context: dict[str, Any],
     if user_id is None:
         return
     db.connection()  # checks the delivery key: a copy Slack sent again stops here
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     reading = classify(str(event.get("text") or ""))
     if reading.intent == Intent.CRISIS:
-        answers = [crisis_answer(runtime.library.crisis_lines())]
+        answers = [crisis_answer(services.library.crisis_lines())]
     elif reading.intent == Intent.TEAM:
         answers = [team_answer()]
     elif reading.intent in SUBCOMMAND_OF:
         answers = _as_subcommand(SUBCOMMAND_OF[reading.intent], reading.rest, user_id, context)
     else:
-        answers = [_general(runtime, db, user_id)]
+        answers = [_general(services, db, user_id)]
     channel = str(event["channel"])
     thread = event.get("thread_ts")
     thread_ts = thread if isinstance(thread, str) and THREAD_TS.match(thread) else None
 
     def post() -> None:
         for answer in answers:
-            runtime.messenger.post_message(channel, answer["text"], answer.get("blocks"),
+            services.messenger.post_message(channel, answer["text"], answer.get("blocks"),
                                            thread_ts=thread_ts)
 
     # Posted once the roster change an `away` or `available` made is committed.
@@ -117,11 +117,11 @@ def _as_subcommand(name: str, rest: str, user_id: str, context: dict[str, Any]
     return [with_words_hint(message) for message in captured.messages]
 
 
-def _general(runtime: Runtime, db: Session, user_id: str) -> dict[str, Any]:
-    surfacing = runtime.library.for_moment(Moment.REQUEST_WAITING, audience="clinician")
+def _general(services: Services, db: Session, user_id: str) -> dict[str, Any]:
+    surfacing = services.library.for_moment(Moment.REQUEST_WAITING, audience="clinician")
     hours = db.get(ContactHours, user_id)
-    tz = hours.tz if hours is not None else runtime.settings.program_timezone
-    return dm_answer(surfacing.resources, runtime.library.crisis_lines(),
+    tz = hours.tz if hours is not None else services.settings.program_timezone
+    return dm_answer(surfacing.resources, services.library.crisis_lines(),
                      checkins.upcoming(db, user_id), tz)
 
 
@@ -130,17 +130,17 @@ def on_reach_out(ack: Ack, body: dict[str, Any], respond: Respond, context: dict
                  db: Session) -> None:
     """'Have someone reach out to me now': the request form's not-safe path, taken only now."""
     ack()
-    runtime: Runtime = context["runtime"]
-    crisis = runtime.library.crisis_lines()
+    services: Services = context["services"]
+    crisis = services.library.crisis_lines()
     form = RequestForm(urgency="now", connection="slack", crisis=True)
     try:
-        flow.create(runtime, db, body["user"]["id"], form, source_key=None)
+        flow.create(services, db, body["user"]["id"], form, source_key=None)
         db.commit()
     except AlreadyOpen:
         # Their open request becomes urgent and a coordinator is alerted now, whatever state
         # it is in: someone who says they are not safe is never left to the usual pace.
         db.rollback()
-        request = flow.not_safe(runtime, db, body["user"]["id"])
+        request = flow.not_safe(services, db, body["user"]["id"])
         if request is None:  # withdrawn in between: nothing open to raise, ask them again
             reply_privately(respond, "Please press the button again.")
             return

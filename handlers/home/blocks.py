@@ -17,9 +17,10 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.home.service import CoordinatorPanel, Home, SupporterPanel
+from bot.infra.clock import zone
 from bot.infra.models import SupportRequest
 from bot.requests.service import CONNECTIONS, URGENCIES
-from bot.roster.duty import Gap, zone
+from bot.roster.duty import Gap
 from bot.roster.supporters import ROLE_LABELS
 from handlers.common.blockkit import escape, to_dicts
 from handlers.common.ids import Action

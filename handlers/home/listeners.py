@@ -8,16 +8,16 @@ from typing import Any
 from slack_bolt import Ack, App
 from sqlalchemy.orm import Session
 
-from bot.app.runtime import Runtime
 from bot.home.service import build_home
+from bot.infra.clock import zone
 from bot.roster import supporters as roster
-from bot.roster.duty import zone
 from bot.roster.supporters import RosterError
 from handlers.common.ids import Action, Block, Callback
 from handlers.common.interaction import submitted, whole_number
 from handlers.common.middleware import transactional
+from handlers.common.services import Services
+from handlers.home.availability import OFF, away_until_modal, hours_block_id, preferences_modal
 from handlers.home.blocks import home_view
-from handlers.roster.availability import OFF, away_until_modal, hours_block_id, preferences_modal
 
 
 def register(app: App) -> None:
@@ -31,27 +31,27 @@ def register(app: App) -> None:
     app.view(Callback.PREFERENCES)(on_preferences_submitted)
 
 
-def publish_home(runtime: Runtime, session: Session, user_id: str) -> None:
+def publish_home(services: Services, session: Session, user_id: str) -> None:
     """Compose and publish one person's Home tab."""
-    home = build_home(session, user_id, roles=runtime.roles, library=runtime.library,
-                      settings=runtime.settings, now=runtime.clock.now())
-    runtime.messenger.publish_home(user_id, home_view(home))
+    home = build_home(session, user_id, roles=services.roles, library=services.library,
+                      settings=services.settings, now=services.clock.now())
+    services.messenger.publish_home(user_id, home_view(home))
 
 
 @transactional
 def on_home_opened(event: dict[str, Any], context: dict[str, Any], db: Session) -> None:
     """Someone opened the app: show them their Home (events are acknowledged by Bolt)."""
     if event.get("tab", "home") == "home" and isinstance(event.get("user"), str):
-        publish_home(context["runtime"], db, event["user"])
+        publish_home(context["services"], db, event["user"])
 
 
 def _change_then_publish(context: dict[str, Any], db: Session, user_id: str, change: Any) -> None:
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     try:
-        change(db, user_id, now=runtime.clock.now())
+        change(db, user_id, now=services.clock.now())
     except RosterError:
         pass  # not (or no longer) a supporter: the Home they get back shows it
-    publish_home(runtime, db, user_id)
+    publish_home(services, db, user_id)
 
 
 @transactional
@@ -74,14 +74,14 @@ def on_open_away_until(ack: Ack, body: dict[str, Any], context: dict[str, Any],
                        db: Session) -> None:
     """Open the 'away until' picker, suggesting tomorrow at 08:00 in their zone."""
     ack()
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     supporter = roster.get(db, body["user"]["id"])
     if supporter is None:
         return
     tz = zone(supporter.tz)
-    tomorrow = runtime.clock.now().astimezone(tz).date() + timedelta(days=1)
+    tomorrow = services.clock.now().astimezone(tz).date() + timedelta(days=1)
     suggested = datetime.combine(tomorrow, time(8, 0), tzinfo=tz)
-    runtime.messenger.open_view(body["trigger_id"],
+    services.messenger.open_view(body["trigger_id"],
                                 away_until_modal(int(suggested.timestamp()), supporter.tz))
 
 
@@ -92,24 +92,24 @@ def on_open_preferences(ack: Ack, body: dict[str, Any], context: dict[str, Any],
     ack()
     supporter = roster.get(db, body["user"]["id"])
     if supporter is not None:
-        context["runtime"].messenger.open_view(body["trigger_id"], preferences_modal(supporter))
+        context["services"].messenger.open_view(body["trigger_id"], preferences_modal(supporter))
 
 
 @transactional
 def on_away_until_submitted(ack: Ack, view: dict[str, Any], body: dict[str, Any],
                             context: dict[str, Any], db: Session) -> None:
     """Save 'away until'; a time in the past is refused in the modal itself."""
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     epoch = submitted(view["state"]["values"], Block.AWAY_UNTIL)
     try:
         until = datetime.fromtimestamp(int(epoch), tz=zone("UTC"))
-        roster.set_away(db, body["user"]["id"], now=runtime.clock.now(), until=until)
+        roster.set_away(db, body["user"]["id"], now=services.clock.now(), until=until)
     except (TypeError, ValueError, OverflowError) as error:
         message = str(error) if isinstance(error, RosterError) else "Choose a date and time."
         ack(response_action="errors", errors={Block.AWAY_UNTIL: message})
         return
     ack()
-    publish_home(runtime, db, body["user"]["id"])
+    publish_home(services, db, body["user"]["id"])
 
 
 def read_hours(values: dict[str, Any]) -> tuple[dict[int, tuple[int, int]], dict[str, str]]:
@@ -137,7 +137,7 @@ def read_hours(values: dict[str, Any]) -> tuple[dict[int, tuple[int, int]], dict
 def on_preferences_submitted(ack: Ack, view: dict[str, Any], body: dict[str, Any],
                              context: dict[str, Any], db: Session) -> None:
     """Save weekly hours, the case limit and the rest period; mistakes stay in the modal."""
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     values = view["state"]["values"]
     hours, errors = read_hours(values)
     case_cap = whole_number(submitted(values, Block.CASE_CAP))
@@ -148,7 +148,7 @@ def on_preferences_submitted(ack: Ack, view: dict[str, Any], body: dict[str, Any
         errors[Block.COOLDOWN] = "Choose a rest period."
     if not errors:
         try:
-            roster.set_preferences(db, body["user"]["id"], now=runtime.clock.now(), hours=hours,
+            roster.set_preferences(db, body["user"]["id"], now=services.clock.now(), hours=hours,
                                    case_cap=case_cap or 0, cooldown_hours=cooldown or 0)
         except RosterError as error:
             block = Block.COOLDOWN if error.field == "cooldown" else Block.CASE_CAP
@@ -157,4 +157,4 @@ def on_preferences_submitted(ack: Ack, view: dict[str, Any], body: dict[str, Any
         ack(response_action="errors", errors=errors)
         return
     ack()
-    publish_home(runtime, db, body["user"]["id"])
+    publish_home(services, db, body["user"]["id"])

@@ -26,7 +26,7 @@ def on_library_navigation(ack: Ack, action: dict[str, Any], respond: Respond,
     state = parse_state(action.get("value"))
     if state is None:
         return
-    library = context["runtime"].library
+    library = context["services"].library
     page = library.find(state["q"], category=state["c"], audience=state["a"], offset=state["o"])
     respond(replace_original=True, response_type="ephemeral",
             **library_page(page, library.crisis_lines()))

@@ -205,7 +205,7 @@ OFFER_ENDINGS = {
     "expired": "Nobody could answer in time, so this request went to other supporters. "
                "Thank you for being there.",
 }
-# Notes to one person that a request's change implies (bot.requests records them by name).
+# Notes to one person that a request's change implies (bot.requests.service records them by name).
 NOTICES = {
     "handed_back": ("Your supporter cannot continue with this conversation: this happens, for "
                     "example when they know you, and it is not about you. We are finding someone "

@@ -1,6 +1,6 @@
 """Delivering the outbox: how each kind of message a request's change implies reaches Slack.
 
-Each effect is a due-work item (bot.outbox). Its delivery reads the database as it is now, so a
+Each effect is a due-work item (bot.infra.outbox). Its delivery reads the database as it is now, so a
 message always shows the latest state; it marks what it posts with its own id (message
 metadata) and, when it runs again after a crash or a timeout, looks for that message before
 posting, so nothing is posted twice. A message that posts once and is then updated (an offer, a
@@ -12,20 +12,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.infra import outbox
-from bot.infra.duework import JobContext, JobKind, RetryLater
-from bot.infra.messaging import Posted, SlackAppProblem, SlackUnreachable, retry_after
+from bot.infra.duework import JobContext, JobKind, JobRegistry, RetryLater
+from bot.infra.messaging import APP_PROBLEM_RETRY, Posted, SlackAppProblem, SlackUnreachable, retry_after
 from bot.infra.models import UNASSIGNED_STATES, CoordinatorAlert, Offer, OfferState, SupportRequest
+from bot.infra.outbox import Effect
 from bot.library import Moment
 from bot.requests import flows as request_flow
 from bot.requests import service as domain
-from bot.requests.transitions import Effect
+from handlers.common.services import Services
 from handlers.requests.blocks import (
     NOTICES,
     alert_outcome,
@@ -39,12 +40,8 @@ from handlers.requests.blocks import (
     supporter_case,
 )
 
-if TYPE_CHECKING:
-    from bot.app.runtime import Runtime
-
 log = logging.getLogger(__name__)
 MARK = "peersupport_effect"
-APP_PROBLEM_RETRY = 300  # seconds: an operator has to fix the token or scopes first
 # How long a delivery waits in place for an earlier one of the same message before handing
 # itself back to the clock: usually that one is a Slack round trip from done.
 WAIT_FOR_EARLIER = (0.05, 0.1, 0.2, 0.4, 0.8)
@@ -52,7 +49,7 @@ WAIT_FOR_EARLIER = (0.05, 0.1, 0.2, 0.4, 0.8)
 # with the engine's doubling pause, about three hours of Slack failing.
 MAX_ATTEMPTS = 10
 
-Deliver = Callable[["Runtime", JobContext], None]
+Deliver = Callable[["Services", JobContext], None]
 
 
 def _mark(ctx: JobContext) -> dict[str, Any]:
@@ -66,20 +63,20 @@ def _effect_id(ctx: JobContext) -> str:
     return ctx.key or str(ctx.item_id)
 
 
-def _post_once(runtime: Runtime, ctx: JobContext, channel: str, content: dict[str, Any],
+def _post_once(services: Services, ctx: JobContext, channel: str, content: dict[str, Any],
                *, thread_ts: str | None = None) -> Posted:
     """Post `content` in `channel` unless an earlier attempt of this effect already did."""
     if ctx.attempt > 1:
-        found = runtime.messenger.find_marked(channel, MARK, "effect", _effect_id(ctx),
+        found = services.messenger.find_marked(channel, MARK, "effect", _effect_id(ctx),
                                               thread_ts=thread_ts)
         if found is not None:
             return found
-    return runtime.messenger.post_message(channel, metadata=_mark(ctx), thread_ts=thread_ts,
+    return services.messenger.post_message(channel, metadata=_mark(ctx), thread_ts=thread_ts,
                                           **content)
 
 
-def _dm_once(runtime: Runtime, ctx: JobContext, user_id: str, content: dict[str, Any]) -> Posted:
-    return _post_once(runtime, ctx, runtime.messenger.open_conversation([user_id]), content)
+def _dm_once(services: Services, ctx: JobContext, user_id: str, content: dict[str, Any]) -> Posted:
+    return _post_once(services, ctx, services.messenger.open_conversation([user_id]), content)
 
 
 def _wait_for_earlier(ctx: JobContext, kind: Effect, prefix: str) -> None:
@@ -105,20 +102,20 @@ def _slack_trouble(error: Exception) -> Exception:
     return error
 
 
-def _held_back(runtime: Runtime) -> RetryLater | None:
+def _held_back(services: Services) -> RetryLater | None:
     """While Slack's last Retry-After runs, wait for it instead of meeting the limit again (and
     instead of holding a listener's thread in slack_sdk's retry sleeps)."""
-    wait = runtime.messenger.slowed_for()
+    wait = services.messenger.slowed_for()
     return RetryLater(wait, "slack: ratelimited") if wait > 0 else None
 
 
-def _guarded(deliver: Deliver, runtime: Runtime) -> Callable[[JobContext], None]:
+def _guarded(deliver: Deliver, services: Services) -> Callable[[JobContext], None]:
     def run(ctx: JobContext) -> None:
-        held = _held_back(runtime)
+        held = _held_back(services)
         if held is not None:
             raise held
         try:
-            deliver(runtime, ctx)
+            deliver(services, ctx)
         except SlackUnreachable:
             return  # the person or channel is gone: there is nobody left to tell
         except (SlackAppProblem, SlackApiError) as error:
@@ -129,12 +126,12 @@ def _guarded(deliver: Deliver, runtime: Runtime) -> Callable[[JobContext], None]
 
 # -- offers ------------------------------------------------------------------------------------
 
-def post_offers(runtime: Runtime, batch: Sequence[JobContext]) -> dict[int, Exception]:
+def post_offers(services: Services, batch: Sequence[JobContext]) -> dict[int, Exception]:
     """Offer DMs that fell due together, posted a few at a time; an offer whose supporter cannot
     be reached fails, and a wave left with nobody moves on at once."""
     if not batch:
         return {}
-    held = _held_back(runtime)
+    held = _held_back(services)
     if held is not None:
         return {ctx.item_id: held for ctx in batch}
     db = batch[0].session
@@ -156,7 +153,7 @@ def post_offers(runtime: Runtime, batch: Sequence[JobContext]) -> dict[int, Exce
     def post(entry: tuple[JobContext, Offer, SupportRequest]) -> Posted | None | Exception:
         ctx, offer, request = entry
         try:
-            return _dm_once(runtime, ctx, offer.supporter_id or "",
+            return _dm_once(services, ctx, offer.supporter_id or "",
                             offer_message(request, offer.id, direct=offer.direct))
         except SlackUnreachable:
             return None
@@ -164,7 +161,7 @@ def post_offers(runtime: Runtime, batch: Sequence[JobContext]) -> dict[int, Exce
             return _slack_trouble(error)
 
     # A wave of fifty posted one after another would take seconds: a few at a time.
-    results = runtime.messenger.in_parallel(post, todo)
+    results = services.messenger.in_parallel(post, todo)
     posted: list[tuple[Offer, Posted]] = []
     unreachable: list[tuple[JobContext, Offer]] = []
     for (ctx, offer, _request), result in zip(todo, results, strict=True):
@@ -185,13 +182,13 @@ def post_offers(runtime: Runtime, batch: Sequence[JobContext]) -> dict[int, Exce
     for request_id in sorted(settled):
         request = db.get(SupportRequest, request_id)
         # Nobody in this wave could be reached: move on now instead of at the timeout.
-        request_flow.advance(runtime, db, request, request.wave)
+        request_flow.advance(services, db, request, request.wave)
     for offer, where in posted:
         offer.channel, offer.ts = where.channel, where.ts
     return failures
 
 
-def end_offer(runtime: Runtime, ctx: JobContext) -> None:
+def end_offer(services: Services, ctx: JobContext) -> None:
     """An offer DM replaced by how it ended (accepted, taken, withdrawn, declined, expired)."""
     offer = ctx.session.get(Offer, int(ctx.payload["offer_id"]))
     if offer is None:
@@ -201,13 +198,13 @@ def end_offer(runtime: Runtime, ctx: JobContext) -> None:
         ctx.session.refresh(offer)
         if not offer.ts:
             return  # it never went out: nothing to replace
-    runtime.messenger.update_message(offer.channel or "", offer.ts,
+    services.messenger.update_message(offer.channel or "", offer.ts,
                                      **offer_ended(str(ctx.payload["how"])))
 
 
 # -- the person who asked, and their supporter --------------------------------------------------
 
-def sync_status(runtime: Runtime, ctx: JobContext) -> None:
+def sync_status(services: Services, ctx: JobContext) -> None:
     """The requester's status DM: posted once, then updated in place with the latest state."""
     request = ctx.session.get(SupportRequest, int(ctx.payload["request_id"]))
     if request is None or not request.requester_id:
@@ -215,12 +212,12 @@ def sync_status(runtime: Runtime, ctx: JobContext) -> None:
     if not request.status_ts:
         _wait_for_earlier(ctx, Effect.STATUS, f"status:{request.id}:")
         ctx.session.refresh(request)
-    content = requester_status(request, runtime.library.for_moment(
+    content = requester_status(request, services.library.for_moment(
         Moment.REQUEST_WAITING, audience="clinician"))
     if request.status_channel and request.status_ts:
-        runtime.messenger.update_message(request.status_channel, request.status_ts, **content)
+        services.messenger.update_message(request.status_channel, request.status_ts, **content)
         return
-    posted = _dm_once(runtime, ctx, request.requester_id, content)
+    posted = _dm_once(services, ctx, request.requester_id, content)
     request.status_channel, request.status_ts = posted.channel, posted.ts
 
 
@@ -232,42 +229,42 @@ def _still_assigned(ctx: JobContext) -> SupportRequest | None:
     return request
 
 
-def introduce(runtime: Runtime, ctx: JobContext) -> None:
+def introduce(services: Services, ctx: JobContext) -> None:
     """The group DM that introduces the person who asked and their supporter."""
     request = _still_assigned(ctx)
     if request is None:
         return
-    channel = runtime.messenger.open_conversation([request.requester_id or "",
+    channel = services.messenger.open_conversation([request.requester_id or "",
                                                    request.supporter_id or ""])
-    _post_once(runtime, ctx, channel, introduction(request))
+    _post_once(services, ctx, channel, introduction(request))
     request.intro_channel = channel
 
 
-def send_case(runtime: Runtime, ctx: JobContext) -> None:
+def send_case(services: Services, ctx: JobContext) -> None:
     """The supporter's own message for the case: tips, and Hand back / Close."""
     request = _still_assigned(ctx)
     if request is None:
         return
-    _dm_once(runtime, ctx, request.supporter_id or "", supporter_case(
-        request, runtime.library.for_moment(Moment.SUPPORTER_ACCEPTED, audience="supporter")))
+    _dm_once(services, ctx, request.supporter_id or "", supporter_case(
+        request, services.library.for_moment(Moment.SUPPORTER_ACCEPTED, audience="supporter")))
 
 
-def send_notice(runtime: Runtime, ctx: JobContext) -> None:
+def send_notice(services: Services, ctx: JobContext) -> None:
     """A fixed note to one person (their supporter handed back; the person withdrew)."""
-    _dm_once(runtime, ctx, str(ctx.payload["user_id"]),
+    _dm_once(services, ctx, str(ctx.payload["user_id"]),
              {"text": NOTICES[str(ctx.payload["notice"])]})
 
 
-def send_message(runtime: Runtime, ctx: JobContext) -> None:
+def send_message(services: Services, ctx: JobContext) -> None:
     """A prepared message to one person (a coverage warning, the daily digest, a nudge)."""
     message = dict(ctx.payload["message"])
-    _dm_once(runtime, ctx, str(ctx.payload["user_id"]),
+    _dm_once(services, ctx, str(ctx.payload["user_id"]),
              {"text": str(message.get("text", "")), "blocks": message.get("blocks")})
 
 
 # -- coordinators ------------------------------------------------------------------------------
 
-def sync_alert(runtime: Runtime, ctx: JobContext) -> None:
+def sync_alert(services: Services, ctx: JobContext) -> None:
     """One coordinator's alert for one request: posted once, updated in place as the wait goes
     on and once the request is placed or withdrawn; a re-notice is a reply in its thread."""
     db = ctx.session
@@ -286,13 +283,13 @@ def sync_alert(runtime: Runtime, ctx: JobContext) -> None:
     content = coordinator_alert(request, waited=waited, asked=_asked(db, request)) if unplaced \
         else _outcome(request)
     if alert is None:
-        posted = _dm_once(runtime, ctx, coordinator, content)
+        posted = _dm_once(services, ctx, coordinator, content)
         db.add(CoordinatorAlert(request_id=request.id, coordinator_id=coordinator,
                                 channel=posted.channel, ts=posted.ts, created_at=ctx.now))
         return
-    runtime.messenger.update_message(alert.channel, alert.ts, **content)
+    services.messenger.update_message(alert.channel, alert.ts, **content)
     if unplaced and int(ctx.payload.get("renotify") or 0) > 0:
-        _post_once(runtime, ctx, alert.channel, alert_renotice(waited), thread_ts=alert.ts)
+        _post_once(services, ctx, alert.channel, alert_renotice(waited), thread_ts=alert.ts)
 
 
 def _outcome(request: SupportRequest) -> dict[str, Any]:
@@ -311,7 +308,7 @@ def _asked(db: Session, request: SupportRequest) -> int:
         Offer.request_id == request.id, Offer.state != OfferState.FAILED)).all())
 
 
-def register_effects(runtime: Runtime) -> None:
+def register_effects(jobs: JobRegistry, services: Services) -> None:
     """Register how each kind of effect is delivered. Effects run however late: a message a
     change implies is never dropped for being late."""
     singles: dict[Effect, Deliver] = {
@@ -320,14 +317,14 @@ def register_effects(runtime: Runtime) -> None:
         Effect.MESSAGE: send_message,
     }
     for effect, deliver in singles.items():
-        runtime.jobs.register(JobKind(effect.value, _guarded(deliver, runtime),
+        jobs.register(JobKind(effect.value, _guarded(deliver, services),
                                       always_run=True, max_attempts=MAX_ATTEMPTS))
 
     def offers_one(ctx: JobContext) -> None:
-        failures = post_offers(runtime, [ctx])
+        failures = post_offers(services, [ctx])
         if ctx.item_id in failures:
             raise failures[ctx.item_id]
 
-    runtime.jobs.register(JobKind(Effect.OFFER_POST.value, offers_one, always_run=True,
+    jobs.register(JobKind(Effect.OFFER_POST.value, offers_one, always_run=True,
                                   max_attempts=MAX_ATTEMPTS,
-                                  run_batch=lambda batch: post_offers(runtime, batch)))
+                                  run_batch=lambda batch: post_offers(services, batch)))

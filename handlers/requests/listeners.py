@@ -9,7 +9,6 @@ from slack_bolt import Ack, App, Respond
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.app.runtime import Runtime
 from bot.infra import audit
 from bot.infra.messaging import SlackUnreachable, TriggerExpired
 from bot.infra.models import Supporter, SupportRequest
@@ -20,6 +19,7 @@ from bot.requests.service import AlreadyOpen, Outcome, RequestError, RequestForm
 from handlers.common.ids import Action, Block, Callback
 from handlers.common.interaction import reply_privately, submitted, whole_number
 from handlers.common.middleware import transactional
+from handlers.common.services import Services
 from handlers.requests.blocks import (
     NOT_SAFE,
     WELCOME,
@@ -63,7 +63,7 @@ def register(app: App) -> None:
     app.action(Action.PICK_SUPPORTER)(on_pick)
 
 
-def open_request(runtime: Runtime, db: Session, user_id: str, trigger_id: str) -> None:
+def open_request(services: Services, db: Session, user_id: str, trigger_id: str) -> None:
     """Open the request modal, or show the person their open request instead of a second."""
     existing = domain.open_request_of(db, user_id)
     if existing is not None:
@@ -73,11 +73,11 @@ def open_request(runtime: Runtime, db: Session, user_id: str, trigger_id: str) -
             select(Supporter.department).distinct().order_by(Supporter.department)) if d)
         view = request_modal(departments)
     try:
-        runtime.messenger.open_view(trigger_id, view)
+        services.messenger.open_view(trigger_id, view)
     except TriggerExpired:
         # Slack allows three seconds to open a form; when that passed, say so and ask again.
         with contextlib.suppress(SlackUnreachable):
-            runtime.messenger.post_dm(user_id, text=(
+            services.messenger.post_dm(user_id, text=(
                 "Slack took too long to open the support form. Please try again: type "
                 "`/peersupport` or use the Home tab's Request support button."))
 
@@ -87,7 +87,7 @@ def on_request_shortcut(ack: Ack, body: dict[str, Any], context: dict[str, Any],
                         db: Session) -> None:
     """The global shortcut."""
     ack()
-    open_request(context["runtime"], db, body["user"]["id"], body["trigger_id"])
+    open_request(context["services"], db, body["user"]["id"], body["trigger_id"])
 
 
 @transactional
@@ -95,7 +95,7 @@ def on_request_button(ack: Ack, body: dict[str, Any], context: dict[str, Any],
                       db: Session) -> None:
     """The Home tab's Request support button."""
     ack()
-    open_request(context["runtime"], db, body["user"]["id"], body["trigger_id"])
+    open_request(context["services"], db, body["user"]["id"], body["trigger_id"])
 
 
 def read_form(values: dict[str, Any]) -> RequestForm:
@@ -117,11 +117,11 @@ def on_request_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                          context: dict[str, Any], db: Session) -> None:
     """Record the request with its offers and messages and commit them, then answer Slack:
     once the person sees the form close, their request cannot be lost."""
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     user_id = body["user"]["id"]
     form = read_form(view["state"]["values"])
     try:
-        flow.create(runtime, db, user_id, form, source_key=f"view:{view['id']}")
+        flow.create(services, db, user_id, form, source_key=f"view:{view['id']}")
         db.commit()
     except RequestError as error:
         db.rollback()
@@ -135,7 +135,7 @@ def on_request_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         ack(response_action="update", view=view_of_it)
         return
     if form.crisis:
-        ack(response_action="update", view=crisis_view(runtime.library.crisis_lines()))
+        ack(response_action="update", view=crisis_view(services.library.crisis_lines()))
     else:
         ack()
 
@@ -145,12 +145,12 @@ def on_accept(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: R
               context: dict[str, Any], db: Session) -> None:
     """First accept wins; everyone else is thanked."""
     ack()
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     offer_id = whole_number(action.get("value"))
-    result = domain.accept(db, offer_id, body["user"]["id"], now=runtime.clock.now()) \
+    result = domain.accept(db, offer_id, body["user"]["id"], now=services.clock.now()) \
         if offer_id is not None else domain.AcceptResult(Outcome.NOT_FOUND)
     if result.outcome == Outcome.ACCEPTED:
-        flow.accepted(runtime, db, result)
+        flow.accepted(services, db, result)
         return
     reply_privately(respond, REFUSALS[result.outcome])
     if result.outcome in ENDED_AS and result.offer is not None:
@@ -162,12 +162,12 @@ def on_decline(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: 
                context: dict[str, Any], db: Session) -> None:
     """A supporter cannot take it."""
     ack()
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     offer_id = whole_number(action.get("value"))
-    result = domain.decline(db, offer_id, body["user"]["id"], now=runtime.clock.now()) \
+    result = domain.decline(db, offer_id, body["user"]["id"], now=services.clock.now()) \
         if offer_id is not None else domain.AcceptResult(Outcome.NOT_FOUND)
     if result.outcome == Outcome.DECLINED:
-        flow.declined(runtime, db, result)
+        flow.declined(services, db, result)
     else:
         reply_privately(respond, REFUSALS[result.outcome])
 
@@ -177,20 +177,20 @@ def on_cancel(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: R
               context: dict[str, Any], db: Session) -> None:
     """The requester withdraws their request, from their DM, the modal or the Home tab."""
     ack()
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     request_id = whole_number(action.get("value"))
     try:
         if request_id is None:
             raise RequestError("That request no longer exists.")
         request, _withdrawn = domain.cancel(db, request_id, body["user"]["id"],
-                                            now=runtime.clock.now())
+                                            now=services.clock.now())
     except RequestError as error:
         if body.get("container", {}).get("type") == "message":
             reply_privately(respond, str(error))
         return
-    flow.cancelled(runtime, db, request)
+    flow.cancelled(services, db, request)
     if body.get("container", {}).get("type") == "view" and "view" in body:
-        runtime.messenger.update_view(body["view"]["id"], withdrawn_view())
+        services.messenger.update_view(body["view"]["id"], withdrawn_view())
 
 
 @transactional
@@ -198,15 +198,15 @@ def on_hand_back(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond
                  context: dict[str, Any], db: Session) -> None:
     """The supporter hands the request back; it is offered to others, without them."""
     ack()
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     user_id = body["user"]["id"]
     try:
         request = domain.hand_back(db, whole_number(action.get("value")) or 0, user_id,
-                                   now=runtime.clock.now())
+                                   now=services.clock.now())
     except RequestError as error:
         reply_privately(respond, str(error))
         return
-    flow.handed_back(runtime, db, request)
+    flow.handed_back(services, db, request)
     respond(replace_original=True, **offer_ended("handed_back"))
 
 
@@ -220,19 +220,19 @@ def on_open_close(ack: Ack, body: dict[str, Any], action: dict[str, Any], respon
             or request.state != "assigned":
         reply_privately(respond, "This request is not open with you any more.")
         return
-    context["runtime"].messenger.open_view(body["trigger_id"], close_modal(request.id))
+    context["services"].messenger.open_view(body["trigger_id"], close_modal(request.id))
 
 
 @transactional
 def on_close_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                        context: dict[str, Any], db: Session) -> None:
     """Save the aggregate-only answers and close the encounter."""
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     values = view["state"]["values"]
     try:
         domain.close(
             db, whole_number(view.get("private_metadata")) or 0, body["user"]["id"],
-            now=runtime.clock.now(), duration=submitted(values, Block.DURATION) or "",
+            now=services.clock.now(), duration=submitted(values, Block.DURATION) or "",
             referred=submitted(values, Block.REFERRED) == "yes",
             need_met=submitted(values, Block.NEED_MET) or "")
     except RequestError as error:
@@ -241,9 +241,9 @@ def on_close_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
     ack()
 
 
-def _coordinator_request(runtime: Runtime, db: Session, user_id: str, request_id: int | None
+def _coordinator_request(services: Services, db: Session, user_id: str, request_id: int | None
                          ) -> SupportRequest:
-    runtime.roles.require_coordinator(db, user_id)
+    services.roles.require_coordinator(db, user_id)
     request = db.get(SupportRequest, request_id or 0)
     if request is None or request.state not in ("open", "escalated"):
         raise RequestError("This request already has a supporter, or was withdrawn.")
@@ -255,16 +255,16 @@ def on_take(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Res
             context: dict[str, Any], db: Session) -> None:
     """A coordinator takes an escalated request themselves."""
     ack()
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     user_id = body["user"]["id"]
     try:
-        request = _coordinator_request(runtime, db, user_id, whole_number(action.get("value")))
-        result = domain.take_as_coordinator(db, request.id, user_id, now=runtime.clock.now())
+        request = _coordinator_request(services, db, user_id, whole_number(action.get("value")))
+        result = domain.take_as_coordinator(db, request.id, user_id, now=services.clock.now())
     except (NotPermitted, RequestError) as error:
         reply_privately(respond, str(error))
         return
-    audit.record(db, user_id, "request.take", str(request.id), now=runtime.clock.now())
-    flow.accepted(runtime, db, result)
+    audit.record(db, user_id, "request.take", str(request.id), now=services.clock.now())
+    flow.accepted(services, db, result)
 
 
 @transactional
@@ -272,19 +272,19 @@ def on_pick(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Res
             context: dict[str, Any], db: Session) -> None:
     """A coordinator offers an escalated request to a supporter they pick."""
     ack()
-    runtime: Runtime = context["runtime"]
+    services: Services = context["services"]
     block_id = str(action.get("block_id", ""))
     picked = action.get("selected_user")
     try:
-        request = _coordinator_request(runtime, db, body["user"]["id"],
+        request = _coordinator_request(services, db, body["user"]["id"],
                                        whole_number(block_id.removeprefix("alert:")))
         if not isinstance(picked, str):
             raise RequestError("Pick a person.")
-        flow.direct_offer(runtime, db, request, picked)
+        flow.direct_offer(services, db, request, picked)
     except (NotPermitted, RequestError) as error:
         reply_privately(respond, str(error))
         return
     audit.record(db, body["user"]["id"], "request.pick", str(request.id),
-                 now=runtime.clock.now())
+                 now=services.clock.now())
     reply_privately(respond, f"Offered to <@{picked}>. You will hear when someone accepts.")
 

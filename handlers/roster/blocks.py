@@ -10,16 +10,11 @@ from slack_sdk.models.blocks import ContextBlock, HeaderBlock, MarkdownTextObjec
 from bot.infra.models import Supporter
 from bot.roster.duty import Gap, is_on_duty
 from bot.roster.supporters import ROLE_LABELS
-from handlers.common.blockkit import escape, to_dicts
+from handlers.common.blockkit import escape, notice, to_dicts
 from handlers.home.blocks import gap_summary
 
 SECTION_CHARS = 2900
 MAX_SECTIONS = 40
-
-
-def notice(text: str) -> dict:
-    """A one-section ephemeral message."""
-    return {"text": text, "blocks": to_dicts([SectionBlock(text=MarkdownTextObject(text=text))])}
 
 
 def roster_changed(added: Sequence[str], changed: Sequence[str], unchanged: Sequence[str],

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import shlex
-from typing import TYPE_CHECKING
 
-from bot.app.runtime import Runtime
 from bot.infra import audit
 from bot.infra.messaging import SlackUnreachable
 from bot.infra.roles import NotPermitted
 from bot.roster import supporters as roster
 from bot.roster.supporters import RosterError, SupporterSpec
 from bot.roster.timeparse import TimeParseError, parse_until
+from handlers.common.blockkit import notice
+from handlers.common.invocation import Invocation
 from handlers.common.mentions import split_mentions
+from handlers.common.services import Services
 from handlers.home.listeners import publish_home
-from handlers.roster.blocks import notice, roster_changed, roster_list
-
-if TYPE_CHECKING:
-    from handlers.commands.listeners import Invocation
+from handlers.roster.blocks import roster_changed, roster_list
 
 ROSTER_USAGE = ("Use `/peersupport roster add @name [@name…] [department=\"Emergency\"] "
                 "[role=nurse]`, `/peersupport roster remove @name`, or `/peersupport roster list`.")
@@ -26,16 +24,16 @@ ROSTER_USAGE = ("Use `/peersupport roster add @name [@name…] [department=\"Eme
 def roster_command(call: Invocation) -> None:
     """Coordinators add, remove and list supporters."""
     call.ack()
-    runtime: Runtime = call.context["runtime"]
+    services: Services = call.context["services"]
     db = call.context["db"]
     try:
-        runtime.roles.require_coordinator(db, call.user_id)
+        services.roles.require_coordinator(db, call.user_id)
         action, _, rest = call.args.partition(" ")
         if action == "list":
-            reply = roster_list(roster.all_supporters(db), runtime.clock.now())
-            audit.record(db, call.user_id, "roster.list", now=runtime.clock.now())
+            reply = roster_list(roster.all_supporters(db), services.clock.now())
+            audit.record(db, call.user_id, "roster.list", now=services.clock.now())
         elif action in ("add", "remove"):
-            reply = _add_or_remove(runtime, db, action, rest)
+            reply = _add_or_remove(services, db, action, rest)
         else:
             raise RosterError(ROSTER_USAGE)
     except (NotPermitted, RosterError) as error:
@@ -43,7 +41,7 @@ def roster_command(call: Invocation) -> None:
     call.respond(response_type="ephemeral", **reply)
 
 
-def _add_or_remove(runtime: Runtime, db, action: str, text: str) -> dict:  # noqa: ANN001
+def _add_or_remove(services: Services, db, action: str, text: str) -> dict:  # noqa: ANN001
     user_ids, rest = split_mentions(text)
     if not user_ids:
         raise RosterError("Mention the people, for example `@Alex`. " + ROSTER_USAGE)
@@ -51,13 +49,13 @@ def _add_or_remove(runtime: Runtime, db, action: str, text: str) -> dict:  # noq
         removed, missing = roster.remove(db, user_ids)
         db.flush()
         for user_id in removed:
-            publish_home(runtime, db, user_id)
+            publish_home(services, db, user_id)
         return roster_changed((), (), (), removed, missing)
     options = _options(rest)
     zones, unknown = {}, []
     for user_id in user_ids:
         try:
-            user = runtime.messenger.user_info(user_id)
+            user = services.messenger.user_info(user_id)
         except SlackUnreachable:
             unknown.append(user_id)
             continue
@@ -70,12 +68,12 @@ def _add_or_remove(runtime: Runtime, db, action: str, text: str) -> dict:  # noq
                           + " cannot be found in Slack, or is deactivated or a bot.")
     specs = [SupporterSpec(u, options.get("department", ""), options.get("role", "other"))
              for u in user_ids]
-    result = roster.upsert(db, specs, now=runtime.clock.now(), time_zones=zones,
-                           default_case_cap=runtime.settings.default_case_cap,
-                           default_cooldown_hours=runtime.settings.default_cooldown_hours)
+    result = roster.upsert(db, specs, now=services.clock.now(), time_zones=zones,
+                           default_case_cap=services.settings.default_case_cap,
+                           default_cooldown_hours=services.settings.default_cooldown_hours)
     db.flush()
     for user_id in result.added + result.changed:
-        publish_home(runtime, db, user_id)
+        publish_home(services, db, user_id)
     return roster_changed(result.added, result.changed, result.unchanged)
 
 
@@ -97,13 +95,13 @@ def _options(text: str) -> dict[str, str]:
 def available_command(call: Invocation) -> None:
     """A supporter says they can take requests from now."""
     call.ack()
-    runtime: Runtime = call.context["runtime"]
+    services: Services = call.context["services"]
     try:
-        roster.set_available(call.context["db"], call.user_id, now=runtime.clock.now())
+        roster.set_available(call.context["db"], call.user_id, now=services.clock.now())
     except RosterError as error:
         call.respond(response_type="ephemeral", **notice(str(error).capitalize() + "."))
         return
-    publish_home(runtime, call.context["db"], call.user_id)
+    publish_home(services, call.context["db"], call.user_id)
     call.respond(response_type="ephemeral", **notice(
         "You are available. Requests may come to you within your hours."))
 
@@ -111,9 +109,9 @@ def available_command(call: Invocation) -> None:
 def away_command(call: Invocation) -> None:
     """A supporter steps away, until they return or until a time they give."""
     call.ack()
-    runtime: Runtime = call.context["runtime"]
+    services: Services = call.context["services"]
     db = call.context["db"]
-    now = runtime.clock.now()
+    now = services.clock.now()
     try:
         supporter = roster.require(db, call.user_id)
         until = None
@@ -125,7 +123,7 @@ def away_command(call: Invocation) -> None:
         message = str(error)
         call.respond(response_type="ephemeral", **notice(message[:1].upper() + message[1:]))
         return
-    publish_home(runtime, db, call.user_id)
+    publish_home(services, db, call.user_id)
     when = (f"until {until.astimezone(until.tzinfo):%A %d %B at %H:%M} ({supporter.tz})"
             if until else "until you say `/peersupport available`")
     call.respond(response_type="ephemeral", **notice(f"You are away {when}. No requests will "

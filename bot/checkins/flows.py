@@ -1,0 +1,69 @@
+"""Check-ins' lifecycle beyond one answer: planning them when someone is connected, and keeping
+them to the person's time zone and presence as Slack reports it."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.checkins import service as checkins
+from bot.checkins.timers import SUPPORTER_REMINDER, supporter_reminder_key
+from bot.infra import duework
+from bot.infra.clock import Clock
+from bot.infra.db import after_commit
+from bot.infra.messaging import Messenger, SlackUnreachable
+from bot.infra.models import ContactHours, SupportRequest
+from bot.infra.settings import Settings
+from bot.roster import supporters as roster
+
+
+class Needs(Protocol):
+    """What check-ins' lifecycle uses of the running app."""
+
+    settings: Settings
+    clock: Clock
+    messenger: Messenger
+    sessions: sessionmaker[Session]
+
+
+def plan_for(services: Needs, db: Session, request: SupportRequest) -> None:
+    """When someone is connected: plan their check-ins (if welcome) and the supporter's nudge."""
+    now = services.clock.now()
+    planned = checkins.plan(db, request, now=now, offsets_days=services.settings.checkin_days,
+                            default_tz=services.settings.program_timezone)
+    if not planned:
+        return
+    supporter = roster.get(db, request.supporter_id or "")
+    if supporter is not None and supporter.checkin_reminders:
+        nudge = planned[1] if len(planned) > 1 else planned[0]
+        duework.schedule(db, SUPPORTER_REMINDER, nudge.due_at, now=now,
+                         payload={"request_id": request.id},
+                         key=supporter_reminder_key(request.id))
+    user_id = request.requester_id
+    after_commit(db, lambda: refresh_time_zone(services, user_id))
+
+
+def refresh_time_zone(services: Needs, user_id: str | None) -> None:
+    """Take the person's time zone from Slack and move their check-ins to fit, if it changed."""
+    if not user_id:
+        return
+    try:
+        tz = str(services.messenger.user_info(user_id).get("tz") or "")
+    except SlackUnreachable:
+        return
+    with services.sessions.begin() as session:
+        hours = session.get(ContactHours, user_id)
+        if tz and hours is not None and hours.tz != tz:
+            checkins.set_hours(session, user_id, start=hours.start_minute, end=hours.end_minute,
+                               now=services.clock.now(), default_tz=tz, tz=tz)
+
+
+def profile_changed(services: Needs, db: Session, user: dict[str, Any]) -> None:
+    """A `user_change` event: apply a departure or a new time zone to the person's check-ins."""
+    user_id = user.get("id")
+    if isinstance(user_id, str) and user_id:
+        tz = user.get("tz")
+        checkins.profile_changed(db, user_id, deleted=user.get("deleted") is True,
+                                 tz=tz if isinstance(tz, str) else None,
+                                 now=services.clock.now())
