@@ -68,7 +68,7 @@ def test_only_the_messaging_module_calls_slack(spec: WebApiSpec) -> None:
 
 
 def test_methods_used_lists_exactly_what_messaging_calls() -> None:
-    tree = ast.parse((ROOT / "bot" / "messaging.py").read_text())
+    tree = ast.parse((ROOT / "bot" / "infra" / "messaging.py").read_text())
     called = {node.args[0].value for node in ast.walk(tree)
               if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
               and node.func.attr == "_call" and node.args

@@ -1,4 +1,5 @@
-"""Requests' daily digest: coordinators see every request still waiting for a supporter."""
+"""Requests' Slack-side timers: every outbox effect's delivery, and the daily digest that shows
+coordinators each request still waiting for a supporter."""
 
 from __future__ import annotations
 
@@ -6,11 +7,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from bot.infra import duework, outbox
-from bot.infra.duework import JobContext, JobKind, JobRegistry
-from bot.infra.messaging import retry_on_slack_trouble
+from bot.infra.duework import JobContext, JobRegistry
 from bot.requests import service as domain
 from bot.requests.timers import ESCALATION_DIGEST
+from handlers.common.daily import register_daily_notice, schedule_next
 from handlers.common.services import Services
 from handlers.requests.blocks import unplaced_digest
 from handlers.requests.effects import register_effects
@@ -20,21 +20,16 @@ def register_jobs(jobs: JobRegistry, services: Services) -> None:
     """Register how each message a request's change implies is delivered, and the digest."""
     register_effects(jobs, services)
 
-    def escalation_digest(ctx: JobContext) -> None:
-        waiting = domain.unassigned(ctx.session)
-        if waiting:
-            digest = unplaced_digest(sorted(((r, ctx.now - r.created_at) for r in waiting),
-                                            key=lambda pair: pair[1], reverse=True))
-            outbox.tell_coordinators(ctx.session, services.roles.coordinator_ids(), "digest",
-                                     digest, day=ctx.due_at.date(), now=ctx.now)
-        bootstrap(services, ctx.session, after=ctx.now)
+    def waiting(ctx: JobContext) -> dict | None:
+        unplaced = domain.unassigned(ctx.session)
+        return unplaced_digest(sorted(((r, ctx.now - r.created_at) for r in unplaced),
+                                      key=lambda pair: pair[1], reverse=True)) if unplaced else None
 
-    jobs.register(JobKind(ESCALATION_DIGEST, retry_on_slack_trouble(escalation_digest),
-                          always_run=True))
+    register_daily_notice(jobs, services, ESCALATION_DIGEST,
+                          services.settings.escalation_digest_minute, "digest", waiting)
 
 
 def bootstrap(services: Services, session: Session, *, after: datetime) -> None:
     """Keep the next daily digest scheduled."""
-    duework.schedule_daily(session, ESCALATION_DIGEST, services.settings.escalation_digest_minute,
-                           tz_name=services.settings.program_timezone, after=after,
-                           now=services.clock.now())
+    schedule_next(services, session, ESCALATION_DIGEST,
+                  services.settings.escalation_digest_minute, after=after)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -140,15 +141,22 @@ def on_request_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         ack()
 
 
+def _answer_offer(answer: Callable[..., domain.AcceptResult], services: Services, db: Session,
+                  body: dict[str, Any], action: dict[str, Any]) -> domain.AcceptResult:
+    """A supporter's Accept or Decline on the offer the button names (a forged id: not found)."""
+    offer_id = whole_number(action.get("value"))
+    if offer_id is None:
+        return domain.AcceptResult(Outcome.NOT_FOUND)
+    return answer(db, offer_id, body["user"]["id"], now=services.clock.now())
+
+
 @transactional
 def on_accept(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
               context: dict[str, Any], db: Session) -> None:
     """First accept wins; everyone else is thanked."""
     ack()
     services: Services = context["services"]
-    offer_id = whole_number(action.get("value"))
-    result = domain.accept(db, offer_id, body["user"]["id"], now=services.clock.now()) \
-        if offer_id is not None else domain.AcceptResult(Outcome.NOT_FOUND)
+    result = _answer_offer(domain.accept, services, db, body, action)
     if result.outcome == Outcome.ACCEPTED:
         flow.accepted(services, db, result)
         return
@@ -163,9 +171,7 @@ def on_decline(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: 
     """A supporter cannot take it."""
     ack()
     services: Services = context["services"]
-    offer_id = whole_number(action.get("value"))
-    result = domain.decline(db, offer_id, body["user"]["id"], now=services.clock.now()) \
-        if offer_id is not None else domain.AcceptResult(Outcome.NOT_FOUND)
+    result = _answer_offer(domain.decline, services, db, body, action)
     if result.outcome == Outcome.DECLINED:
         flow.declined(services, db, result)
     else:
