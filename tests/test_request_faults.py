@@ -179,9 +179,8 @@ def test_a_message_slack_keeps_refusing_is_shown_to_coordinators_and_blocks_noth
 
 def test_a_message_whose_post_timed_out_is_found_again_not_repeated(
         app_server: AppServer) -> None:
-    from bot.infra.messaging import Messenger, build_client
     runtime, fake = app_server.runtime, app_server.slack.fake
-    runtime.messenger = Messenger(build_client(runtime.settings, timeout=1))
+    runtime.messenger.client.timeout = 1  # seconds: every Slack call of the app times out
     fake.fail("chat.postMessage", delay=1.5)  # Slack posts the alert, but answers too late
     ask(app_server)  # nobody on the roster: the coordinator is alerted
     app_server.settle()

@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.infra.messaging import Messenger, build_client
 from bot.infra.models import CheckIn, CheckInState, DueWork, RequestState, WorkState
 from handlers.checkins.blocks import METADATA_TYPE
 from tests.conftest import AppServer, eventually
@@ -40,7 +39,7 @@ def test_server_errors_leave_the_request_visible_and_moving(app_server: AppServe
 def test_a_timed_out_post_is_found_again_not_repeated(app_server: AppServer) -> None:
     connect_with_checkins(app_server)
     runtime = app_server.runtime
-    runtime.messenger = Messenger(build_client(runtime.settings, timeout=1))
+    runtime.messenger.client.timeout = 1  # seconds: every Slack call of the app times out
     app_server.slack.fake.fail("chat.postMessage", delay=1.5)  # Slack posts, answers too late
     assert run_to_first(app_server).state == CheckInState.SENDING
     tick(app_server, 60)
