@@ -11,8 +11,8 @@ from sqlalchemy import select
 from bot.infra.models import CheckIn, CheckInState, DueWork, RequestState, WorkState
 from handlers.checkins.blocks import METADATA_TYPE
 from tests.conftest import AppServer, eventually
-from tests.test_checkins import checkin_posts, connect_with_checkins, first_checkin, run_to_first
-from tests.test_requests_http import (
+from tests.checkins.test_checkins import checkin_posts, connect_with_checkins, first_checkin, run_to_first
+from tests.requests.test_requests_http import (
     SUPPORTERS,
     add_supporters,
     ask,
@@ -78,7 +78,7 @@ def test_an_expired_trigger_asks_the_person_to_try_again(app_server: AppServer) 
 
 
 def test_a_deleted_channel_is_reported_to_the_leader(leader_server: AppServer) -> None:
-    from tests.test_pulses import post_due_prompts, submit_prompt
+    from tests.pulses.test_pulses import post_due_prompts, submit_prompt
 
     submit_prompt(leader_server, channel="C0GONE0001")
     leader_server.slack.fake.fail("chat.postMessage", "channel_not_found")

@@ -23,7 +23,7 @@ from bot.infra.models import DueWork, WorkState
 from bot.sandbox.slack_api import FakeSlack
 from tests.conftest import SIGNING_SECRET
 from tests.socket_mode_server import SocketModeServer
-from tests.test_processes import ROOT, free_port, wait_healthy
+from tests.app.test_processes import ROOT, free_port, wait_healthy
 
 SLOW = "test.slow"
 ITEMS = 1500

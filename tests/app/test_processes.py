@@ -25,7 +25,7 @@ from bot.sandbox.slack_api import FakeSlack
 from tests.conftest import SIGNING_SECRET
 from tests.socket_mode_server import SocketModeServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

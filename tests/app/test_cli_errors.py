@@ -17,7 +17,7 @@ import pytest
 from bot.app.cli import COMMANDS, main, program_name
 from bot.roster import csv_import as roster_csv
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # A log record from a running process (slack_sdk logs each failed attempt before giving up).
 LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
 

@@ -24,8 +24,8 @@ from handlers.common.ids import Action, Block, Callback
 from handlers.requests.blocks import OFFER_ENDINGS, WELCOME
 from handlers.requests.effects import MAX_ATTEMPTS
 from tests.conftest import SIGNING_SECRET, AppServer, Database, eventually
-from tests.test_processes import free_port, process, wait_healthy
-from tests.test_requests_http import (
+from tests.app.test_processes import free_port, process, wait_healthy
+from tests.requests.test_requests_http import (
     REQUESTER,
     SUPPORTERS,
     add_supporters,
@@ -158,7 +158,7 @@ def test_a_form_answered_just_before_the_web_process_dies_is_not_lost(
 def test_a_message_slack_keeps_refusing_is_shown_to_coordinators_and_blocks_nothing(
         app_server: AppServer) -> None:
     from bot.infra import outbox
-    from tests.test_home import COORDINATOR, open_home
+    from tests.home.test_home import COORDINATOR, open_home
     runtime, fake = app_server.runtime, app_server.slack.fake
     fake.add_user("UREFUSED01")
     fake.fail("chat.postMessage", "invalid_blocks", times=MAX_ATTEMPTS)

@@ -11,7 +11,7 @@ fires "early" does the work its due-work item would do and is marked done with i
 
 CI runs a short, repeatable run; a longer one explores new ground each time (docs/testing.md):
 `TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test PEERSUPPORT_PROPERTY_EXAMPLES=500 \
-./test tests/test_request_property.py`
+./test tests/requests/test_request_property.py`
 """
 
 from __future__ import annotations

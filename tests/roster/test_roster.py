@@ -21,7 +21,7 @@ from bot.roster.timeparse import TimeParseError, parse_until
 from bot.sandbox.slack_api import FakeSlack
 from tests.conftest import Database
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
 

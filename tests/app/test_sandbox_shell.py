@@ -16,7 +16,7 @@ from bot.sandbox.shell import SandboxShell, parse_duration
 from bot.sandbox.spec import WebApiSpec
 from bot.sandbox.world import SandboxError, World
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

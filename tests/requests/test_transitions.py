@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bot.requests.transitions import TABLE, Event, table_markdown
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_readme_and_the_architecture_doc_show_the_table_the_code_applies() -> None:

@@ -49,7 +49,7 @@ def test_charts_drawn_at_once_from_threads_match_the_ones_drawn_alone() -> None:
 
 
 def test_a_chart_is_the_same_bytes_in_another_process() -> None:
-    code = ("import sys; from tests.test_charts import draw; "
+    code = ("import sys; from tests.pulses.test_charts import draw; "
             "sys.stdout.buffer.write(draw(1))")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
                            timeout=120)
@@ -66,7 +66,7 @@ def test_importing_the_charts_module_does_not_load_matplotlib() -> None:
 
 def draw_prompt() -> bytes:
     from bot.pulses.charts import distribution_chart, prompt_distribution
-    from tests.test_chart_reading import K, fixture_results
+    from tests.pulses.test_chart_reading import K, fixture_results
 
     return distribution_chart(prompt_distribution(fixture_results(), K))
 
@@ -86,7 +86,7 @@ def test_a_prompt_chart_is_the_same_bytes_from_threads_and_in_another_process() 
     for thread in threads:
         thread.join(timeout=60)
     assert together == [alone] * len(together)
-    code = ("import sys; from tests.test_charts import draw_prompt; "
+    code = ("import sys; from tests.pulses.test_charts import draw_prompt; "
             "sys.stdout.buffer.write(draw_prompt())")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
                            timeout=120)

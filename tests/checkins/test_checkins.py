@@ -29,7 +29,7 @@ from bot.requests.service import RequestForm
 from handlers.checkins.blocks import METADATA_TYPE
 from handlers.common.ids import Action, Block, Callback
 from tests.conftest import AppServer, Database, eventually, run_together
-from tests.test_requests_http import (
+from tests.requests.test_requests_http import (
     REQUESTER,
     SUPPORTERS,
     accept_first,

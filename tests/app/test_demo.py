@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bot.sandbox.demo import play
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_demo(chart: Path) -> tuple[int, str]:

@@ -16,7 +16,7 @@ from bot.infra.db import make_engine, migrate
 from bot.infra.models import Base
 from tests.conftest import Database
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_migrations_match_the_models(database: Database) -> None:

@@ -25,7 +25,7 @@ from bot.pulses.service import PulseError, PulseSpec
 from handlers.common.ids import Action, Block, Callback
 from handlers.pulses.blocks import insights_blocks, results_message
 from tests.conftest import LEADER, PULSE_SECRET, AppServer, Database, eventually
-from tests.test_requests_http import home_of, tick
+from tests.requests.test_requests_http import home_of, tick
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 SECRET = PULSE_SECRET

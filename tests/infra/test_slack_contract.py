@@ -22,7 +22,7 @@ from bot.sandbox.spec import WebApiSpec
 from handlers.common.ids import PEERSUPPORT_COMMAND
 from tests.conftest import make_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = yaml.safe_load((ROOT / "manifest.yml").read_text())
 
 
