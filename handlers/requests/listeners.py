@@ -141,22 +141,24 @@ def on_request_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         ack()
 
 
-def _answer_offer(answer: Callable[..., domain.AcceptResult], services: Services, db: Session,
-                  body: dict[str, Any], action: dict[str, Any]) -> domain.AcceptResult:
-    """A supporter's Accept or Decline on the offer the button names (a forged id: not found)."""
+def _answer_offer(answer: Callable[..., domain.AcceptResult], ack: Ack, body: dict[str, Any],
+                  action: dict[str, Any], context: dict[str, Any], db: Session
+                  ) -> tuple[Services, domain.AcceptResult]:
+    """Acknowledge a supporter's Accept or Decline, then apply it to the offer the button names
+    (a forged id: not found)."""
+    ack()
+    services: Services = context["services"]
     offer_id = whole_number(action.get("value"))
     if offer_id is None:
-        return domain.AcceptResult(Outcome.NOT_FOUND)
-    return answer(db, offer_id, body["user"]["id"], now=services.clock.now())
+        return services, domain.AcceptResult(Outcome.NOT_FOUND)
+    return services, answer(db, offer_id, body["user"]["id"], now=services.clock.now())
 
 
 @transactional
 def on_accept(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
               context: dict[str, Any], db: Session) -> None:
     """First accept wins; everyone else is thanked."""
-    ack()
-    services: Services = context["services"]
-    result = _answer_offer(domain.accept, services, db, body, action)
+    services, result = _answer_offer(domain.accept, ack, body, action, context, db)
     if result.outcome == Outcome.ACCEPTED:
         flow.accepted(services, db, result)
         return
@@ -169,9 +171,7 @@ def on_accept(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: R
 def on_decline(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
                context: dict[str, Any], db: Session) -> None:
     """A supporter cannot take it."""
-    ack()
-    services: Services = context["services"]
-    result = _answer_offer(domain.decline, services, db, body, action)
+    services, result = _answer_offer(domain.decline, ack, body, action, context, db)
     if result.outcome == Outcome.DECLINED:
         flow.declined(services, db, result)
     else:

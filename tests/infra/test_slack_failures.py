@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from bot.infra.models import CheckIn, CheckInState, DueWork, RequestState, WorkState
 from handlers.checkins.blocks import METADATA_TYPE
-from tests.conftest import AppServer, eventually
 from tests.checkins.test_checkins import checkin_posts, connect_with_checkins, first_checkin, run_to_first
+from tests.conftest import AppServer, eventually
 from tests.requests.test_requests_http import (
     SUPPORTERS,
     add_supporters,
@@ -78,14 +78,11 @@ def test_an_expired_trigger_asks_the_person_to_try_again(app_server: AppServer) 
 
 
 def test_a_deleted_channel_is_reported_to_the_leader(leader_server: AppServer) -> None:
-    from tests.pulses.test_pulses import post_due_prompts, submit_prompt
+    from tests.pulses.test_pulses import note_when_posting_fails
 
-    submit_prompt(leader_server, channel="C0GONE0001")
-    leader_server.slack.fake.fail("chat.postMessage", "channel_not_found")
-    post_due_prompts(leader_server)
-    note = leader_server.slack.fake.wait_for("chat.postMessage", lambda c: "no longer exists"
-                                             in c.args.get("text", ""))[0]
-    assert "<#C0GONE0001>" in note.args["text"]
+    note = note_when_posting_fails(leader_server, "C0GONE0001", "channel_not_found",
+                                   "no longer exists")
+    assert "<#C0GONE0001>" in note
 
 
 def test_an_unreachable_coordinator_does_not_stop_escalation(app_server: AppServer) -> None:

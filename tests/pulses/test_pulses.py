@@ -327,14 +327,19 @@ def test_a_prompt_is_posted_answered_anonymously_and_reported(leader_server: App
     assert png["content"].startswith(b"\x89PNG")
 
 
+def note_when_posting_fails(server: AppServer, channel: str, error: str, words: str) -> str:
+    """The text of the DM the leader gets when their prompt cannot be posted in `channel`."""
+    submit_prompt(server, channel=channel)
+    server.slack.fake.fail("chat.postMessage", error)
+    post_due_prompts(server)
+    return server.slack.fake.wait_for("chat.postMessage",
+                                      lambda c: words in c.args.get("text", ""))[0].args["text"]
+
+
 def test_not_in_the_channel_tells_the_leader_how_to_add_the_bot(leader_server: AppServer
                                                                 ) -> None:
-    submit_prompt(leader_server, channel="C0PRIVATE1")
-    leader_server.slack.fake.fail("chat.postMessage", "not_in_channel")
-    post_due_prompts(leader_server)
-    note = leader_server.slack.fake.wait_for("chat.postMessage", lambda c: "/invite"
-                                             in c.args.get("text", ""))[0]
-    assert "<#C0PRIVATE1>" in note.args["text"]
+    note = note_when_posting_fails(leader_server, "C0PRIVATE1", "not_in_channel", "/invite")
+    assert "<#C0PRIVATE1>" in note
     with leader_server.runtime.sessions() as session:
         assert session.scalars(select(PulseRun.state)).one() == "failed"
 

@@ -227,27 +227,29 @@ def test_cancel_and_close_belong_to_the_right_people(database: Database) -> None
                              "USUP000001", now=NOW).outcome == Outcome.CANCELLED
 
 
-@pytest.mark.parametrize(("duration", "need_met"), [("forever", "yes"), ("15_30", "maybe")])
-def test_close_takes_only_the_offered_answers(database: Database, duration: str,
-                                              need_met: str) -> None:
+def placed(database: Database) -> int:
+    """A request accepted by the one supporter on the roster, USUP000001."""
     add(database, ("USUP000001", "", "nurse"))
     request_id = ask(database)
     wave(database, request_id)
     with database.sessions.begin() as session:
         domain.accept(session, offer_of(database, request_id, "USUP000001"), "USUP000001",
                       now=NOW)
+    return request_id
+
+
+@pytest.mark.parametrize(("duration", "need_met"), [("forever", "yes"), ("15_30", "maybe")])
+def test_close_takes_only_the_offered_answers(database: Database, duration: str,
+                                              need_met: str) -> None:
+    request_id = placed(database)
     with pytest.raises(RequestError), database.sessions.begin() as session:
         domain.close(session, request_id, "USUP000001", now=NOW, duration=duration,
                      referred=False, need_met=need_met)
 
 
 def test_retention_forgets_both_people(database: Database) -> None:
-    add(database, ("USUP000001", "", "nurse"))
-    request_id = ask(database)
-    wave(database, request_id)
+    request_id = placed(database)
     with database.sessions.begin() as session:
-        domain.accept(session, offer_of(database, request_id, "USUP000001"), "USUP000001",
-                      now=NOW)
         domain.close(session, request_id, "USUP000001", now=NOW, duration="30_60",
                      referred=True, need_met="partly")
     with database.sessions.begin() as session:
