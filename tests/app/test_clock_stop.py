@@ -21,9 +21,9 @@ from bot.infra.db import make_engine, make_sessions, migrate
 from bot.infra.duework import schedule
 from bot.infra.models import DueWork, WorkState
 from bot.sandbox.slack_api import FakeSlack
+from tests.app.test_processes import ROOT, free_port, wait_healthy
 from tests.conftest import SIGNING_SECRET
 from tests.socket_mode_server import SocketModeServer
-from tests.app.test_processes import ROOT, free_port, wait_healthy
 
 SLOW = "test.slow"
 ITEMS = 1500

@@ -35,8 +35,8 @@ from bot.sandbox.slack_api import FakeSlack
 from handlers.checkins.blocks import METADATA_TYPE
 from handlers.common.ids import Action, Block, Callback
 from handlers.requests.blocks import NOT_SAFE, WELCOME
-from tests.conftest import SIGNING_SECRET, Database
 from tests.app.test_processes import free_port, process, wait_healthy
+from tests.conftest import SIGNING_SECRET, Database
 
 SECRET = "p" * 40
 REQUESTERS = [f"UREQUEST{i:02d}" for i in range(12)]

@@ -23,8 +23,8 @@ from bot.sandbox.slack_api import FakeSlack
 from handlers.common.ids import Action, Block, Callback
 from handlers.requests.blocks import OFFER_ENDINGS, WELCOME
 from handlers.requests.effects import MAX_ATTEMPTS
-from tests.conftest import SIGNING_SECRET, AppServer, Database, eventually
 from tests.app.test_processes import free_port, process, wait_healthy
+from tests.conftest import SIGNING_SECRET, AppServer, Database, eventually
 from tests.requests.test_requests_http import (
     REQUESTER,
     SUPPORTERS,
