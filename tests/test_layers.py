@@ -3,7 +3,7 @@
 Each module belongs to a part: the shared infrastructure (bot.infra), one domain package per
 feature (bot.<feature>), the Slack side's shared pieces (handlers.common), one Slack package per
 feature (handlers.<feature>), the listeners' registry (the handlers package itself), and the
-composition root (bot.app, bot.sandbox, bot.__main__). Parts sit on tiers in that order, and an
+composition root (bot.app, bot.sandbox, bot.cli, bot.__main__). Parts sit on tiers in that order, and an
 import may only go to the same tier or one below. Within a tier, parts may use each other only
 without a loop, and no modules anywhere import each other in a loop. Every import counts, also
 one inside a function or under TYPE_CHECKING.
@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TIERS = ("bot.infra", "bot.<feature>", "handlers.common", "handlers.<feature>", "handlers",
          "bot.app")
-COMPOSITION = ("bot.app", "bot.sandbox", "bot.__main__")
+COMPOSITION = ("bot.app", "bot.sandbox", "bot.cli", "bot.__main__")
 # bot.infra modules that are Slack I/O by design: the one messaging module.
 SLACK_FACING = {"bot.infra.messaging"}
 
