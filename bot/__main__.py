@@ -2,6 +2,6 @@
 
 import sys
 
-from bot.app.cli import main
+from bot.cli import main
 
 sys.exit(main())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app.cli import COMMANDS, main, program_name
+from bot.cli import COMMANDS, main, program_name
 from bot.roster import csv_import as roster_csv
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -41,7 +41,7 @@ def register_jobs(jobs, services):
     jobs.register(JobKind({SLOW!r}, lambda ctx: time.sleep(ctx.payload["seconds"])))
 
 handlers.register_jobs = register_jobs
-from bot.app.cli import main
+from bot.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
