@@ -1,19 +1,22 @@
-"""Check-ins' lifecycle beyond one answer: planning them when someone is connected, and keeping
-them to the person's time zone and presence as Slack reports it."""
+"""Check-ins' lifecycle: planning them when someone is connected, keeping them to the person's
+time zone and presence as Slack reports it, and what an answer or a planned nudge sets off."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.checkins import service as checkins
 from bot.checkins.timers import SUPPORTER_REMINDER, supporter_reminder_key
-from bot.infra import duework
+from bot.infra import duework, outbox
 from bot.infra.clock import Clock
 from bot.infra.db import after_commit
 from bot.infra.messaging import Messenger, SlackUnreachable
-from bot.infra.models import ContactHours, SupportRequest
+from bot.infra.models import CheckIn, ContactHours, SupportRequest
+from bot.infra.roles import RoleResolver
 from bot.infra.settings import Settings
 from bot.roster import supporters as roster
 
@@ -24,6 +27,7 @@ class Needs(Protocol):
     settings: Settings
     clock: Clock
     messenger: Messenger
+    roles: RoleResolver
     sessions: sessionmaker[Session]
 
 
@@ -67,3 +71,38 @@ def profile_changed(services: Needs, db: Session, user: dict[str, Any]) -> None:
         checkins.profile_changed(db, user_id, deleted=user.get("deleted") is True,
                                  tz=tz if isinstance(tz, str) else None,
                                  now=services.clock.now())
+
+
+def remind_supporter(db: Session, request_id: int, *, nudge: Callable[[str], Mapping[str, Any]],
+                     item_id: int, now: datetime) -> None:
+    """The supporter's optional nudge (worded by `nudge`, given the person's id), if they still
+    want them and the request is still theirs."""
+    request = db.get(SupportRequest, request_id)
+    if request is None or not request.supporter_id or not request.requester_id:
+        return
+    supporter = roster.get(db, request.supporter_id)
+    if supporter is None or not supporter.checkin_reminders:
+        return
+    outbox.message(db, supporter.user_id, nudge(request.requester_id),
+                   key=f"nudge:{request.id}:{item_id}", now=now)
+
+
+def after_answer(services: Needs, db: Session, checkin: CheckIn, *,
+                 alert: Mapping[str, Any], note: Callable[[str], Mapping[str, Any]]) -> None:
+    """What an answer sets off beyond its own message: for 'struggling', an alert to every
+    coordinator (when the program wants them; `alert` names nobody) and a note to the person's
+    supporter (`note`, given the person's id)."""
+    if checkin.answer != "struggling":
+        return
+    request = db.get(SupportRequest, checkin.request_id)
+    supporter_id = request.supporter_id if request is not None else None
+    requester_id = checkin.user_id
+    coordinators = sorted(services.roles.coordinator_ids()) \
+        if services.settings.alert_on_struggling else []
+    now = services.clock.now()
+    for coordinator in coordinators:
+        outbox.message(db, coordinator, alert, key=f"struggling:{checkin.id}:{coordinator}",
+                       now=now)
+    if supporter_id and requester_id:
+        outbox.message(db, supporter_id, note(requester_id),
+                       key=f"struggling:{checkin.id}:supporter", now=now)

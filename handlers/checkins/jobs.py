@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.checkins import flows as checkin_flows
 from bot.checkins.timers import CHECKIN, SUPPORTER_REMINDER
 from bot.infra.duework import JobContext, JobKind, JobRegistry
 from bot.infra.messaging import as_retry, retry_on_slack_trouble
 from handlers.checkins import sending
+from handlers.checkins.blocks import supporter_reminder
 from handlers.common.services import Services
 
 
@@ -24,7 +26,8 @@ def register_jobs(jobs: JobRegistry, services: Services) -> None:
         return {item: as_retry(error) for item, error in failures.items()}
 
     def remind_supporter(ctx: JobContext) -> None:
-        sending.remind_supporter(services, ctx)
+        checkin_flows.remind_supporter(ctx.session, int(ctx.payload["request_id"]),
+                                       nudge=supporter_reminder, item_id=ctx.item_id, now=ctx.now)
 
     jobs.register(JobKind(CHECKIN, retry_on_slack_trouble(send_checkin), run_batch=send_checkins))
     jobs.register(JobKind(SUPPORTER_REMINDER, retry_on_slack_trouble(remind_supporter)))

@@ -11,12 +11,18 @@ from bot.checkins import flows as checkin_flows
 from bot.checkins import service as checkins
 from bot.checkins.service import CheckInError
 from bot.infra.models import CheckIn, ContactHours, SupportRequest
+from bot.library import Moment
 from bot.requests import flows as flow
 from bot.requests import service as domain
 from bot.requests.service import AlreadyOpen
 from bot.roster import supporters as roster
-from handlers.checkins import sending as checkin_flow
-from handlers.checkins.blocks import answered, checkin_list, hours_modal
+from handlers.checkins.blocks import (
+    answered,
+    checkin_list,
+    hours_modal,
+    struggling_alert,
+    struggling_note,
+)
 from handlers.common.blockkit import notice
 from handlers.common.ids import CHECKIN_ANSWERS, Action, Block, Callback
 from handlers.common.interaction import reply_privately, submitted, whole_number
@@ -63,9 +69,11 @@ def on_answer(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: R
     except CheckInError as error:
         reply_privately(respond, str(error))
         return
-    surfacing = checkin_flow.struggling_surfacing(services) if choice == "struggling" else None
+    surfacing = services.library.for_moment(
+        Moment.CHECKIN_STRUGGLING, audience="clinician") if choice == "struggling" else None
     respond(replace_original=True, **answered(choice, checkin_id, surfacing))
-    checkin_flow.after_answer(services, db, checkin)
+    checkin_flows.after_answer(services, db, checkin, alert=struggling_alert(),
+                               note=struggling_note)
     if choice == "talk_again":
         _talk_again(services, db, checkin, respond)
 

@@ -1,4 +1,4 @@
-"""Check-ins' Slack side: planning at connection, sending once, and what answers set off."""
+"""Check-ins' Slack side: each question sent once, in batches, inside the person's hours."""
 
 from __future__ import annotations
 
@@ -9,18 +9,12 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
 from bot.checkins import service as checkins
-from bot.infra import outbox
 from bot.infra.duework import JobContext, RetryLater
 from bot.infra.messaging import Posted, SlackUnreachable
-from bot.infra.models import CheckIn, CheckInState, SupportRequest
-from bot.library import Moment
-from bot.roster import supporters as roster
+from bot.infra.models import CheckIn, CheckInState
 from handlers.checkins.blocks import (
     METADATA_TYPE,
     checkin_message,
-    struggling_alert,
-    struggling_note,
-    supporter_reminder,
 )
 from handlers.common.services import Services
 
@@ -107,41 +101,3 @@ def _record(db: Session, ctx: JobContext, checkin: CheckIn, result: Posted | Exc
         failures[ctx.item_id] = RetryLater(retry, "ratelimited")
     else:
         failures[ctx.item_id] = result
-
-
-
-
-def remind_supporter(services: Services, ctx: JobContext) -> None:
-    """The supporter's optional nudge, if they still want them and the request is theirs."""
-    request = ctx.session.get(SupportRequest, ctx.payload["request_id"])
-    if request is None or not request.supporter_id or not request.requester_id:
-        return
-    supporter = roster.get(ctx.session, request.supporter_id)
-    if supporter is None or not supporter.checkin_reminders:
-        return
-    outbox.message(ctx.session, supporter.user_id, supporter_reminder(request.requester_id),
-                   key=f"nudge:{request.id}:{ctx.item_id}", now=ctx.now)
-
-
-def after_answer(services: Services, db: Session, checkin: CheckIn) -> None:
-    """What an answer sets off beyond its own message: alerts for 'struggling'."""
-    if checkin.answer != "struggling":
-        return
-    request = db.get(SupportRequest, checkin.request_id)
-    supporter_id = request.supporter_id if request is not None else None
-    requester_id = checkin.user_id
-    coordinators = sorted(services.roles.coordinator_ids()) \
-        if services.settings.alert_on_struggling else []
-    now = services.clock.now()
-    for coordinator in coordinators:
-        outbox.message(db, coordinator, struggling_alert(),
-                       key=f"struggling:{checkin.id}:{coordinator}", now=now)
-    if supporter_id and requester_id:
-        outbox.message(db, supporter_id, struggling_note(requester_id),
-                       key=f"struggling:{checkin.id}:supporter", now=now)
-
-
-def struggling_surfacing(services: Services):  # noqa: ANN201
-    """Professional help and resources shown to someone who answers 'struggling'."""
-    return services.library.for_moment(Moment.CHECKIN_STRUGGLING, audience="clinician")
-
