@@ -183,6 +183,64 @@ def test_invalid_content_stops_start_up_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and "ours.yml line 2, entry 'our-guide': unknown type" in lines[0]
 
 
+def test_an_id_that_is_not_text_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ContentError, match=r"ours\.yml line 2: 'id' is required"):
+        load_library(override(tmp_path, GOOD.replace("id: our-guide", "id: [our, guide]")))
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ("    summery: typo\n    hidden: maybe\n", "unknown field 'summery'"),
+    ("    hidden: maybe\n    phone: [1]\n", "'hidden' must be true or false"),
+    ("    phone: [1]\n    hidden: maybe\n", "'phone' must be text"),
+    ("    phone: [1]\n    audience: [janitors]\n", "'phone' must be text"),
+    ("    audience: [janitors]\n    topics: [astrology]\n", "unknown audience 'janitors'"),
+    ("    topics: [astrology]\n    address: http://x.org\n", "unknown topics 'astrology'"),
+    ("    address: http://x.org\n    slot: true\n", "'address' must be a well-formed"),
+])
+def test_of_several_problems_the_first_to_fix_is_reported(tmp_path: Path, extra: str,
+                                                          expected: str) -> None:
+    text = GOOD.replace("    audience: [clinician]\n    topics: [peer-support]\n", "")
+    text = text.replace("    address: https://intranet.example.org/guide\n", "")
+    text = text.replace("    title:", "    audience: [clinician]\n    title:") + extra
+    with pytest.raises(ContentError) as error:
+        load_library(override(tmp_path, text))
+    assert f"ours.yml line 2, entry 'our-guide': {expected}" in str(error.value)
+
+
+def test_values_are_read_as_written_and_tidied(tmp_path: Path) -> None:
+    library = load_library(override(tmp_path, """\
+crisis:
+  - id: our-line
+    title: "  Our   line "
+    audience: clinician
+    topics: [" crisis "]
+    phone: 5550100
+    hours: 24.7
+    summary: >
+      Folded
+      over lines.
+"""))
+    line = library.get("our-line")
+    assert (line.title, line.audience, line.topics) == ("Our line", ("clinician",), ("crisis",))
+    assert (line.phone, line.hours, line.summary) == ("5550100", "24.7", "Folded over lines.")
+    assert line.moments is None and line.local and line.origin.endswith("ours.yml line 2")
+
+
+def test_an_empty_list_field_is_refused_rather_than_read_as_left_out(tmp_path: Path) -> None:
+    with pytest.raises(ContentError, match="'moments' must be a word or a list of words"):
+        load_library(override(tmp_path, "crisis:\n  - id: lifeline-988\n    moments:\n"))
+
+
+def test_content_shapes_name_every_field_an_entry_has() -> None:
+    from dataclasses import fields
+
+    from bot.library.model import SHAPES
+
+    given = {f.name for f in fields(Entry)} - {"kind", "origin", "local", "types"} | {"type"}
+    for shape in SHAPES.values():
+        assert {f.alias or name for name, f in shape.model_fields.items()} == given
+
+
 # -- overrides ---------------------------------------------------------------------------------
 
 

@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from dataclasses import fields
+from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from bot.library.library import Library
-from bot.library.model import (
-    AUDIENCES,
-    BASE_TOPICS,
-    LIMITS,
-    MOMENTS,
-    PROMPT_TITLE_LIMIT,
-    SECTIONS,
-    TYPES,
-    Entry,
-)
+from bot.library.model import BASE_TOPICS, SECTIONS, SHAPES, ContentFile, Entry, EntryShape
 
 BUILT_IN = Path(__file__).resolve().parents[2] / "content"
-_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
-_URL = re.compile(r"^https://[A-Za-z0-9.-]+\.[A-Za-z]{2,}(/[^\s<>|]*)?$")
-_FIELDS = {f.name for f in fields(Entry)} - {"kind", "origin", "types", "local"} | {"type"}
-_LISTS = ("audience", "topics", "type", "moments", "labels", "options")
+_SECTION_FIELDS = list(ContentFile.model_fields)
+# When an entry has several problems, the one reported is the first an author should fix:
+# unknown fields, the id, missing texts, ill-typed or too long values (in the order they are
+# written), then the audience, the vocabulary, the address, and the rules of the entry's kind.
+_STAGES = {"unknown": 0, "id": 1, "required": 2, "value": 3, "no_audience": 4,
+           "vocabulary": 5, "address": 6, "kind": 7}
 
 
 class ContentError(Exception):
@@ -42,22 +37,31 @@ class _LineLoader(yaml.SafeLoader):
         return mapping
 
 
+@dataclass(frozen=True)
+class _Raw:
+    """An entry's fields as written, before validation, with where they came from."""
+
+    fields: dict[Any, Any]
+    kind: str
+    origin: str  # "FILE line N": the line its mapping starts on
+    local: bool = False
+
+
 def load_library(override_dir: Path | None = None, *, built_in: Path = BUILT_IN) -> Library:
     """Load the shipped content, then the organisation's directory over it; raise ContentError."""
     raw_built_in, topics = _read_dir(built_in)
-    raw_overrides: list[dict[str, Any]] = []
+    raw_overrides: list[_Raw] = []
     if override_dir is not None:
         if not override_dir.is_dir():
             raise ContentError(f"{override_dir}: PEERSUPPORT_CONTENT_DIR is not a directory")
         raw_overrides, extra_topics = _read_dir(override_dir)
         topics |= extra_topics
     merged = _merge(raw_built_in, raw_overrides)
-    entries = [_validate(raw, topics) for raw in merged]
-    return Library(entries)
+    return Library(_validate(raw, topics) for raw in merged)
 
 
-def _read_dir(directory: Path) -> tuple[list[dict[str, Any]], set[str]]:
-    entries: list[dict[str, Any]] = []
+def _read_dir(directory: Path) -> tuple[list[_Raw], set[str]]:
+    entries: list[_Raw] = []
     topics = set(BASE_TOPICS)
     for path in sorted(directory.glob("*.yml")) + sorted(directory.glob("*.yaml")):
         file_entries, file_topics = _read_file(path)
@@ -67,7 +71,7 @@ def _read_dir(directory: Path) -> tuple[list[dict[str, Any]], set[str]]:
     return entries, topics
 
 
-def _read_file(path: Path) -> tuple[list[dict[str, Any]], set[str]]:
+def _read_file(path: Path) -> tuple[list[_Raw], set[str]]:
     try:
         document = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)  # noqa: S506
     except yaml.YAMLError as error:
@@ -79,139 +83,115 @@ def _read_file(path: Path) -> tuple[list[dict[str, Any]], set[str]]:
         raise ContentError(f"{path}: cannot be read ({error})") from None
     if document is None:
         return [], set()
-    if not isinstance(document, dict):
-        raise ContentError(f"{path}: expected sections such as 'resources:' at the top level")
-    document.pop("__line__", None)
-    unknown = sorted(set(document) - set(SECTIONS) - {"topics"})
-    if unknown:
-        raise ContentError(f"{path}: unknown section {unknown[0]!r}; known sections are "
-                           f"{', '.join(sorted(SECTIONS))} and topics")
-    topics = document.get("topics") or []
-    if not isinstance(topics, list) or not all(isinstance(t, str) and _ID.match(t) for t in topics):
-        raise ContentError(f"{path}: 'topics' must be a list of lowercase-hyphenated words")
+    if isinstance(document, dict):
+        document.pop("__line__", None)
+    try:
+        content = ContentFile.model_validate(document)
+    except ValidationError as error:
+        raise ContentError(f"{path}: {min(map(_file_problem, error.errors()))[1]}") from None
     entries = []
     for section, kind in SECTIONS.items():
-        items = document.get(section) or []
-        if not isinstance(items, list):
-            raise ContentError(f"{path}: '{section}' must be a list of entries")
-        for item in items:
-            if not isinstance(item, dict):
-                raise ContentError(f"{path}: every item under '{section}' must be a mapping")
+        for item in getattr(content, section):
             line = item.pop("__line__", "?")
-            entries.append({**item, "__kind__": kind, "__origin__": f"{path} line {line}"})
-    return entries, set(topics)
+            entries.append(_Raw(item, kind, f"{path} line {line}"))
+    return entries, set(content.topics)
 
 
-def _reject_duplicates(entries: Iterable[dict[str, Any]]) -> None:
+def _file_problem(error: ErrorDetails) -> tuple[tuple[int, int, Any], str]:
+    """Where a file-level problem ranks, and how it reads."""
+    loc = error["loc"]
+    if not loc:
+        return (0, 0, 0), "expected sections such as 'resources:' at the top level"
+    name = loc[0]
+    if name not in _SECTION_FIELDS:
+        known = ", ".join(sorted(SECTIONS))
+        return (1, 0, str(name)), f"unknown section {name!r}; known sections are {known} and topics"
+    rank = (2, _SECTION_FIELDS.index(name), loc[1] if len(loc) > 1 else -1)
+    if name == "topics":
+        return rank, "'topics' must be a list of lowercase-hyphenated words"
+    if len(loc) == 1:
+        return rank, f"'{name}' must be a list of entries"
+    return rank, f"every item under '{name}' must be a mapping"
+
+
+def _reject_duplicates(entries: Iterable[_Raw]) -> None:
     seen: dict[str, str] = {}
     for raw in entries:
-        entry_id = raw.get("id")
+        entry_id = raw.fields.get("id")
         if isinstance(entry_id, str) and entry_id in seen:
-            raise ContentError(f"{raw['__origin__']}, entry {entry_id!r}: the id is already used "
+            raise ContentError(f"{raw.origin}, entry {entry_id!r}: the id is already used "
                                f"at {seen[entry_id]}")
         if isinstance(entry_id, str):
-            seen[entry_id] = raw["__origin__"]
+            seen[entry_id] = raw.origin
 
 
-def _merge(built_in: list[dict[str, Any]], overrides: list[dict[str, Any]]
-           ) -> list[dict[str, Any]]:
+def _merge(built_in: list[_Raw], overrides: list[_Raw]) -> list[_Raw]:
     """An override with a shipped id changes only the fields it gives; a new id is added."""
-    by_id = {raw.get("id"): index for index, raw in enumerate(built_in)}
-    merged = [dict(raw) for raw in built_in]
+    by_id = {_id_of(raw): index for index, raw in enumerate(built_in)}
+    merged = list(built_in)
     for raw in overrides:
-        index = by_id.get(raw.get("id"))
+        index = by_id.get(_id_of(raw))
         if index is None:
-            merged.append({**raw, "__local__": True})
+            merged.append(replace(raw, local=True))
             continue
         base = merged[index]
-        if base["__kind__"] != raw["__kind__"]:
-            raise ContentError(f"{raw['__origin__']}, entry {raw.get('id')!r}: overrides a "
-                               f"{base['__kind__']} entry, so it belongs in that section")
-        merged[index] = {**base, **raw}
+        if base.kind != raw.kind:
+            raise ContentError(f"{raw.origin}, entry {raw.fields.get('id')!r}: overrides a "
+                               f"{base.kind} entry, so it belongs in that section")
+        merged[index] = replace(base, fields={**base.fields, **raw.fields}, origin=raw.origin)
     return merged
 
 
-def _validate(raw: dict[str, Any], topics: set[str]) -> Entry:
-    origin = raw.pop("__origin__")
-    kind = raw.pop("__kind__")
-    local = raw.pop("__local__", False)
-    entry_id = raw.get("id")
-    label = f"{origin}, entry {entry_id!r}" if isinstance(entry_id, str) else origin
-
-    def fail(message: str) -> ContentError:
-        return ContentError(f"{label}: {message}")
-
-    unknown = sorted(set(raw) - _FIELDS)
-    if unknown:
-        raise fail(f"unknown field {unknown[0]!r}")
-    if not isinstance(entry_id, str) or not _ID.match(entry_id):
-        raise fail("'id' is required: lowercase letters, digits and hyphens, 2 to 63 characters")
-    for name in ("title",) + (("summary",) if kind != "prompt" else ()):
-        if not isinstance(raw.get(name), str) or not raw[name].strip():
-            raise fail(f"'{name}' is required")
-    values: dict[str, Any] = {"id": entry_id, "kind": kind, "origin": origin, "local": local}
-    for name, value in raw.items():
-        if name == "id":
-            continue
-        if name in _LISTS:
-            value = [value] if isinstance(value, str) else value
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise fail(f"'{name}' must be a word or a list of words")
-            value = tuple(v.strip() for v in value)
-        elif name in ("site_only", "slot", "hidden"):
-            if not isinstance(value, bool):
-                raise fail(f"'{name}' must be true or false")
-        elif value is not None:
-            if isinstance(value, int | float):
-                value = str(value)
-            if not isinstance(value, str):
-                raise fail(f"'{name}' must be text")
-            value = " ".join(value.split())
-            if len(value) > LIMITS.get(name, 600):
-                raise fail(f"'{name}' is longer than {LIMITS.get(name, 600)} characters, "
-                           "which Slack cannot show")
-        values["types" if name == "type" else name] = value
-    entry = Entry(**values)
-    _check_vocabulary(entry, topics, fail)
-    _check_kind(entry, fail)
-    return entry
+def _id_of(raw: _Raw) -> str | None:
+    # An id that is not text (a list, say) matches nothing: its entry is then refused for it.
+    entry_id = raw.fields.get("id")
+    return entry_id if isinstance(entry_id, str) else None
 
 
-def _check_vocabulary(entry: Entry, topics: set[str], fail: Any) -> None:
-    if not entry.audience:
-        raise fail("'audience' is required: " + ", ".join(sorted(AUDIENCES)))
-    for name, allowed, values in (("audience", AUDIENCES, entry.audience),
-                                  ("topics", topics, entry.topics),
-                                  ("type", TYPES, entry.types),
-                                  ("moments", MOMENTS, entry.moments or ())):
-        for value in values:
-            if value not in allowed:
-                raise fail(f"unknown {name} {value!r}; known: {', '.join(sorted(allowed))}"
-                           + ("; add new topics with a top-level 'topics:' list"
-                              if name == "topics" else ""))
-    if entry.address is not None and not _URL.match(entry.address):
-        raise fail(f"'address' must be a well-formed https:// address, got {entry.address!r}")
+def _validate(raw: _Raw, topics: set[str]) -> Entry:
+    shape = SHAPES[raw.kind]
+    try:
+        valid = shape.model_validate(raw.fields, context={"topics": topics})
+    except ValidationError as error:
+        entry_id = raw.fields.get("id")
+        label = f"{raw.origin}, entry {entry_id!r}" if isinstance(entry_id, str) else raw.origin
+        problems = (_entry_problem(shape, list(raw.fields), e) for e in error.errors())
+        raise ContentError(f"{label}: {min(problems)[1]}") from None
+    return Entry(kind=raw.kind, origin=raw.origin, local=raw.local,
+                 **valid.model_dump(exclude_unset=True))
 
 
-def _check_kind(entry: Entry, fail: Any) -> None:
-    if entry.kind == "resource" and not entry.types:
-        raise fail("'type' is required: " + ", ".join(sorted(TYPES)))
-    if entry.kind != "resource" and entry.types:
-        raise fail("'type' is only for resources")
-    if entry.site_only and not entry.address:
-        raise fail("'site_only' needs the site's 'address'")
-    if entry.slot and entry.kind != "crisis":
-        raise fail("'slot' is only for crisis and professional-help entries")
-    if entry.kind == "prompt":
-        if len(entry.title) > PROMPT_TITLE_LIMIT:
-            raise fail(f"a prompt's question must be at most {PROMPT_TITLE_LIMIT} characters")
-        if entry.scale not in (None, "five_point"):
-            raise fail("'scale' must be five_point, or give 'options' instead")
-        if entry.scale == "five_point" and len(entry.labels) != 5:
-            raise fail("a five_point scale needs exactly 5 'labels'")
-        if entry.scale is None and not 2 <= len(entry.options) <= 6:
-            raise fail("a prompt needs a five_point scale or 2 to 6 'options'")
-        if any(not answer or len(answer) > LIMITS["label"] for answer in entry.answers):
-            raise fail(f"each answer must be 1 to {LIMITS['label']} characters")
-    elif entry.scale or entry.labels or entry.options:
-        raise fail("'scale', 'labels' and 'options' are only for prompts")
+def _entry_problem(shape: type[EntryShape], written: list[Any], error: ErrorDetails
+                   ) -> tuple[tuple[int, int, str], str]:
+    """Where pydantic's error ranks among the entry's problems, and how it reads to an author."""
+    loc, kind = error["loc"], error["type"]
+    name = loc[0] if loc else ""
+    fields, required = _written_names(shape)
+    if kind in ("extra_forbidden", "invalid_key"):
+        return (_STAGES["unknown"], 0, str(name)), f"unknown field {name!r}"
+    position = fields.index(name) if name in fields else len(fields)
+    if name == "id":
+        return ((_STAGES["id"], 0, ""),
+                "'id' is required: lowercase letters, digits and hyphens, 2 to 63 characters")
+    if kind in _STAGES:  # raised by the shape's own validators, already in an author's words
+        return (_STAGES[kind], position, ""), error["msg"]
+    if kind == "missing" or (kind == "string_type" and name in required):
+        return (_STAGES["required"], position, ""), f"'{name}' is required"
+    # A value of the wrong type or length: reported in the order the fields are written.
+    rank = (_STAGES["value"], written.index(name) if name in written else position, "")
+    if kind == "string_too_long":
+        limit = error.get("ctx", {}).get("max_length")
+        return rank, f"'{name}' is longer than {limit} characters, which Slack cannot show"
+    if kind == "bool_type":
+        return rank, f"'{name}' must be true or false"
+    if kind == "tuple_type" or len(loc) > 1:
+        return rank, f"'{name}' must be a word or a list of words"
+    return rank, f"'{name}' must be text"
+
+
+@cache
+def _written_names(shape: type[EntryShape]) -> tuple[list[str], frozenset[str]]:
+    """The shape's fields as content files name them, in order, and those that are required."""
+    names = {name: field.alias or name for name, field in shape.model_fields.items()}
+    return (list(names.values()),
+            frozenset(names[name] for name, field in shape.model_fields.items() if field.is_required()))

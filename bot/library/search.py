@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
 
 from bot.library.model import Entry
 
@@ -40,25 +44,37 @@ def within_typo(a: str, b: str) -> bool:
     if min(len(a), len(b)) < 4:
         return False
     allowed = 2 if min(len(a), len(b)) >= 8 else 1
-    if abs(len(a) - len(b)) > allowed:
-        return False
-    return _damerau_levenshtein(a, b, allowed) <= allowed
+    # Optimal string alignment (a swap is one edit, but no edit touches a swapped pair again);
+    # past the cutoff it answers cutoff + 1 without finishing the table.
+    return OSA.distance(a, b, score_cutoff=allowed) <= allowed
 
 
-def _damerau_levenshtein(a: str, b: str, cap: int) -> int:
-    previous2: list[int] = []
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i] + [0] * len(b)
-        for j, cb in enumerate(b, 1):
-            cost = 0 if ca == cb else 1
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
-                current[j] = min(current[j], previous2[j - 2] + 1)
-        if min(current) > cap:
-            return cap + 1
-        previous2, previous = previous, current
-    return previous[-1]
+@dataclass(frozen=True)
+class _Field:
+    """One field's words, with those long enough for typos grouped by how many they allow."""
+
+    weight: float
+    tokens: frozenset[str]
+    medium: tuple[str, ...]  # 4 to 7 letters: one typo, whatever the word searched for
+    long: tuple[str, ...]  # 8 letters or more: two typos when the word searched for is long too
+
+    @classmethod
+    def of(cls, weight: float, text: str) -> _Field:
+        tokens = frozenset(normalise(text))
+        return cls(weight, tokens, tuple(t for t in tokens if 4 <= len(t) < 8),
+                   tuple(t for t in tokens if len(t) >= 8))
+
+    def near(self, word: str) -> bool:
+        """True when `within_typo(word, token)` holds for some token; rapidfuzz scans them."""
+        if len(word) < 4:
+            return False
+        if len(word) < 8:
+            return _any_within(word, self.medium + self.long, 1)
+        return _any_within(word, self.long, 2) or _any_within(word, self.medium, 1)
+
+
+def _any_within(word: str, tokens: tuple[str, ...], edits: int) -> bool:
+    return process.extractOne(word, tokens, scorer=OSA.distance, score_cutoff=edits) is not None
 
 
 class SearchIndex:
@@ -70,11 +86,11 @@ class SearchIndex:
         self._titles = [" ".join(normalise(entry.title)) for entry in self._entries]
 
     @staticmethod
-    def _tokenise(entry: Entry) -> list[tuple[float, frozenset[str]]]:
+    def _tokenise(entry: Entry) -> list[_Field]:
         texts = {"title": entry.title, "topics": " ".join(entry.topics),
                  "types": " ".join(entry.types), "source": entry.source or "",
                  "summary": entry.summary}
-        return [(weight, frozenset(normalise(texts[name]))) for name, weight in _FIELD_WEIGHTS]
+        return [_Field.of(weight, texts[name]) for name, weight in _FIELD_WEIGHTS]
 
     def search(self, query: str) -> list[Entry]:
         """Entries matching any word of `query`, those matching most words and best first."""
@@ -86,7 +102,7 @@ class SearchIndex:
         for position, fields in enumerate(self._fields):
             matched, score = 0, 0.0
             for word in words:
-                best = max((weight * _quality(word, tokens) for weight, tokens in fields),
+                best = max((field.weight * _quality(word, field) for field in fields),
                            default=0.0)
                 if best > 0:
                     matched += 1
@@ -100,11 +116,11 @@ class SearchIndex:
         return [self._entries[position] for _, _, position in scored]
 
 
-def _quality(word: str, tokens: frozenset[str]) -> float:
-    if word in tokens:
+def _quality(word: str, field: _Field) -> float:
+    if word in field.tokens:
         return _EXACT
-    if len(word) >= 3 and any(token.startswith(word) for token in tokens):
+    if len(word) >= 3 and any(token.startswith(word) for token in field.tokens):
         return _PREFIX
-    if any(within_typo(word, token) for token in tokens):
+    if field.near(word):
         return _FUZZY
     return 0.0
