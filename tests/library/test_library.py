@@ -13,7 +13,7 @@ import pytest
 from bot.library import ContentError, Library, Moment, load_library
 from bot.library.model import Entry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SEED_TITLES = {
     "Peer support research library",
     "Disclosure and apology: What's missing?",

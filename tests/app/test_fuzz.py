@@ -2,7 +2,7 @@
 5xx, raise in a listener, or leave anything behind.
 
 CI runs a bounded number of examples; a longer run is
-`PEERSUPPORT_FUZZ_EXAMPLES=5000 ./test tests/test_fuzz.py`.
+`PEERSUPPORT_FUZZ_EXAMPLES=5000 ./test tests/app/test_fuzz.py`.
 """
 
 from __future__ import annotations
