@@ -24,7 +24,7 @@ EXAMPLES = int(os.environ.get("PEERSUPPORT_FUZZ_EXAMPLES", "40"))
 # Short runs (CI) are repeatable; long runs explore new ground each time.
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 100,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
+                                       HealthCheck.too_slow, HealthCheck.data_too_large])
 
 junk_text = st.one_of(st.text(max_size=50), st.text(min_size=3000, max_size=6000),
                       st.sampled_from(["\u202e\u0000", "<!channel>", "' OR 1=1 --", "🙂" * 40,
