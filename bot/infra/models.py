@@ -141,7 +141,14 @@ class RequestState(enum.StrEnum):
 ACTIVE_STATES = (RequestState.OPEN, RequestState.ESCALATED, RequestState.ASSIGNED)
 UNASSIGNED_STATES = (RequestState.OPEN, RequestState.ESCALATED)
 # The database itself keeps one active request per person: two forms at once make one request.
-_ACTIVE_SQL = "state IN ('open', 'escalated', 'assigned') AND requester_id IS NOT NULL"
+# A team request is a call for others, so it does not count as the caller's own.
+_ACTIVE_SQL = ("state IN ('open', 'escalated', 'assigned') AND requester_id IS NOT NULL "
+               "AND kind = 'personal'")
+
+
+class RequestKind(enum.StrEnum):
+    PERSONAL = "personal"  # one person asks for themselves; one supporter
+    TEAM = "team"  # someone asks for their team; `seats` supporters answer together
 
 
 class SupportRequest(Base):
@@ -167,6 +174,12 @@ class SupportRequest(Base):
     version: Mapped[int] = mapped_column(default=0)
     # How many times it was escalated: names each escalation's reminders.
     escalations: Mapped[int] = mapped_column(default=0)
+    kind: Mapped[str] = mapped_column(String(8), default=RequestKind.PERSONAL,
+                                      server_default=RequestKind.PERSONAL.value)
+    # How many supporters answer it together, and how many have so far (team requests).
+    seats: Mapped[int] = mapped_column(default=1, server_default="1")
+    filled: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The supporter of a personal request; of a team request, the first to accept.
     supporter_id: Mapped[str | None] = mapped_column(String(32), index=True)
     status_channel: Mapped[str | None] = mapped_column(String(32))
     status_ts: Mapped[str | None] = mapped_column(String(32))
@@ -183,6 +196,41 @@ class SupportRequest(Base):
         Index("uq_support_requests_one_active", "requester_id", unique=True,
               sqlite_where=text(_ACTIVE_SQL), postgresql_where=text(_ACTIVE_SQL)),
     )
+
+
+class SeatState(enum.StrEnum):
+    HELD = "held"
+    LEFT = "left"  # handed back, or the request ended
+
+
+class Seat(Base):
+    """One supporter's place on a team request; a team request is placed when every seat is
+    held. Personal requests have none (their supporter is the request's own)."""
+
+    __tablename__ = "request_seats"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("support_requests.id", ondelete="CASCADE"), index=True)
+    supporter_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    state: Mapped[str] = mapped_column(String(8), default=SeatState.HELD)
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TeamRequest(Base):
+    """What a team request asks for: the unit, roughly how many people, and what would help.
+    Never what happened, and never who on the team replied to anything."""
+
+    __tablename__ = "team_requests"
+
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("support_requests.id", ondelete="CASCADE"), primary_key=True)
+    unit: Mapped[str] = mapped_column(String(80))
+    size: Mapped[str] = mapped_column(String(8))  # a range's key, e.g. "6_15"
+    visit: Mapped[bool] = mapped_column(default=False)  # a supporter comes to the unit
+    group: Mapped[bool] = mapped_column(default=False)  # a group conversation at a set time
+    private: Mapped[bool] = mapped_column(default=False)  # each member offered private support
 
 
 class OfferState(enum.StrEnum):

@@ -27,7 +27,10 @@ from bot.infra.models import (
     CoordinatorAlert,
     Offer,
     OfferState,
+    RequestKind,
     RequestState,
+    Seat,
+    SeatState,
     Supporter,
     SupportRequest,
 )
@@ -70,14 +73,14 @@ class RequestForm:
             raise RequestError("To match your role, say which role is yours.")
         if self.outside_department and not self.department:
             raise RequestError("To find someone outside your department, say which is yours.")
-        if not _fits(self.department, 80):
+        if not fits(self.department, 80):
             raise RequestError("That department name is too long, or has characters it cannot "
                                "hold: choose it from the list.")
-        if not _fits(self.role, 32):
+        if not fits(self.role, 32):
             raise RequestError("That role is not one of the choices: choose it from the list.")
 
 
-def _fits(value: str | None, length: int) -> bool:
+def fits(value: str | None, length: int) -> bool:
     """A free value fits its column: short enough, and printable (no control characters)."""
     return value is None or (len(value) <= length and value.isprintable())
 
@@ -94,7 +97,8 @@ class AlreadyOpen(Exception):
 def open_request_of(session: Session, user_id: str) -> SupportRequest | None:
     """The person's request that is still open, escalated or assigned, if any."""
     return session.scalars(select(SupportRequest).where(
-        SupportRequest.requester_id == user_id, SupportRequest.state.in_(ACTIVE_STATES))
+        SupportRequest.requester_id == user_id, SupportRequest.state.in_(ACTIVE_STATES),
+        SupportRequest.kind == RequestKind.PERSONAL)
         .order_by(SupportRequest.id.desc())).first()
 
 
@@ -145,8 +149,13 @@ def again(session: Session, earlier: SupportRequest, *, now: datetime) -> Suppor
 def _workload(session: Session) -> tuple[dict[str, int], dict[str, datetime]]:
     active = dict(session.execute(
         select(SupportRequest.supporter_id, func.count()).where(
-            SupportRequest.state == RequestState.ASSIGNED).group_by(SupportRequest.supporter_id)
+            SupportRequest.state == RequestState.ASSIGNED,
+            SupportRequest.kind == RequestKind.PERSONAL).group_by(SupportRequest.supporter_id)
     ).all())
+    for supporter_id, seats in session.execute(
+            select(Seat.supporter_id, func.count()).where(Seat.state == SeatState.HELD)
+            .group_by(Seat.supporter_id)).all():
+        active[supporter_id] = active.get(supporter_id, 0) + seats
     last_closed = dict(session.execute(
         select(SupportRequest.supporter_id, func.max(SupportRequest.closed_at)).where(
             SupportRequest.state == RequestState.CLOSED, SupportRequest.supporter_id.is_not(None))
@@ -203,6 +212,11 @@ def _status(session: Session, request: SupportRequest, now: datetime) -> None:
     if request.requester_id:
         _effect(session, Effect.STATUS, f"status:{request.id}:v{request.version}", now,
                 request_id=request.id)
+
+
+def record_status(session: Session, request: SupportRequest, now: datetime) -> None:
+    """Record the person's status message for the request as it stands now."""
+    _status(session, request, now)
 
 
 def _offer_posts(session: Session, request: SupportRequest, offers: Sequence[Offer],
@@ -357,6 +371,7 @@ def offer_to(session: Session, request: SupportRequest, supporter_id: str, *,
 
 class Outcome(enum.StrEnum):
     ACCEPTED = "accepted"
+    JOINED = "joined"  # a seat of a team request that still needs another supporter
     ALREADY_YOURS = "already_yours"
     TAKEN = "taken"
     CLOSED = "closed"
@@ -400,6 +415,8 @@ def _refused(session: Session, offer_id: int, user_id: str
         return offer, request, Outcome.NOT_YOURS
     if request is None:
         return offer, None, Outcome.NOT_FOUND
+    if offer.state == OfferState.ACCEPTED and request.state in ACTIVE_STATES:
+        return offer, request, Outcome.ALREADY_YOURS  # a double click, or a seat already held
     if request.state not in UNASSIGNED_STATES or offer.state in (
             OfferState.HANDED_BACK, OfferState.ACCEPTED):
         return offer, request, _refusal(request, user_id)
@@ -409,14 +426,21 @@ def _refused(session: Session, offer_id: int, user_id: str
 def _claim(session: Session, request: SupportRequest, event: Event, supporter_id: str,
            now: datetime, cap: int | None) -> bool:
     """The one conditional UPDATE that makes first accept win, within the supporter's cap."""
-    also = []
-    if cap is not None:
-        mine = aliased(SupportRequest)
-        also.append(select(func.count()).select_from(mine).where(
-            mine.supporter_id == supporter_id, mine.state == RequestState.ASSIGNED)
-            .scalar_subquery() < cap)
+    also = [] if cap is None else [_open_cases(supporter_id) < cap]
     return apply(session, request, event, also=also, supporter_id=supporter_id,
                  assigned_at=now)
+
+
+def _open_cases(supporter_id: str) -> Any:
+    """How many cases the supporter has open, as a subquery: personal requests placed with them,
+    and seats they hold on team requests (placed or not)."""
+    mine = aliased(SupportRequest)
+    personal = select(func.count()).select_from(mine).where(
+        mine.supporter_id == supporter_id, mine.state == RequestState.ASSIGNED,
+        mine.kind == RequestKind.PERSONAL).scalar_subquery()
+    seats = select(func.count()).select_from(Seat).where(
+        Seat.supporter_id == supporter_id, Seat.state == SeatState.HELD).scalar_subquery()
+    return personal + seats
 
 
 def accept(session: Session, offer_id: int, user_id: str, *, now: datetime) -> AcceptResult:
@@ -430,6 +454,9 @@ def accept(session: Session, offer_id: int, user_id: str, *, now: datetime) -> A
                             else Outcome.EXPIRED, request, offer)
     _hold_supporter(session, user_id)
     supporter = session.get(Supporter, user_id)
+    if request.kind == RequestKind.TEAM:
+        return _take_seat(session, request, offer, user_id, now,
+                          supporter.case_cap if supporter is not None else None)
     if not _claim(session, request, Event.ACCEPT, user_id, now,
                   supporter.case_cap if supporter is not None else None):
         outcome = _refusal(request, user_id) if request.state not in UNASSIGNED_STATES \
@@ -441,15 +468,61 @@ def accept(session: Session, offer_id: int, user_id: str, *, now: datetime) -> A
 
 
 def _placed(session: Session, request: SupportRequest, now: datetime) -> list[Offer]:
-    """What every placement says: the others' offers end, the two are introduced, the supporter
-    gets the case, the person their status, and coordinators' alerts are resolved."""
+    """What every placement says: the others' offers end, the person and their supporters are
+    introduced, each supporter gets the case, the person their status, and coordinators'
+    alerts are resolved."""
     others = _end_offers(session, request, OfferState.TAKEN, "taken", now=now)
-    payload = {"request_id": request.id, "supporter_id": request.supporter_id}
-    _effect(session, Effect.INTRO, f"intro:{request.id}:v{request.version}", now, **payload)
-    _effect(session, Effect.CASE, f"case:{request.id}:v{request.version}", now, **payload)
+    if request.kind == RequestKind.PERSONAL:
+        payload = {"request_id": request.id, "supporter_id": request.supporter_id}
+        _effect(session, Effect.INTRO, f"intro:{request.id}:v{request.version}", now, **payload)
+        _effect(session, Effect.CASE, f"case:{request.id}:v{request.version}", now, **payload)
+    else:
+        supporters = seat_holders(session, request.id)
+        _effect(session, Effect.INTRO, f"intro:{request.id}:v{request.version}", now,
+                request_id=request.id, supporter_id=request.supporter_id,
+                supporter_ids=supporters, version=request.version)
+        for supporter_id in supporters:
+            _effect(session, Effect.CASE, f"case:{request.id}:{supporter_id}:v{request.version}",
+                    now, request_id=request.id, supporter_id=supporter_id,
+                    version=request.version)
     _status(session, request, now)
     _resolve_alerts(session, request, now)
     return others
+
+
+def seat_holders(session: Session, request_id: int) -> list[str]:
+    """Who holds a seat on a team request, in the order they took it."""
+    return [s for s in session.scalars(select(Seat.supporter_id).where(
+        Seat.request_id == request_id, Seat.state == SeatState.HELD).order_by(Seat.id)) if s]
+
+
+def _take_seat(session: Session, request: SupportRequest, offer: Offer, user_id: str,
+               now: datetime, cap: int | None) -> AcceptResult:
+    """One accept of a team request: the supporter takes a seat; the last seat places it. Under
+    the request's lock, and guarded on the seats taken so far, so exactly `seats` win."""
+    taken = request.filled
+    last = taken + 1 >= request.seats
+    values: dict[str, Any] = {"filled": taken + 1}
+    if request.supporter_id is None:
+        values["supporter_id"] = user_id  # the first to accept leads
+    if last:
+        values["assigned_at"] = now
+    also = [] if cap is None else [_open_cases(user_id) < cap]
+    if not apply(session, request, Event.ACCEPT if last else Event.JOIN,
+                 expect={"filled": taken}, also=also, **values):
+        outcome = _refusal(request, user_id) if request.state not in UNASSIGNED_STATES \
+            else Outcome.AT_CAP
+        return AcceptResult(outcome, request, offer)
+    session.add(Seat(request_id=request.id, supporter_id=user_id, state=SeatState.HELD,
+                     joined_at=now))
+    session.flush()
+    _move_offer(session, offer, OfferState.ACCEPTED, responded_at=now)
+    if not last:
+        _offer_ends(session, [offer], "joined", now, request.version)
+        _status(session, request, now)
+        return AcceptResult(Outcome.JOINED, request, offer)
+    _offer_ends(session, [offer], "accepted", now, request.version)
+    return AcceptResult(Outcome.ACCEPTED, request, offer, _placed(session, request, now))
 
 
 def decline(session: Session, offer_id: int, user_id: str, *, now: datetime) -> AcceptResult:
@@ -534,15 +607,44 @@ def cancel(session: Session, request_id: int, user_id: str, *, now: datetime
            ) -> tuple[SupportRequest, list[Offer]]:
     """The requester withdraws: open offers are withdrawn, and whoever was helping is told."""
     request = _own_request(session, request_id, user_id)
-    supporter_id = request.supporter_id if request.state == RequestState.ASSIGNED else None
+    helping = _helping(session, request)
     if not apply(session, request, Event.CANCEL, expect={"requester_id": user_id},
                  closed_at=now):
         raise RequestError("That request is already " + request.state + ".")
     withdrawn = _end_offers(session, request, OfferState.WITHDRAWN, "withdrawn", now=now)
-    _notice(session, request, supporter_id, "withdrawn", now)
+    _ended(session, request, helping, "withdrawn", now)
     _status(session, request, now)
     _resolve_alerts(session, request, now)
     return request, withdrawn
+
+
+def _helping(session: Session, request: SupportRequest) -> list[str]:
+    """Who is helping with a request now: its supporter, or a team request's seat holders."""
+    if request.kind == RequestKind.TEAM:
+        return seat_holders(session, request.id)
+    return [request.supporter_id] if request.state == RequestState.ASSIGNED and \
+        request.supporter_id else []
+
+
+def _ended(session: Session, request: SupportRequest, helping: Sequence[str], notice: str,
+           now: datetime) -> None:
+    """A request ended: each supporter who was helping is told, and their seats are freed."""
+    for supporter_id in helping:
+        key = f"notice:{notice}:{request.id}:v{request.version}" \
+            if request.kind == RequestKind.PERSONAL else \
+            f"notice:{notice}:{request.id}:{supporter_id}:v{request.version}"
+        _effect(session, Effect.NOTICE, key, now, request_id=request.id, user_id=supporter_id,
+                notice=notice)
+    _free_seats(session, request, now)
+
+
+def _free_seats(session: Session, request: SupportRequest, now: datetime,
+                supporter_id: str | None = None) -> None:
+    conditions = [Seat.request_id == request.id, Seat.state == SeatState.HELD]
+    if supporter_id is not None:
+        conditions.append(Seat.supporter_id == supporter_id)
+    session.execute(update(Seat).where(*conditions).values(state=SeatState.LEFT, left_at=now)
+                    .execution_options(synchronize_session=False))
 
 
 def expire(session: Session, requester_id: str, *, now: datetime) -> SupportRequest | None:
@@ -551,11 +653,11 @@ def expire(session: Session, requester_id: str, *, now: datetime) -> SupportRequ
     request = open_request_of(session, requester_id)
     if request is None or _lock(session, request.id) is None:
         return None
-    supporter_id = request.supporter_id if request.state == RequestState.ASSIGNED else None
+    helping = _helping(session, request)
     if not apply(session, request, Event.EXPIRE, closed_at=now):
         return None
     _end_offers(session, request, OfferState.WITHDRAWN, "withdrawn", now=now)
-    _notice(session, request, supporter_id, "withdrawn", now)
+    _ended(session, request, helping, "withdrawn", now)
     _resolve_alerts(session, request, now)
     return request
 
@@ -576,9 +678,15 @@ def not_safe(session: Session, requester_id: str, *, now: datetime,
     return request
 
 
+def _supports(session: Session, request: SupportRequest, user_id: str) -> bool:
+    if request.kind == RequestKind.TEAM:
+        return user_id in seat_holders(session, request.id)
+    return request.supporter_id == user_id
+
+
 def _assigned_to(session: Session, request_id: int, user_id: str) -> SupportRequest:
     request = _lock(session, request_id)
-    if request is None or request.supporter_id != user_id:
+    if request is None or not _supports(session, request, user_id):
         raise RequestError("That request is not with you.")
     if request.state != RequestState.ASSIGNED:
         raise RequestError("That request is already " + request.state + ".")
@@ -588,6 +696,9 @@ def _assigned_to(session: Session, request_id: int, user_id: str) -> SupportRequ
 def hand_back(session: Session, request_id: int, user_id: str, *, now: datetime
               ) -> SupportRequest:
     """The supporter cannot continue (they know the person, or were involved): re-open it."""
+    team = _lock(session, request_id)
+    if team is not None and team.kind == RequestKind.TEAM:
+        return _leave_seat(session, team, user_id, now)
     request = _assigned_to(session, request_id, user_id)
     if not apply(session, request, Event.HAND_BACK, expect={"supporter_id": user_id},
                  supporter_id=None, assigned_at=None):
@@ -602,15 +713,42 @@ def hand_back(session: Session, request_id: int, user_id: str, *, now: datetime
     return request
 
 
+def _leave_seat(session: Session, request: SupportRequest, user_id: str, now: datetime
+                ) -> SupportRequest:
+    """A team request's supporter steps back: their seat is freed and, placed or not, the
+    request looks for someone to take it; the caller is told kindly."""
+    holders = seat_holders(session, request.id)
+    if user_id not in holders or request.state not in ACTIVE_STATES:
+        raise RequestError("That request is not with you.")
+    others = [holder for holder in holders if holder != user_id]
+    event = Event.HAND_BACK if request.state == RequestState.ASSIGNED else Event.LEAVE
+    if not apply(session, request, event, expect={"filled": request.filled},
+                 filled=request.filled - 1, supporter_id=others[0] if others else None,
+                 assigned_at=None):
+        raise RequestError("That request is not with you.")
+    _free_seats(session, request, now, user_id)
+    offer = session.scalars(select(Offer).where(
+        Offer.request_id == request.id, Offer.supporter_id == user_id)).first()
+    if offer is not None:
+        _move_offer(session, offer, OfferState.HANDED_BACK, responded_at=now)
+    _notice(session, request, request.requester_id, "team_handed_back", now)
+    _status(session, request, now)
+    if event == Event.HAND_BACK:
+        _resolve_alerts(session, request, now)  # "Placed" no longer holds: Take is back
+    return request
+
+
 def close(session: Session, request_id: int, user_id: str, *, now: datetime, duration: str,
           referred: bool, need_met: str) -> SupportRequest:
     """The supporter closes the encounter with aggregate-only answers (no free text)."""
     if duration not in DURATIONS or need_met not in NEED_MET:
         raise RequestError("Choose an answer for each question.")
     request = _assigned_to(session, request_id, user_id)
-    if not apply(session, request, Event.CLOSE, expect={"supporter_id": user_id},
-                 closed_at=now, duration=duration, referred=referred, need_met=need_met):
+    expect = {"supporter_id": user_id} if request.kind == RequestKind.PERSONAL else {}
+    if not apply(session, request, Event.CLOSE, expect=expect, closed_at=now,
+                 duration=duration, referred=referred, need_met=need_met):
         raise RequestError("That request is not with you.")
+    _free_seats(session, request, now)
     _status(session, request, now)
     return request
 
@@ -633,10 +771,15 @@ def unassigned(session: Session) -> Sequence[SupportRequest]:
 
 
 def active_cases(session: Session, supporter_id: str) -> Sequence[SupportRequest]:
-    """Requests assigned to a supporter and not yet closed."""
+    """Requests assigned to a supporter and not yet closed (of team requests, those they hold
+    a seat on, placed or not)."""
+    seated = select(Seat.request_id).where(Seat.supporter_id == supporter_id,
+                                           Seat.state == SeatState.HELD)
     return session.scalars(select(SupportRequest).where(
-        SupportRequest.supporter_id == supporter_id,
-        SupportRequest.state == RequestState.ASSIGNED).order_by(SupportRequest.id)).all()
+        ((SupportRequest.supporter_id == supporter_id)
+         & (SupportRequest.state == RequestState.ASSIGNED)
+         & (SupportRequest.kind == RequestKind.PERSONAL))
+        | SupportRequest.id.in_(seated)).order_by(SupportRequest.id)).all()
 
 
 def pending_offers(session: Session, supporter_id: str) -> Sequence[Offer]:
@@ -660,6 +803,8 @@ def forget_identities(session: Session, *, now: datetime, retention_days: int) -
         ids = [r.id for r in old]
         session.execute(update(Offer).where(Offer.request_id.in_(ids))
                         .values(supporter_id=None, channel=None, ts=None)
+                        .execution_options(synchronize_session=False))
+        session.execute(update(Seat).where(Seat.request_id.in_(ids)).values(supporter_id=None)
                         .execution_options(synchronize_session=False))
         # Check-ins of these requests that are over (answered, cancelled, or never answered).
         session.execute(update(CheckIn).where(

@@ -26,7 +26,9 @@ CLOSED, CANCELLED = RequestState.CLOSED, RequestState.CANCELLED
 
 class Event(enum.StrEnum):
     OFFER = "offer"  # a wave of offers goes out
-    ACCEPT = "accept"  # a supporter accepts their offer
+    ACCEPT = "accept"  # a supporter accepts their offer (of a team request: the last seat)
+    JOIN = "join"  # a supporter takes a seat of a team request that needs more than them
+    LEAVE = "leave"  # a seat holder of a team request not yet placed steps back
     DECLINE = "decline"  # a supporter declines their offer
     HAND_BACK = "hand_back"  # the supporter cannot continue
     OFFER_TIMEOUT = "offer_timeout"  # the wave's time ran out unanswered
@@ -57,6 +59,8 @@ TABLE: Mapping[Event, Transition] = {
     Event.OFFER: _t((OPEN, ESCALATED), None, Effect.OFFER_POST),
     Event.ACCEPT: _t((OPEN, ESCALATED), ASSIGNED, Effect.OFFER_END, Effect.INTRO, Effect.CASE,
                      Effect.STATUS, Effect.ALERT),
+    Event.JOIN: _t((OPEN, ESCALATED), None, Effect.OFFER_END, Effect.STATUS),
+    Event.LEAVE: _t((OPEN, ESCALATED), None, Effect.NOTICE, Effect.STATUS),
     Event.DECLINE: _t((OPEN, ESCALATED), None, Effect.OFFER_END),
     Event.HAND_BACK: _t((ASSIGNED,), OPEN, Effect.NOTICE, Effect.STATUS, Effect.ALERT),
     Event.OFFER_TIMEOUT: _t((OPEN,), None, Effect.OFFER_END),

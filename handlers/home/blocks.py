@@ -19,13 +19,14 @@ from slack_sdk.models.views import View
 from bot.home.service import CoordinatorPanel, Home, SupporterPanel
 from bot.infra.clock import zone
 from bot.infra.models import SupportRequest
-from bot.requests.service import CONNECTIONS, URGENCIES
+from bot.requests.service import URGENCIES
 from bot.roster.duty import Gap
 from bot.roster.supporters import ROLE_LABELS
 from handlers.common.blockkit import escape, to_dicts
 from handlers.common.ids import Action
 from handlers.library.blocks import surfacing_blocks
 from handlers.pulses.blocks import insights_blocks, results_message
+from handlers.requests.blocks import connection_label
 
 DEPARTMENT_LINES = 20  # beyond this the Home summarises, so 1,000 supporters still fit
 MAX_CASES = 10
@@ -140,7 +141,7 @@ def _offers_and_cases(panel: SupporterPanel) -> list[Block]:
     for case in panel.cases[:MAX_CASES]:
         blocks.append(SectionBlock(
             text=MarkdownTextObject(text=f"*Active case* with <@{case.requester_id}> · "
-                                         f"{CONNECTIONS[case.connection]}"),
+                                         f"{connection_label(case)}"),
             accessory=ButtonElement(text="Close", action_id=Action.OPEN_CLOSE,
                                     value=str(case.id))))
     return blocks

@@ -23,9 +23,10 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.infra.models import RequestState, SupportRequest
+from bot.infra.models import RequestKind, RequestState, SupportRequest
 from bot.library import Entry, Surfacing
 from bot.requests.service import CONNECTIONS, DURATIONS, NEED_MET, URGENCIES
+from bot.requests.teams import TEAM_LABEL
 from bot.roster.supporters import ROLE_LABELS
 from handlers.common.blockkit import escape, to_dicts
 from handlers.common.ids import Action, Callback
@@ -140,7 +141,7 @@ def open_request_modal(request: SupportRequest) -> dict:
     """Someone who already has a request is shown it, with a way to withdraw it."""
     blocks: list[Block] = [
         _section("*You already have a request open.*\n" + _state_line(request)),
-        _context(f"{URGENCIES[request.urgency]} · {CONNECTIONS[request.connection]}"),
+        _context(f"{URGENCIES[request.urgency]} · {connection_label(request)}"),
         ActionsBlock(elements=[ButtonElement(text="Withdraw my request",
                                              action_id=Action.CANCEL_REQUEST,
                                              value=str(request.id), style="danger")]),
@@ -167,9 +168,19 @@ def requester_status(request: SupportRequest, surfacing: Surfacing) -> dict:
     return {"text": "Your request for peer support: " + _state_line(request), "blocks": blocks}
 
 
+def connection_label(request: SupportRequest) -> str:
+    """How the person wants to connect, or that it is support for a team."""
+    if request.kind == RequestKind.TEAM:
+        return TEAM_LABEL
+    return CONNECTIONS[request.connection]
+
+
 def _request_facts(request: SupportRequest) -> str:
-    facts = [f"*When:* {URGENCIES[request.urgency]}",
-             f"*How:* {CONNECTIONS[request.connection]}"]
+    facts = [f"*When:* {URGENCIES[request.urgency]}", f"*How:* {connection_label(request)}"]
+    if request.kind == RequestKind.TEAM:
+        facts.append(f"*Team:* {escape(request.requester_department or '')}, with "
+                     f"{request.seats} supporter{'s' if request.seats > 1 else ''} together")
+        return "\n".join(facts)
     if request.requester_role:
         facts.append(f"*Their role:* {ROLE_LABELS.get(request.requester_role, 'Other')}")
     if request.requester_department and not request.outside_department:
@@ -202,6 +213,8 @@ OFFER_ENDINGS = {
     "withdrawn": "The person withdrew this request. Thank you for being there.",
     "declined": "You declined this request. Thank you for saying so.",
     "handed_back": "You handed this request back. Thank you for saying so.",
+    "joined": "You are one of this team's supporters. We will introduce you once the other "
+              "supporter has accepted too.",
     "expired": "Nobody could answer in time, so this request went to other supporters. "
                "Thank you for being there.",
 }
@@ -211,6 +224,8 @@ NOTICES = {
                     "example when they know you, and it is not about you. We are finding someone "
                     "else for you now."),
     "withdrawn": "The person you were supporting has closed their request. Thank you.",
+    "team_handed_back": ("One of your team's supporters cannot continue: this happens, and it is "
+                         "not about your team. We are finding someone else now."),
 }
 # An alert's outcome once the request no longer needs a coordinator, by the request's state.
 ALERT_OUTCOMES = {
@@ -224,9 +239,16 @@ def offer_ended(how: str) -> dict:
     return {"text": OFFER_ENDINGS[how], "blocks": to_dicts([_section(OFFER_ENDINGS[how])])}
 
 
-def introduction(request: SupportRequest) -> dict:
-    """The group message that introduces the two people, worded for how they want to connect."""
+def introduction(request: SupportRequest, supporter_ids: Sequence[str] = ()) -> dict:
+    """The group message that introduces the two people, worded for how they want to connect
+    (for a team: the caller and every supporter who answers together)."""
     requester, supporter = f"<@{request.requester_id}>", f"<@{request.supporter_id}>"
+    if request.kind == RequestKind.TEAM:
+        names = " and ".join(f"<@{s}>" for s in supporter_ids or [request.supporter_id or ""])
+        text = (f"Hello {requester}: {names} are trained peer supporters and will support your "
+                "team together. Please agree here what would help and when. Taking part is "
+                "always voluntary, and nobody needs to describe the event or any patient.")
+        return {"text": text, "blocks": to_dicts([_section(text)])}
     how = {
         "slack": f"{supporter}, when you are ready, say hello here or in a direct message.",
         "phone": f"{requester} would like a phone call. {supporter}, please ask here for the "

@@ -21,7 +21,14 @@ from sqlalchemy.orm import Session
 from bot.infra import outbox
 from bot.infra.duework import JobContext, JobKind, JobRegistry, RetryLater
 from bot.infra.messaging import APP_PROBLEM_RETRY, Posted, SlackAppProblem, SlackUnreachable, retry_after
-from bot.infra.models import UNASSIGNED_STATES, CoordinatorAlert, Offer, OfferState, SupportRequest
+from bot.infra.models import (
+    UNASSIGNED_STATES,
+    CoordinatorAlert,
+    Offer,
+    OfferState,
+    RequestKind,
+    SupportRequest,
+)
 from bot.infra.outbox import Effect
 from bot.library import Moment
 from bot.requests import flows as request_flow
@@ -223,10 +230,13 @@ def sync_status(services: Services, ctx: JobContext) -> None:
 
 def _still_assigned(ctx: JobContext) -> SupportRequest | None:
     request = ctx.session.get(SupportRequest, int(ctx.payload["request_id"]))
-    if request is None or request.state != "assigned" or \
-            request.supporter_id != ctx.payload["supporter_id"] or not request.requester_id:
+    if request is None or request.state != "assigned" or not request.requester_id:
         return None  # handed back or withdrawn before this went out
-    return request
+    if request.kind == RequestKind.TEAM:
+        # Placed again since (one stepped back, another took the seat): that placement speaks.
+        return request if int(ctx.payload.get("version") or request.version) == request.version \
+            else None
+    return request if request.supporter_id == ctx.payload["supporter_id"] else None
 
 
 def introduce(services: Services, ctx: JobContext) -> None:
@@ -234,9 +244,9 @@ def introduce(services: Services, ctx: JobContext) -> None:
     request = _still_assigned(ctx)
     if request is None:
         return
-    channel = services.messenger.open_conversation([request.requester_id or "",
-                                                   request.supporter_id or ""])
-    _post_once(services, ctx, channel, introduction(request))
+    supporters = [str(s) for s in ctx.payload.get("supporter_ids") or [request.supporter_id]]
+    channel = services.messenger.open_conversation([request.requester_id or "", *supporters])
+    _post_once(services, ctx, channel, introduction(request, supporters))
     request.intro_channel = channel
 
 
@@ -245,7 +255,7 @@ def send_case(services: Services, ctx: JobContext) -> None:
     request = _still_assigned(ctx)
     if request is None:
         return
-    _dm_once(services, ctx, request.supporter_id or "", supporter_case(
+    _dm_once(services, ctx, str(ctx.payload["supporter_id"] or ""), supporter_case(
         request, services.library.for_moment(Moment.SUPPORTER_ACCEPTED, audience="supporter")))
 
 

@@ -162,6 +162,8 @@ def on_accept(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: R
     if result.outcome == Outcome.ACCEPTED:
         flow.accepted(services, db, result)
         return
+    if result.outcome == Outcome.JOINED:
+        return  # a seat of a team request: the offer's message says what happens next
     reply_privately(respond, REFUSALS[result.outcome])
     if result.outcome in ENDED_AS and result.offer is not None:
         respond(replace_original=True, **offer_ended(ENDED_AS[result.outcome]))
