@@ -1,8 +1,9 @@
 """A stateful property test of the request machine on PostgreSQL: random interleavings of every
-event (requests, accepts, declines, offer timeouts, reminders, coordinators taking and picking,
-cancels, hand-backs, closes, duplicate deliveries and races between them, the clock) from three
-requesters, four supporters (case cap 2) and a coordinator, with the invariants checked after
-every step and, at the end of each run, once the clock has delivered everything.
+event (requests for oneself and for a team of one or two seats, accepts and seats taken, declines,
+offer timeouts, reminders, coordinators taking and picking, cancels, hand-backs, closes, duplicate
+deliveries and races between them, the clock) from three requesters, a team caller, four
+supporters (case cap 2) and a coordinator, with the invariants checked after every step and, at
+the end of each run, once the clock has delivered everything.
 
 Each step runs as the app runs it: the domain change and its flow in one transaction, committed,
 and the messages it implies delivered to the loopback Slack stand-in (bot.infra.outbox). A race runs
@@ -48,7 +49,10 @@ from bot.infra.models import (
     DueWork,
     Offer,
     OfferState,
+    RequestKind,
     RequestState,
+    Seat,
+    SeatState,
     Supporter,
     SupportRequest,
     WorkState,
@@ -56,7 +60,9 @@ from bot.infra.models import (
 from bot.infra.outbox import Effect
 from bot.requests import flows as flow
 from bot.requests import service as domain
+from bot.requests import teams
 from bot.requests.service import AlreadyOpen, Outcome, RequestError, RequestForm
+from bot.requests.teams import TeamForm
 from bot.roster import supporters as roster
 from bot.roster.supporters import SupporterSpec
 from bot.sandbox.slack_api import FakeSlack
@@ -72,6 +78,7 @@ EXAMPLES = int(os.environ.get("PEERSUPPORT_PROPERTY_EXAMPLES", "15"))
 STEPS = int(os.environ.get("PEERSUPPORT_PROPERTY_STEPS", "25"))
 
 REQUESTERS = ("UREQPROP01", "UREQPROP02", "UREQPROP03")
+TEAM_CALLER = "UTEAMPROP1"  # calls for their team only (the requesters may too)
 SUPPORTERS = {  # user id: (department, role)
     "USUPPROP01": ("ICU", "nurse"),
     "USUPPROP02": ("Emergency Department", "nurse"),
@@ -188,6 +195,14 @@ def do_cancel(runtime: Runtime, db: Session, request_id: int, user_id: str) -> A
     return request
 
 
+def do_call_team(runtime: Runtime, db: Session, caller: str, form: TeamForm, seats: int,
+                 source_key: str) -> Any:
+    request = teams.create_team(db, caller, form, seats=seats, now=runtime.clock.now(),
+                                source_key=source_key)
+    flow.start(runtime, db, request)
+    return request
+
+
 def do_leave(runtime: Runtime, db: Session, user_id: str) -> Any:
     request = domain.expire(db, user_id, now=runtime.clock.now())
     if request is not None:
@@ -266,7 +281,7 @@ class RequestMachine(RuleBasedStateMachine):
         self.db = self.stack.enter_context(open_database("postgresql", directory))
         self.fake = FakeSlack(SPEC).start()
         self.stack.callback(self.fake.stop)
-        for user_id in (*REQUESTERS, *SUPPORTERS, COORDINATOR):
+        for user_id in (*REQUESTERS, TEAM_CALLER, *SUPPORTERS, COORDINATOR):
             self.fake.add_user(user_id)
         config = make_settings(
             self.fake, self.db.url, PEERSUPPORT_COORDINATORS=COORDINATOR,
@@ -292,6 +307,7 @@ class RequestMachine(RuleBasedStateMachine):
         self.forms = 0
         self.seen_requests: list[SupportRequest] = []
         self.seen_offers: list[Offer] = []
+        self.seen_seats: dict[int, list[str]] = {}  # team request: its seat holders, in order
 
     def _racer(self) -> Runtime:
         engine = self.db.new_engine()
@@ -322,6 +338,16 @@ class RequestMachine(RuleBasedStateMachine):
 
     def request(self, request_id: int) -> SupportRequest:
         return next(r for r in self.seen_requests if r.id == request_id)
+
+    def helping(self, request: SupportRequest) -> list[str]:
+        """Who is on a request now: its supporter, or a team request's seat holders."""
+        if request.kind == RequestKind.TEAM:
+            return self.seen_seats.get(request.id, [])
+        return [request.supporter_id] if request.supporter_id else []
+
+    def helper(self, request: SupportRequest, pick: int) -> str:
+        """One who is on the request (when nobody is, any supporter: a stale click)."""
+        return _pick(self.helping(request), pick) or sorted(SUPPORTERS)[pick % len(SUPPORTERS)]
 
     def race(self, *works: Callable[[Runtime, Session], Any]) -> list[Any]:
         """Run the works at the same moment, each in its own process's engine and session."""
@@ -366,6 +392,24 @@ class RequestMachine(RuleBasedStateMachine):
                  for view in views]
         results = self.race(*works) if len(works) > 1 else [self.once(works[0])]
         note(f"submit {requester} {wish} crisis={crisis} ({copies}) -> "
+             f"{[describe(r) for r in results]}")
+
+    @rule(caller=st.sampled_from((TEAM_CALLER, *REQUESTERS)),
+          urgency=st.sampled_from(["now", "today", "week"]), seats=st.sampled_from([1, 2]),
+          copies=st.sampled_from(["once", "same_form_twice", "two_forms"]))
+    def call_for_team(self, caller: str, urgency: str, seats: int, copies: str) -> None:
+        """Someone sends the team form (one seat or two): once, the same submission delivered
+        twice at once, or two forms at once (two team requests: a team is not one person)."""
+        form = TeamForm(unit="Paediatric ICU", size="6_15" if seats == 2 else "2_5",
+                        urgency=urgency, group=True)
+        self.forms += 1
+        views = {"once": [f"V{self.forms}"], "same_form_twice": [f"V{self.forms}"] * 2,
+                 "two_forms": [f"V{self.forms}a", f"V{self.forms}b"]}[copies]
+        works = [lambda rt, s, view=view: do_call_team(rt, s, caller, form, seats,
+                                                       f"view:{view}")
+                 for view in views]
+        results = self.race(*works) if len(works) > 1 else [self.once(works[0])]
+        note(f"team call by {caller}, {seats} seats ({copies}) -> "
              f"{[describe(r) for r in results]}")
 
     @rule(pick=picks, old=stale)
@@ -515,25 +559,33 @@ class RequestMachine(RuleBasedStateMachine):
 
     @rule(pick=picks, twice=st.booleans(), old=stale)
     def hand_back(self, pick: int, twice: bool, old: bool) -> None:
-        """The assigned supporter hands a request back (the click delivered twice at once)."""
-        request = _choose(self.requests(RequestState.ASSIGNED), self.requests(), pick, old)
+        """The assigned supporter, or a seat holder of a team request (placed or not), hands it
+        back (the click delivered twice at once; a team request's two seat holders at once)."""
+        meant = [r for r in self.requests(*ACTIVE_STATES)
+                 if r.state == RequestState.ASSIGNED or self.helping(r)]
+        request = _choose(meant, self.requests(), pick, old)
         if request is None:
             return
-        user_id = request.supporter_id or sorted(SUPPORTERS)[pick % len(SUPPORTERS)]
+        user_id = self.helper(request, pick)
+        holders = self.helping(request) if request.kind == RequestKind.TEAM else []
+        # Twice: one click delivered twice or, now and then, both seat holders at once.
+        users = holders if len(holders) == 2 and pick % 2 else [user_id] * 2
         if twice:
-            results = self.race(*(lambda rt, s: do_hand_back(rt, s, request.id, user_id),) * 2)
+            results = self.race(*(lambda rt, s, u=u: do_hand_back(rt, s, request.id, u)
+                                  for u in users))
         else:
+            users = [user_id]
             results = [self.once(lambda rt, s: do_hand_back(rt, s, request.id, user_id))]
-        note(f"hand back request {request.id} by {user_id} (twice={twice}) -> "
+        note(f"hand back request {request.id} by {users} (twice={twice}) -> "
              f"{[describe(r) for r in results]}")
 
     @rule(pick=picks, old=stale)
     def close(self, pick: int, old: bool) -> None:
-        """The supporter closes the encounter."""
+        """The supporter (of a team request, any seat holder) closes the encounter."""
         request = _choose(self.requests(RequestState.ASSIGNED), self.requests(), pick, old)
         if request is None:
             return
-        user_id = request.supporter_id or sorted(SUPPORTERS)[pick % len(SUPPORTERS)]
+        user_id = self.helper(request, pick)
         result = self.once(lambda rt, s: domain.close(
             s, request.id, user_id, now=rt.clock.now(), duration="15_30", referred=False,
             need_met="yes"))
@@ -580,7 +632,13 @@ class RequestMachine(RuleBasedStateMachine):
         self.seen_requests, self.seen_offers = requests, offers
         work = list(session.scalars(select(DueWork).order_by(DueWork.id)))
         caps = {s.user_id: s.case_cap for s in session.scalars(select(Supporter))}
+        seats = list(session.scalars(select(Seat).order_by(Seat.id)))
+        self.seen_seats = {}
+        for seat in seats:
+            if seat.state == SeatState.HELD:
+                self.seen_seats.setdefault(seat.request_id, []).append(seat.supporter_id or "")
         self.check_requests(requests, offers, work, caps)
+        self.check_teams(requests, offers, seats, work)
         self.check_deliveries(requests, work, settled=settled)
         self.check_offers_shown(requests, offers, work, settled=settled)
         if settled:
@@ -592,8 +650,8 @@ class RequestMachine(RuleBasedStateMachine):
 
     def check_requests(self, requests: list[SupportRequest], offers: list[Offer],
                        work: list[DueWork], caps: dict[str, int]) -> None:
-        """One supporter at most, within their cap; ended requests are quiet; unplaced ones
-        always have a timer that will move them on."""
+        """One supporter at most (of a team request, its seats: check_teams), within their cap;
+        ended requests are quiet; unplaced ones always have a timer that will move them on."""
         by_request: dict[int, list[Offer]] = {}
         for offer in offers:
             by_request.setdefault(offer.request_id, []).append(offer)
@@ -602,13 +660,19 @@ class RequestMachine(RuleBasedStateMachine):
             if item.kind in TIMERS and item.state in LIVE:
                 timers.setdefault(int(item.payload["request_id"]), []).append(item)
 
-        active = Counter(r.requester_id for r in requests if r.state in ACTIVE_STATES)
+        # A team request is a call for others: it is not its caller's own active request.
+        active = Counter(r.requester_id for r in requests if r.state in ACTIVE_STATES
+                         and r.kind == RequestKind.PERSONAL)
         assert max(active.values(), default=0) <= 1, f"two active requests of one person: {active}"
-        cases = Counter(r.supporter_id for r in requests if r.state == RequestState.ASSIGNED)
+        # Open cases: personal requests placed with them, and seats they hold on team requests.
+        cases = Counter(r.supporter_id for r in requests if r.state == RequestState.ASSIGNED
+                        and r.kind == RequestKind.PERSONAL)
+        for holders in self.seen_seats.values():
+            cases.update(holders)
         for supporter_id, count in cases.items():
             if supporter_id in caps:  # a coordinator who takes requests has no cap
                 assert count <= caps[supporter_id], \
-                    f"{supporter_id} has {count} assigned requests, over their cap"
+                    f"{supporter_id} has {count} open cases, over their cap"
 
         for request in requests:
             mine = by_request.get(request.id, [])
@@ -617,14 +681,16 @@ class RequestMachine(RuleBasedStateMachine):
             live = timers.get(request.id, [])
             where = (f"request {request.id} ({request.state}, wave {request.wave}, escalation "
                      f"{request.escalations}, supporter {request.supporter_id})")
-            assert len(accepted) <= 1, f"{where}: several accepted offers {accepted}"
-            if request.state == RequestState.ASSIGNED:
+            if request.kind == RequestKind.PERSONAL:
+                assert len(accepted) <= 1, f"{where}: several accepted offers {accepted}"
+            if request.state == RequestState.ASSIGNED and request.kind == RequestKind.PERSONAL:
                 # A supporter accepted their offer; a coordinator who took it has none.
                 expected = [request.supporter_id] if request.supporter_id in caps else []
                 assert accepted == expected, f"{where}: accepted offers {accepted}"
             if request.state in UNASSIGNED_STATES:
-                assert request.supporter_id is None and not accepted, \
-                    f"{where}: unassigned, but accepted by {accepted}"
+                if request.kind == RequestKind.PERSONAL:
+                    assert request.supporter_id is None and not accepted, \
+                        f"{where}: unassigned, but accepted by {accepted}"
             else:
                 assert not pending, f"{where}: offers {pending} still pending"
             if request.state in (RequestState.CANCELLED, RequestState.CLOSED):
@@ -639,6 +705,55 @@ class RequestMachine(RuleBasedStateMachine):
                              and t.payload.get("escalation") == request.escalations]
                 assert reminders, (f"{where}: escalated with no reminder of this escalation "
                                    f"(live: {[t.key for t in live]})")
+
+    def check_teams(self, requests: list[SupportRequest], offers: list[Offer], seats: list[Seat],
+                    work: list[DueWork]) -> None:
+        """A team request has exactly `seats` supporters when placed and fewer while it looks,
+        each holding one seat and one accepted offer; ended, it holds none; each placement
+        introduces them once and gives each seat holder the case."""
+        effects = Counter((w.kind, w.key) for w in work if w.kind.startswith(outbox.PREFIX))
+        for request in requests:
+            mine = [s for s in seats if s.request_id == request.id]
+            if request.kind == RequestKind.PERSONAL:
+                assert not mine, f"request {request.id}: personal, with seats {mine}"
+                continue
+            holders = [s.supporter_id for s in mine if s.state == SeatState.HELD]
+            accepted = Counter(o.supporter_id for o in offers
+                               if o.request_id == request.id and o.state == OfferState.ACCEPTED)
+            where = (f"team request {request.id} ({request.state}, {request.filled} of "
+                     f"{request.seats} seats filled, held by {holders}, supporter "
+                     f"{request.supporter_id}, version {request.version})")
+            assert len(holders) <= request.seats, f"{where}: more seats held than it has"
+            assert len(set(holders)) == len(holders), f"{where}: one supporter, two seats"
+            if request.state in (RequestState.CANCELLED, RequestState.CLOSED):
+                # Its seats are freed; `filled` keeps how many were on it, as a personal
+                # request keeps its supporter.
+                assert not holders, f"{where}: ended, but seats are still held"
+                continue
+            assert request.filled == len(holders), f"{where}: filled is not the seats held"
+            assert (request.state == RequestState.ASSIGNED) == (request.filled == request.seats), \
+                f"{where}: placed is not every seat held"
+            if holders:
+                assert request.supporter_id in holders, f"{where}: its supporter holds no seat"
+            else:
+                assert request.supporter_id is None, f"{where}: a supporter, but no seat held"
+            for holder in holders:
+                # A coordinator who took a seat themselves was never sent an offer.
+                expected = 0 if holder == COORDINATOR and not accepted[holder] else 1
+                assert accepted[holder] == expected, \
+                    f"{where}: {holder} holds a seat with {accepted[holder]} accepted offers"
+            assert set(accepted) <= set(holders), \
+                f"{where}: accepted offers of {sorted(accepted)} who hold no seat"
+            if request.state == RequestState.ASSIGNED:
+                version = f"{request.id}:v{request.version}"
+                intros = effects[(Effect.INTRO, f"intro:{version}")]
+                assert intros == 1, f"{where}: {intros} introductions of this placement"
+                cases = sorted(key for kind, key in effects if kind == Effect.CASE
+                               and key.startswith(f"case:{request.id}:")
+                               and key.endswith(f":v{request.version}"))
+                assert cases == sorted(f"case:{request.id}:{h}:v{request.version}"
+                                       for h in holders), \
+                    f"{where}: this placement's cases went out as {cases}"
 
     def check_deliveries(self, requests: list[SupportRequest], work: list[DueWork], *,
                          settled: bool) -> None:
@@ -679,9 +794,15 @@ class RequestMachine(RuleBasedStateMachine):
             if intro.state != WorkState.DONE:
                 assert not settled, f"request {request.id}: introduction never delivered"
                 continue
-            pair = f"{request.requester_id},{request.supporter_id}"
-            group = self.fake.dm_channel([request.requester_id or "",
-                                          request.supporter_id or ""])
+            people = [request.requester_id or "", *(
+                [str(s) for s in intro.payload["supporter_ids"]]
+                if request.kind == RequestKind.TEAM else [request.supporter_id or ""])]
+            if request.kind == RequestKind.TEAM:
+                assert people[1:] == self.seen_seats.get(request.id, []), (
+                    f"team request {request.id}: introduced {people[1:]}, seats held by "
+                    f"{self.seen_seats.get(request.id, [])}")
+            pair = ",".join(people)
+            group = self.fake.dm_channel(people)
             shown = [c for c, e in posts if e == intro.key]
             assert opened[pair] >= 1 and shown == [group], (
                 f"request {request.id}: introduction posted in {shown}, their group DM is "
