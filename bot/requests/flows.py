@@ -148,7 +148,9 @@ def declined(services: Needs, db: Session, result: domain.AcceptResult) -> None:
 
 def handed_back(services: Needs, db: Session, request: SupportRequest) -> None:
     """The supporter could not continue: look for someone else."""
-    _cancel_timers(services, db, request)
+    if request.state != RequestState.ESCALATED:
+        # A seat holder stepping back from an escalated team request: its reminders go on.
+        _cancel_timers(services, db, request)
     dispatch_wave(services, db, request)
 
 

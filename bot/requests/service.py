@@ -759,9 +759,40 @@ def take_as_coordinator(session: Session, request_id: int, coordinator_id: str, 
     request = _lock(session, request_id)
     if request is None:
         raise RequestError("That request no longer exists.")
+    if request.kind == RequestKind.TEAM:
+        return _take_team_seat(session, request, coordinator_id, now)
     if not _claim(session, request, Event.TAKE, coordinator_id, now, None):
         raise RequestError("Someone has already taken it, or it was cancelled.")
     return AcceptResult(Outcome.ACCEPTED, request, None, _placed(session, request, now))
+
+
+def _take_team_seat(session: Session, request: SupportRequest, coordinator_id: str,
+                    now: datetime) -> AcceptResult:
+    """A coordinator takes a seat of a team request themselves (the last seat places it)."""
+    if coordinator_id in seat_holders(session, request.id):
+        raise RequestError("You already hold a seat on it.")
+    taken = request.filled
+    last = taken + 1 >= request.seats
+    values: dict[str, Any] = {"filled": taken + 1}
+    if request.supporter_id is None:
+        values["supporter_id"] = coordinator_id
+    if last:
+        values["assigned_at"] = now
+    if not apply(session, request, Event.TAKE if last else Event.JOIN, expect={"filled": taken},
+                 **values):
+        raise RequestError("Someone has already taken it, or it was cancelled.")
+    session.add(Seat(request_id=request.id, supporter_id=coordinator_id, state=SeatState.HELD,
+                     joined_at=now))
+    session.flush()
+    if not last:
+        _status(session, request, now)
+        return AcceptResult(Outcome.JOINED, request, None)
+    return AcceptResult(Outcome.ACCEPTED, request, None, _placed(session, request, now))
+
+
+def supports(session: Session, request: SupportRequest, user_id: str) -> bool:
+    """True when `user_id` is helping with the request: its supporter, or a seat holder."""
+    return _supports(session, request, user_id)
 
 
 def unassigned(session: Session) -> Sequence[SupportRequest]:

@@ -224,7 +224,7 @@ def on_open_close(ack: Ack, body: dict[str, Any], action: dict[str, Any], respon
     """Open the closing questions for a request the clicker is supporting."""
     ack()
     request = db.get(SupportRequest, whole_number(action.get("value")) or 0)
-    if request is None or request.supporter_id != body["user"]["id"] \
+    if request is None or not domain.supports(db, request, body["user"]["id"]) \
             or request.state != "assigned":
         reply_privately(respond, "This request is not open with you any more.")
         return
@@ -272,7 +272,8 @@ def on_take(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Res
         reply_privately(respond, str(error))
         return
     audit.record(db, user_id, "request.take", str(request.id), now=services.clock.now())
-    flow.accepted(services, db, result)
+    if result.outcome == Outcome.ACCEPTED:  # a team's seat before the last only joins it
+        flow.accepted(services, db, result)
 
 
 @transactional

@@ -241,3 +241,23 @@ def test_twenty_accepts_at_once_place_exactly_two(pg_database: Database, attempt
     assert len(seats(pg_database, request_id)) == 2
     assert len(keys(pg_database, Effect.INTRO)) == 1
     assert len(keys(pg_database, Effect.CASE)) == 2
+
+
+def test_a_coordinator_taking_a_team_request_holds_a_seat_and_can_close_it(
+        database: Database) -> None:
+    add(database, SUPPORTERS[0])
+    request_id = call(database)
+    wave = offers(database, request_id, 1)
+    assert accept(database, wave[SUPPORTERS[0]], SUPPORTERS[0]) == domain.Outcome.JOINED
+    with database.sessions.begin() as session:
+        result = domain.take_as_coordinator(session, request_id, "UCOORD0001", now=NOW)
+        assert result.outcome == domain.Outcome.ACCEPTED
+    with pytest.raises(RequestError), database.sessions.begin() as session:
+        domain.take_as_coordinator(session, request_id, "UCOORD0001", now=NOW)
+    assert seats(database, request_id) == [SUPPORTERS[0], "UCOORD0001"]
+    assert request_of(database, request_id).supporter_id == SUPPORTERS[0]
+    with database.sessions.begin() as session:
+        domain.close(session, request_id, "UCOORD0001", now=NOW, duration="30_60",
+                     referred=False, need_met="yes")
+    assert request_of(database, request_id).state == RequestState.CLOSED
+    assert seats(database, request_id) == []
