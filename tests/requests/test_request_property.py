@@ -218,7 +218,8 @@ def do_hand_back(runtime: Runtime, db: Session, request_id: int, user_id: str) -
 
 def do_take(runtime: Runtime, db: Session, request_id: int) -> Any:
     result = domain.take_as_coordinator(db, request_id, COORDINATOR, now=runtime.clock.now())
-    flow.accepted(runtime, db, result)
+    if result.outcome == Outcome.ACCEPTED:  # as the listener does: a team's first seat joins
+        flow.accepted(runtime, db, result)
     return result
 
 
