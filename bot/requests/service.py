@@ -496,28 +496,38 @@ def seat_holders(session: Session, request_id: int) -> list[str]:
         Seat.request_id == request_id, Seat.state == SeatState.HELD).order_by(Seat.id)) if s]
 
 
-def _take_seat(session: Session, request: SupportRequest, offer: Offer, user_id: str,
-               now: datetime, cap: int | None) -> AcceptResult:
-    """One accept of a team request: the supporter takes a seat; the last seat places it. Under
-    the request's lock, and guarded on the seats taken so far, so exactly `seats` win."""
+def _claim_seat(session: Session, request: SupportRequest, user_id: str, now: datetime,
+                placing: Event, cap: int | None) -> bool | None:
+    """Take one seat of a team request for `user_id` in one guarded UPDATE on the seats taken
+    so far, under the request's lock, so exactly `seats` win. None if it lost; else True when
+    this seat placed the request (event `placing`), False when it only joined it."""
     taken = request.filled
     last = taken + 1 >= request.seats
     values: dict[str, Any] = {"filled": taken + 1}
     if request.supporter_id is None:
-        values["supporter_id"] = user_id  # the first to accept leads
+        values["supporter_id"] = user_id  # the first to take a seat leads
     if last:
         values["assigned_at"] = now
     also = [] if cap is None else [_open_cases(user_id) < cap]
-    if not apply(session, request, Event.ACCEPT if last else Event.JOIN,
-                 expect={"filled": taken}, also=also, **values):
-        outcome = _refusal(request, user_id) if request.state not in UNASSIGNED_STATES \
-            else Outcome.AT_CAP
-        return AcceptResult(outcome, request, offer)
+    if not apply(session, request, placing if last else Event.JOIN, expect={"filled": taken},
+                 also=also, **values):
+        return None
     session.add(Seat(request_id=request.id, supporter_id=user_id, state=SeatState.HELD,
                      joined_at=now))
     session.flush()
+    return last
+
+
+def _take_seat(session: Session, request: SupportRequest, offer: Offer, user_id: str,
+               now: datetime, cap: int | None) -> AcceptResult:
+    """One accept of a team request: the supporter takes a seat; the last seat places it."""
+    placed = _claim_seat(session, request, user_id, now, Event.ACCEPT, cap)
+    if placed is None:
+        outcome = _refusal(request, user_id) if request.state not in UNASSIGNED_STATES \
+            else Outcome.AT_CAP
+        return AcceptResult(outcome, request, offer)
     _move_offer(session, offer, OfferState.ACCEPTED, responded_at=now)
-    if not last:
+    if not placed:
         _offer_ends(session, [offer], "joined", now, request.version)
         _status(session, request, now)
         return AcceptResult(Outcome.JOINED, request, offer)
@@ -771,20 +781,10 @@ def _take_team_seat(session: Session, request: SupportRequest, coordinator_id: s
     """A coordinator takes a seat of a team request themselves (the last seat places it)."""
     if coordinator_id in seat_holders(session, request.id):
         raise RequestError("You already hold a seat on it.")
-    taken = request.filled
-    last = taken + 1 >= request.seats
-    values: dict[str, Any] = {"filled": taken + 1}
-    if request.supporter_id is None:
-        values["supporter_id"] = coordinator_id
-    if last:
-        values["assigned_at"] = now
-    if not apply(session, request, Event.TAKE if last else Event.JOIN, expect={"filled": taken},
-                 **values):
+    placed = _claim_seat(session, request, coordinator_id, now, Event.TAKE, None)
+    if placed is None:
         raise RequestError("Someone has already taken it, or it was cancelled.")
-    session.add(Seat(request_id=request.id, supporter_id=coordinator_id, state=SeatState.HELD,
-                     joined_at=now))
-    session.flush()
-    if not last:
+    if not placed:
         _status(session, request, now)
         return AcceptResult(Outcome.JOINED, request, None)
     return AcceptResult(Outcome.ACCEPTED, request, None, _placed(session, request, now))
