@@ -138,8 +138,9 @@ def on_reach_out(ack: Ack, body: dict[str, Any], respond: Respond, context: dict
         db.commit()
     except AlreadyOpen:
         # Their open request becomes urgent and a coordinator is alerted now, whatever state
-        # it is in: someone who says they are not safe is never left to the usual pace.
-        db.rollback()
+        # it is in: someone who says they are not safe is never left to the usual pace. The
+        # refused insert wrote nothing, so the transaction (and the click's delivery record in
+        # it) carries on: a replay of this click is still recognised.
         request = flow.not_safe(services, db, body["user"]["id"])
         if request is None:  # withdrawn in between: nothing open to raise, ask them again
             reply_privately(respond, "Please press the button again.")

@@ -320,3 +320,26 @@ def test_reach_out_now_with_an_ordinary_request_open_makes_it_urgent_and_alerts_
         request = session.get(SupportRequest, request_id)
         assert (request.crisis, request.urgency) == (True, "now")
     assert len(requests_made(app_server)) == 1
+
+
+def test_a_replayed_reach_out_click_is_handled_once(app_server: AppServer) -> None:
+    runtime = app_server.runtime
+    app_server.slack.fake.add_user(PERSON)
+    with runtime.sessions.begin() as session:  # an ordinary request, for this week
+        request_id = domain.create(session, PERSON, RequestForm(urgency="week",
+                                                                connection="phone"),
+                                   now=runtime.clock.now()).id
+    payload = {"type": "block_actions", "team": {"id": "T0PEERSUP"}, "api_app_id": "A1",
+               "user": {"id": PERSON}, "trigger_id": "9.9.reachout", "token": "t",
+               "response_url": app_server.slack.fake.response_url(PERSON, CHANNEL, None),
+               "actions": [{"type": "button", "action_id": Action.REACH_OUT_NOW,
+                            "block_id": "b", "action_ts": "1.2"}]}
+    seen = []
+    for _ in range(2):  # a proxy replays the click after the first was handled
+        assert app_server.slack.post_payload(payload).status == 200
+        app_server.settle()
+        with runtime.sessions() as session:
+            request = session.get(SupportRequest, request_id)
+            seen.append((request.crisis, request.version))
+    assert seen[0][0] is True and seen[1] == seen[0], "made urgent once, not again"
+    assert len(app_server.slack.fake.responses) == 1, "one answer to the person"
