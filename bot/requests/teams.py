@@ -23,9 +23,6 @@ from bot.requests.service import URGENCIES, AlreadyOpen, RequestError, fits, rec
 SIZES = {"2_5": ("2 to 5", 2), "6_15": ("6 to 15", 6), "16_30": ("16 to 30", 16),
          "31_plus": ("More than 30", 31)}
 TEAM_LABEL = "Support for a team"
-HELP = {"visit": "A supporter comes to the unit",
-        "group": "A group conversation at a time the team picks",
-        "private": "Each person offered private support"}
 
 
 @dataclass(frozen=True)
@@ -79,8 +76,3 @@ def create_team(session: Session, caller_id: str, form: TeamForm, *, seats: int,
     assert request is not None
     record_status(session, request, now)
     return request
-
-
-def team_of(session: Session, request_id: int) -> TeamRequest | None:
-    """What a team request asked for (None for a personal request)."""
-    return session.get(TeamRequest, request_id)
