@@ -127,7 +127,7 @@ def create(session: Session, requester_id: str, form: RequestForm, *, now: datet
         raise AlreadyOpen(seen)
     request = session.get(SupportRequest, new_id)
     assert request is not None
-    _status(session, request, now)
+    record_status(session, request, now)
     if form.crisis:
         # Someone not safe: a human is alerted at once, not when the offers run out.
         for coordinator in crisis_alert_to:
@@ -208,15 +208,11 @@ def _effect(session: Session, effect: Effect, key: str, now: datetime, **payload
     outbox.record(session, effect.value, payload, key=key, now=now)
 
 
-def _status(session: Session, request: SupportRequest, now: datetime) -> None:
+def record_status(session: Session, request: SupportRequest, now: datetime) -> None:
+    """Record the person's status message for the request as it stands now."""
     if request.requester_id:
         _effect(session, Effect.STATUS, f"status:{request.id}:v{request.version}", now,
                 request_id=request.id)
-
-
-def record_status(session: Session, request: SupportRequest, now: datetime) -> None:
-    """Record the person's status message for the request as it stands now."""
-    _status(session, request, now)
 
 
 def _offer_posts(session: Session, request: SupportRequest, offers: Sequence[Offer],
@@ -242,10 +238,11 @@ def _alert(session: Session, request: SupportRequest, coordinator: str, now: dat
 
 
 def _notice(session: Session, request: SupportRequest, user_id: str | None, notice: str,
-            now: datetime) -> None:
+            now: datetime, *, per_person: bool = False) -> None:
     if user_id:
-        _effect(session, Effect.NOTICE, f"notice:{notice}:{request.id}:v{request.version}", now,
-                request_id=request.id, user_id=user_id, notice=notice)
+        whom = f"{user_id}:" if per_person else ""
+        _effect(session, Effect.NOTICE, f"notice:{notice}:{request.id}:{whom}v{request.version}",
+                now, request_id=request.id, user_id=user_id, notice=notice)
 
 
 def alerted(session: Session, request_id: int) -> set[str]:
@@ -424,11 +421,30 @@ def _refused(session: Session, offer_id: int, user_id: str
 
 
 def _claim(session: Session, request: SupportRequest, event: Event, supporter_id: str,
-           now: datetime, cap: int | None) -> bool:
-    """The one conditional UPDATE that makes first accept win, within the supporter's cap."""
+           now: datetime, cap: int | None) -> bool | None:
+    """The one conditional UPDATE that makes first accept win, within the supporter's cap.
+
+    None if it lost. True if it placed the request (`event`). A team request fills a seat at
+    a time, guarded on the seats taken so far, so exactly `seats` win: False when this seat
+    only joined it (another is still needed)."""
     also = [] if cap is None else [_open_cases(supporter_id) < cap]
-    return apply(session, request, event, also=also, supporter_id=supporter_id,
-                 assigned_at=now)
+    if request.kind == RequestKind.PERSONAL:
+        return True if apply(session, request, event, also=also, supporter_id=supporter_id,
+                             assigned_at=now) else None
+    taken = request.filled
+    last = taken + 1 >= request.seats
+    values: dict[str, Any] = {"filled": taken + 1}
+    if request.supporter_id is None:
+        values["supporter_id"] = supporter_id  # the first to take a seat leads
+    if last:
+        values["assigned_at"] = now
+    if not apply(session, request, event if last else Event.JOIN, expect={"filled": taken},
+                 also=also, **values):
+        return None
+    session.add(Seat(request_id=request.id, supporter_id=supporter_id, state=SeatState.HELD,
+                     joined_at=now))
+    session.flush()
+    return last
 
 
 def _open_cases(supporter_id: str) -> Any:
@@ -454,15 +470,17 @@ def accept(session: Session, offer_id: int, user_id: str, *, now: datetime) -> A
                             else Outcome.EXPIRED, request, offer)
     _hold_supporter(session, user_id)
     supporter = session.get(Supporter, user_id)
-    if request.kind == RequestKind.TEAM:
-        return _take_seat(session, request, offer, user_id, now,
-                          supporter.case_cap if supporter is not None else None)
-    if not _claim(session, request, Event.ACCEPT, user_id, now,
-                  supporter.case_cap if supporter is not None else None):
+    placed = _claim(session, request, Event.ACCEPT, user_id, now,
+                    supporter.case_cap if supporter is not None else None)
+    if placed is None:
         outcome = _refusal(request, user_id) if request.state not in UNASSIGNED_STATES \
             else Outcome.AT_CAP
         return AcceptResult(outcome, request, offer)
     _move_offer(session, offer, OfferState.ACCEPTED, responded_at=now)
+    if not placed:  # a seat of a team request that still needs another supporter
+        _offer_ends(session, [offer], "joined", now, request.version)
+        record_status(session, request, now)
+        return AcceptResult(Outcome.JOINED, request, offer)
     _offer_ends(session, [offer], "accepted", now, request.version)
     return AcceptResult(Outcome.ACCEPTED, request, offer, _placed(session, request, now))
 
@@ -485,7 +503,7 @@ def _placed(session: Session, request: SupportRequest, now: datetime) -> list[Of
             _effect(session, Effect.CASE, f"case:{request.id}:{supporter_id}:v{request.version}",
                     now, request_id=request.id, supporter_id=supporter_id,
                     version=request.version)
-    _status(session, request, now)
+    record_status(session, request, now)
     _resolve_alerts(session, request, now)
     return others
 
@@ -494,45 +512,6 @@ def seat_holders(session: Session, request_id: int) -> list[str]:
     """Who holds a seat on a team request, in the order they took it."""
     return [s for s in session.scalars(select(Seat.supporter_id).where(
         Seat.request_id == request_id, Seat.state == SeatState.HELD).order_by(Seat.id)) if s]
-
-
-def _claim_seat(session: Session, request: SupportRequest, user_id: str, now: datetime,
-                placing: Event, cap: int | None) -> bool | None:
-    """Take one seat of a team request for `user_id` in one guarded UPDATE on the seats taken
-    so far, under the request's lock, so exactly `seats` win. None if it lost; else True when
-    this seat placed the request (event `placing`), False when it only joined it."""
-    taken = request.filled
-    last = taken + 1 >= request.seats
-    values: dict[str, Any] = {"filled": taken + 1}
-    if request.supporter_id is None:
-        values["supporter_id"] = user_id  # the first to take a seat leads
-    if last:
-        values["assigned_at"] = now
-    also = [] if cap is None else [_open_cases(user_id) < cap]
-    if not apply(session, request, placing if last else Event.JOIN, expect={"filled": taken},
-                 also=also, **values):
-        return None
-    session.add(Seat(request_id=request.id, supporter_id=user_id, state=SeatState.HELD,
-                     joined_at=now))
-    session.flush()
-    return last
-
-
-def _take_seat(session: Session, request: SupportRequest, offer: Offer, user_id: str,
-               now: datetime, cap: int | None) -> AcceptResult:
-    """One accept of a team request: the supporter takes a seat; the last seat places it."""
-    placed = _claim_seat(session, request, user_id, now, Event.ACCEPT, cap)
-    if placed is None:
-        outcome = _refusal(request, user_id) if request.state not in UNASSIGNED_STATES \
-            else Outcome.AT_CAP
-        return AcceptResult(outcome, request, offer)
-    _move_offer(session, offer, OfferState.ACCEPTED, responded_at=now)
-    if not placed:
-        _offer_ends(session, [offer], "joined", now, request.version)
-        _status(session, request, now)
-        return AcceptResult(Outcome.JOINED, request, offer)
-    _offer_ends(session, [offer], "accepted", now, request.version)
-    return AcceptResult(Outcome.ACCEPTED, request, offer, _placed(session, request, now))
 
 
 def decline(session: Session, offer_id: int, user_id: str, *, now: datetime) -> AcceptResult:
@@ -589,7 +568,7 @@ def escalate(session: Session, request: SupportRequest, *, now: datetime,
         return False
     for coordinator in coordinators:
         _alert(session, request, coordinator, now)
-    _status(session, request, now)
+    record_status(session, request, now)
     return True
 
 
@@ -623,7 +602,7 @@ def cancel(session: Session, request_id: int, user_id: str, *, now: datetime
         raise RequestError("That request is already " + request.state + ".")
     withdrawn = _end_offers(session, request, OfferState.WITHDRAWN, "withdrawn", now=now)
     _ended(session, request, helping, "withdrawn", now)
-    _status(session, request, now)
+    record_status(session, request, now)
     _resolve_alerts(session, request, now)
     return request, withdrawn
 
@@ -640,16 +619,15 @@ def _ended(session: Session, request: SupportRequest, helping: Sequence[str], no
            now: datetime) -> None:
     """A request ended: each supporter who was helping is told, and their seats are freed."""
     for supporter_id in helping:
-        key = f"notice:{notice}:{request.id}:v{request.version}" \
-            if request.kind == RequestKind.PERSONAL else \
-            f"notice:{notice}:{request.id}:{supporter_id}:v{request.version}"
-        _effect(session, Effect.NOTICE, key, now, request_id=request.id, user_id=supporter_id,
-                notice=notice)
+        _notice(session, request, supporter_id, notice, now,
+                per_person=request.kind == RequestKind.TEAM)
     _free_seats(session, request, now)
 
 
 def _free_seats(session: Session, request: SupportRequest, now: datetime,
                 supporter_id: str | None = None) -> None:
+    if request.kind != RequestKind.TEAM:
+        return  # a personal request holds no seats
     conditions = [Seat.request_id == request.id, Seat.state == SeatState.HELD]
     if supporter_id is not None:
         conditions.append(Seat.supporter_id == supporter_id)
@@ -684,11 +662,12 @@ def not_safe(session: Session, requester_id: str, *, now: datetime,
         return None
     for coordinator in sorted(set(coordinators) | alerted(session, request.id)):
         _alert(session, request, coordinator, now)
-    _status(session, request, now)
+    record_status(session, request, now)
     return request
 
 
-def _supports(session: Session, request: SupportRequest, user_id: str) -> bool:
+def supports(session: Session, request: SupportRequest, user_id: str) -> bool:
+    """True when `user_id` is helping with the request: its supporter, or a seat holder."""
     if request.kind == RequestKind.TEAM:
         return user_id in seat_holders(session, request.id)
     return request.supporter_id == user_id
@@ -696,7 +675,7 @@ def _supports(session: Session, request: SupportRequest, user_id: str) -> bool:
 
 def _assigned_to(session: Session, request_id: int, user_id: str) -> SupportRequest:
     request = _lock(session, request_id)
-    if request is None or not _supports(session, request, user_id):
+    if request is None or not supports(session, request, user_id):
         raise RequestError("That request is not with you.")
     if request.state != RequestState.ASSIGNED:
         raise RequestError("That request is already " + request.state + ".")
@@ -705,44 +684,36 @@ def _assigned_to(session: Session, request_id: int, user_id: str) -> SupportRequ
 
 def hand_back(session: Session, request_id: int, user_id: str, *, now: datetime
               ) -> SupportRequest:
-    """The supporter cannot continue (they know the person, or were involved): re-open it."""
-    team = _lock(session, request_id)
-    if team is not None and team.kind == RequestKind.TEAM:
-        return _leave_seat(session, team, user_id, now)
-    request = _assigned_to(session, request_id, user_id)
-    if not apply(session, request, Event.HAND_BACK, expect={"supporter_id": user_id},
-                 supporter_id=None, assigned_at=None):
+    """The supporter cannot continue (they know the person, or were involved): re-open it. Of
+    a team request, their seat is freed, placed or not, and one more supporter is looked for;
+    the caller is told kindly either way."""
+    request = _lock(session, request_id)
+    if request is None or not supports(session, request, user_id):
         raise RequestError("That request is not with you.")
-    offer = session.scalars(select(Offer).where(
-        Offer.request_id == request.id, Offer.supporter_id == user_id)).first()
-    if offer is not None:
-        _move_offer(session, offer, OfferState.HANDED_BACK, responded_at=now)
-    _notice(session, request, request.requester_id, "handed_back", now)
-    _status(session, request, now)
-    _resolve_alerts(session, request, now)  # "Placed" no longer holds: Take is back
-    return request
-
-
-def _leave_seat(session: Session, request: SupportRequest, user_id: str, now: datetime
-                ) -> SupportRequest:
-    """A team request's supporter steps back: their seat is freed and, placed or not, the
-    request looks for someone to take it; the caller is told kindly."""
-    holders = seat_holders(session, request.id)
-    if user_id not in holders or request.state not in ACTIVE_STATES:
-        raise RequestError("That request is not with you.")
-    others = [holder for holder in holders if holder != user_id]
-    event = Event.HAND_BACK if request.state == RequestState.ASSIGNED else Event.LEAVE
-    if not apply(session, request, event, expect={"filled": request.filled},
-                 filled=request.filled - 1, supporter_id=others[0] if others else None,
-                 assigned_at=None):
+    if request.kind == RequestKind.PERSONAL:
+        if request.state != RequestState.ASSIGNED:
+            raise RequestError("That request is already " + request.state + ".")
+        event, notice = Event.HAND_BACK, "handed_back"
+        changed = apply(session, request, event, expect={"supporter_id": user_id},
+                        supporter_id=None, assigned_at=None)
+    else:
+        if request.state not in ACTIVE_STATES:
+            raise RequestError("That request is not with you.")
+        others = [s for s in seat_holders(session, request.id) if s != user_id]
+        event = Event.HAND_BACK if request.state == RequestState.ASSIGNED else Event.LEAVE
+        notice = "team_handed_back"
+        changed = apply(session, request, event, expect={"filled": request.filled},
+                        filled=request.filled - 1, supporter_id=others[0] if others else None,
+                        assigned_at=None)
+    if not changed:
         raise RequestError("That request is not with you.")
     _free_seats(session, request, now, user_id)
     offer = session.scalars(select(Offer).where(
         Offer.request_id == request.id, Offer.supporter_id == user_id)).first()
     if offer is not None:
         _move_offer(session, offer, OfferState.HANDED_BACK, responded_at=now)
-    _notice(session, request, request.requester_id, "team_handed_back", now)
-    _status(session, request, now)
+    _notice(session, request, request.requester_id, notice, now)
+    record_status(session, request, now)
     if event == Event.HAND_BACK:
         _resolve_alerts(session, request, now)  # "Placed" no longer holds: Take is back
     return request
@@ -759,40 +730,26 @@ def close(session: Session, request_id: int, user_id: str, *, now: datetime, dur
                  duration=duration, referred=referred, need_met=need_met):
         raise RequestError("That request is not with you.")
     _free_seats(session, request, now)
-    _status(session, request, now)
+    record_status(session, request, now)
     return request
 
 
 def take_as_coordinator(session: Session, request_id: int, coordinator_id: str, *,
                         now: datetime) -> AcceptResult:
-    """A coordinator takes an unassigned request themselves (they become its supporter)."""
+    """A coordinator takes an unassigned request themselves (they become its supporter; of a
+    team request, they take a seat)."""
     request = _lock(session, request_id)
     if request is None:
         raise RequestError("That request no longer exists.")
-    if request.kind == RequestKind.TEAM:
-        return _take_team_seat(session, request, coordinator_id, now)
-    if not _claim(session, request, Event.TAKE, coordinator_id, now, None):
-        raise RequestError("Someone has already taken it, or it was cancelled.")
-    return AcceptResult(Outcome.ACCEPTED, request, None, _placed(session, request, now))
-
-
-def _take_team_seat(session: Session, request: SupportRequest, coordinator_id: str,
-                    now: datetime) -> AcceptResult:
-    """A coordinator takes a seat of a team request themselves (the last seat places it)."""
-    if coordinator_id in seat_holders(session, request.id):
+    if request.kind == RequestKind.TEAM and coordinator_id in seat_holders(session, request.id):
         raise RequestError("You already hold a seat on it.")
-    placed = _claim_seat(session, request, coordinator_id, now, Event.TAKE, None)
+    placed = _claim(session, request, Event.TAKE, coordinator_id, now, None)
     if placed is None:
         raise RequestError("Someone has already taken it, or it was cancelled.")
     if not placed:
-        _status(session, request, now)
+        record_status(session, request, now)
         return AcceptResult(Outcome.JOINED, request, None)
     return AcceptResult(Outcome.ACCEPTED, request, None, _placed(session, request, now))
-
-
-def supports(session: Session, request: SupportRequest, user_id: str) -> bool:
-    """True when `user_id` is helping with the request: its supporter, or a seat holder."""
-    return _supports(session, request, user_id)
 
 
 def unassigned(session: Session) -> Sequence[SupportRequest]:
