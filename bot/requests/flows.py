@@ -17,12 +17,9 @@ from sqlalchemy.orm import Session
 
 from bot.checkins import flows as checkin_flow
 from bot.infra import audit, deliveries, duework
-from bot.infra.clock import Clock
 from bot.infra.duework import JobContext, JobKind, JobRegistry
 from bot.infra.messaging import retry_on_slack_trouble
 from bot.infra.models import RequestState, SupportRequest
-from bot.infra.roles import RoleResolver
-from bot.infra.settings import Settings
 from bot.requests import service as domain
 from bot.requests.service import RequestForm
 from bot.requests.timers import (
@@ -37,12 +34,9 @@ from bot.requests.timers import (
 log = logging.getLogger(__name__)
 
 
-class Needs(Protocol):
-    """What the request lifecycle uses of the running app."""
-
-    settings: Settings
-    clock: Clock
-    roles: RoleResolver
+class Needs(checkin_flow.Needs, Protocol):
+    """What the request lifecycle uses of the running app: its settings, clock and roles, and
+    what check-ins' lifecycle needs, since a placement plans the check-ins."""
 
 
 def create(services: Needs, db: Session, user_id: str, form: RequestForm,
