@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -218,6 +219,20 @@ class Seat(Base):
     left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class SessionState(enum.StrEnum):
+    NONE = "none"  # no group conversation asked for, or not yet proposed
+    PROPOSED = "proposed"  # times proposed, waiting for the caller to pick
+    SET = "set"  # a time picked
+    CANCELLED = "cancelled"
+
+
+class OutreachState(enum.StrEnum):
+    NONE = "none"  # not asked for, or nobody named
+    WAITING = "waiting"  # waits for the group time to be picked, so each note carries it
+    SENDING = "sending"  # members resolved and their notes recorded in the outbox
+    SENT = "sent"
+
+
 class TeamRequest(Base):
     """What a team request asks for: the unit, roughly how many people, and what would help.
     Never what happened, and never who on the team replied to anything."""
@@ -231,6 +246,56 @@ class TeamRequest(Base):
     visit: Mapped[bool] = mapped_column(default=False)  # a supporter comes to the unit
     group: Mapped[bool] = mapped_column(default=False)  # a group conversation at a set time
     private: Mapped[bool] = mapped_column(default=False)  # each member offered private support
+    # Who is on the team, when the caller said (any of the three): their own list of people, a
+    # user group, or a channel whose members are the team. Forgotten with the request's ids.
+    people: Mapped[list[str] | None] = mapped_column(JSON)
+    usergroup_id: Mapped[str | None] = mapped_column(String(32))
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    # The group conversation: proposed times (session_proposals), the one picked, and where.
+    session_state: Mapped[str] = mapped_column(String(16), default=SessionState.NONE,
+                                               server_default=SessionState.NONE)
+    session_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    session_place: Mapped[str | None] = mapped_column(String(200))
+    # Bumped by every proposal, pick, reschedule and cancel: names the reminder's timer and the
+    # messages each change implies, so an old one never fires for a new time.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    invitation_posted: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Private outreach to each member: counts only, never who received or replied to what.
+    outreach_state: Mapped[str] = mapped_column(String(16), default=OutreachState.NONE,
+                                                server_default=OutreachState.NONE)
+    reached: Mapped[int] = mapped_column(default=0, server_default="0")
+    skipped: Mapped[int] = mapped_column(default=0, server_default="0")
+    asked_personal: Mapped[int] = mapped_column(default=0, server_default="0")
+    opted_checkins: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Closing answers beyond a personal request's: roughly how many took part (a range's key).
+    people_present: Mapped[str | None] = mapped_column(String(8))
+    # "The team could use another session": the team request this one follows.
+    previous_id: Mapped[int | None] = mapped_column(
+        ForeignKey("support_requests.id", ondelete="SET NULL"))
+
+
+class SessionProposal(Base):
+    """A time a team's supporters proposed for the group conversation (UTC; shown in each
+    viewer's own zone). `version` is the team request's session_version it was proposed in."""
+
+    __tablename__ = "session_proposals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("support_requests.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int]
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    proposed_by: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OutreachOptOut(Base):
+    """Someone who asked not to be sent notes about their team's hard events."""
+
+    __tablename__ = "outreach_optouts"
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class OfferState(enum.StrEnum):

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 
 class Effect(enum.StrEnum):
-    """The kinds of message the outbox carries; each is delivered by handlers/requests/effects.py."""
+    """The kinds of message the outbox carries; each is delivered by a feature's handlers
+    (handlers/requests/effects.py, handlers/teams/effects.py)."""
 
     OFFER_POST = "effect.offer.post"  # an offer DM with Accept / Decline
     OFFER_END = "effect.offer.end"  # an offer DM updated: accepted, taken, withdrawn, expired...
@@ -42,6 +43,10 @@ class Effect(enum.StrEnum):
     ALERT = "effect.alert"  # one coordinator's alert, posted once, then updated in place
     NOTICE = "effect.notice"  # a fixed note to one person (handed back, withdrawn)
     MESSAGE = "effect.message"  # a prepared message to one person (coverage, digest, nudges)
+    TEAM_SESSION = "effect.team.session"  # a group conversation's change, in the team's group DM
+    TEAM_INVITATION = "effect.team.invitation"  # the invitation, posted in the team's channel
+    TEAM_OUTREACH_START = "effect.team.outreach.start"  # resolve the members, record their notes
+    TEAM_OUTREACH = "effect.team.outreach"  # one member's private note
 
 
 # Every effect kind starts with this, so coordinators' views can tell messages from timers.

@@ -240,6 +240,11 @@ class Settings(BaseSettings):
     coverage_check_minute: TimeOfDay = Field(16 * 60, alias="PEERSUPPORT_COVERAGE_CHECK_TIME")
     program_timezone: Annotated[str, PlainValidator(_timezone)] = Field("UTC", alias="PEERSUPPORT_TIMEZONE")
     wave_size: Annotated[int, _whole(1, 100)] = Field(3, alias="PEERSUPPORT_WAVE_SIZE")
+    # Teams of at least this many people get two supporters together (pairs run group sessions).
+    team_pair_from: Annotated[int, _whole(2, 1000)] = Field(6, alias="PEERSUPPORT_TEAM_PAIR_FROM")
+    # Hours after a team request is placed that its caller is asked how the team is doing.
+    team_checkin_hours: Annotated[int, _whole(1, 24 * 30)] = Field(
+        72, alias="PEERSUPPORT_TEAM_CHECKIN_HOURS")
     offer_timeouts: Annotated[tuple[tuple[str, int], ...], PlainValidator(_timeouts)] = Field(
         DEFAULT_OFFER_TIMEOUTS, alias="PEERSUPPORT_OFFER_TIMEOUT")
     # Minutes between an unplaced request's alert re-notices; the last step repeats.

@@ -21,6 +21,7 @@ from bot.infra.duework import JobContext, JobKind, JobRegistry
 from bot.infra.messaging import retry_on_slack_trouble
 from bot.infra.models import RequestState, SupportRequest
 from bot.requests import service as domain
+from bot.requests import teams
 from bot.requests.service import RequestForm
 from bot.requests.timers import (
     ESCALATION_REMINDER,
@@ -46,6 +47,18 @@ def create(services: Needs, db: Session, user_id: str, form: RequestForm,
     coordinators = sorted(services.roles.coordinator_ids()) if form.crisis else []
     request = domain.create(db, user_id, form, now=services.clock.now(), source_key=source_key,
                             crisis_alert_to=coordinators)
+    start(services, db, request)
+    return request
+
+
+def create_team(services: Needs, db: Session, caller_id: str, form: teams.TeamForm,
+                source_key: str | None) -> SupportRequest:
+    """Record a team request (one supporter, or two for a larger team) with its first wave,
+    in the caller's transaction, as for a personal request."""
+    seats = teams.seats_for(form.size, services.settings.team_pair_from) if form.size in \
+        teams.SIZES else 1
+    request = teams.create_team(db, caller_id, form, seats=seats, now=services.clock.now(),
+                                source_key=source_key)
     start(services, db, request)
     return request
 

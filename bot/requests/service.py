@@ -27,12 +27,15 @@ from bot.infra.models import (
     CoordinatorAlert,
     Offer,
     OfferState,
+    OutreachState,
     RequestKind,
     RequestState,
     Seat,
     SeatState,
+    SessionProposal,
     Supporter,
     SupportRequest,
+    TeamRequest,
 )
 from bot.infra.outbox import Effect
 from bot.requests.transitions import OFFER_SOURCES, Event, apply
@@ -503,9 +506,23 @@ def _placed(session: Session, request: SupportRequest, now: datetime) -> list[Of
             _effect(session, Effect.CASE, f"case:{request.id}:{supporter_id}:v{request.version}",
                     now, request_id=request.id, supporter_id=supporter_id,
                     version=request.version)
+        begin_outreach(session, request.id, now, placed=True)
     record_status(session, request, now)
     _resolve_alerts(session, request, now)
     return others
+
+
+def begin_outreach(session: Session, request_id: int, now: datetime, *,
+                   placed: bool = False) -> bool:
+    """Record the start of a team's private outreach when it is due: at placement when no group
+    conversation was asked for, else once its time is picked or it is called off (`placed`
+    False). Repeating it is harmless: the start runs once (its state moves on when it does)."""
+    team = session.get(TeamRequest, request_id)
+    if team is None or team.outreach_state != OutreachState.WAITING or (placed and team.group):
+        return False
+    _effect(session, Effect.TEAM_OUTREACH_START, f"outreach:{request_id}:start", now,
+            request_id=request_id)
+    return True
 
 
 def seat_holders(session: Session, request_id: int) -> list[str]:
@@ -794,6 +811,11 @@ def forget_identities(session: Session, *, now: datetime, retention_days: int) -
                         .execution_options(synchronize_session=False))
         session.execute(update(Seat).where(Seat.request_id.in_(ids)).values(supporter_id=None)
                         .execution_options(synchronize_session=False))
+        session.execute(update(TeamRequest).where(TeamRequest.request_id.in_(ids)).values(
+            people=None, usergroup_id=None, channel_id=None, session_place=None)
+            .execution_options(synchronize_session=False))
+        session.execute(update(SessionProposal).where(SessionProposal.request_id.in_(ids))
+                        .values(proposed_by=None).execution_options(synchronize_session=False))
         # Check-ins of these requests that are over (answered, cancelled, or never answered).
         session.execute(update(CheckIn).where(
             CheckIn.request_id.in_(ids), CheckIn.state != CheckInState.SCHEDULED)

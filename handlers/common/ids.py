@@ -40,6 +40,18 @@ class Action(StrEnum):
     PULSE_ANSWER = "pulse:answer"  # followed by ":<choice index>"
     PULSE_STOP = "pulse_stop"
     REACH_OUT_NOW = "reach_out_now"  # a DM that spoke of crisis: ask for someone now
+    # Team support
+    REQUEST_TEAM_SUPPORT = "request_team_support"  # the Home tab's "Support for my team"
+    REQUEST_FOR = "request_for"  # the form's "for me" / "for my team" choice (switches the form)
+    PROPOSE_TIMES = "team:propose_times"  # a supporter opens the proposal modal
+    PICK_TIME = "team:pick_time"  # the caller picks a proposed time (value: proposal id)
+    RESCHEDULE_SESSION = "team:reschedule"
+    CANCEL_SESSION = "team:cancel_session"
+    POST_INVITATION = "team:post_invitation"  # the caller agrees to post it in the team channel
+    TEAM_TALK = "team:talk"  # a member's "Talk to a peer supporter" (value: team request id)
+    TEAM_CHECKINS = "team:checkins"  # a member opts in to check-ins (value: team request id)
+    OUTREACH_OPT_OUT = "team:opt_out"  # a member asks for no more team notes
+    ANOTHER_SESSION = "team:another_session"  # the caller: "the team could use another session"
 
 
 # Every library navigation button: one listener reads the list's state from the button value.
@@ -59,6 +71,9 @@ class Callback(StrEnum):
     REQUEST_SHORTCUT = "request_support"  # the global shortcut
     CHECKIN_HOURS = "checkin_hours"
     PULSE = "pulse"
+    TEAM_REQUEST = "team_request"
+    PROPOSE_TIMES = "team_propose_times"
+    CLOSE_TEAM_REQUEST = "close_team_request"
 
 
 class Block(StrEnum):
@@ -95,3 +110,14 @@ class Block(StrEnum):
     TIME = "time"
     OPEN_FOR = "open_for"
     HOURS_UNTIL = "hours_until"
+    TEAM_UNIT = "team_unit"  # the unit chosen from the roster's departments
+    TEAM_UNIT_TYPED = "team_unit_typed"  # ...or typed
+    TEAM_SIZE = "team_size"
+    TEAM_HELP = "team_help"
+    TEAM_PEOPLE = "team_people"
+    TEAM_USERGROUP = "team_usergroup"
+    TEAM_CHANNEL = "team_channel"
+    REQUEST_FOR = "request_for"
+    SESSION_TIME = "session_time"  # followed by ":1", ":2" or ":3"
+    SESSION_PLACE = "session_place"
+    PEOPLE_PRESENT = "people_present"
