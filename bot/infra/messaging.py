@@ -41,6 +41,8 @@ METHODS_USED = (
     "conversations.replies",
     "users.info",
     "usergroups.users.list",
+    "usergroups.list",
+    "conversations.members",
     "views.open",
     "views.update",
     "views.publish",
@@ -263,6 +265,24 @@ class Messenger:
     def usergroup_members(self, group_id: str) -> list[str]:
         """The user ids in a Slack user group."""
         return [str(u) for u in self._call("usergroups.users.list", usergroup=group_id)["users"]]
+
+    def usergroups(self) -> list[tuple[str, str]]:
+        """The workspace's user groups as (id, handle), for people to choose their team's."""
+        data = self._call("usergroups.list")
+        return [(str(g["id"]), str(g.get("handle") or g.get("name") or g["id"]))
+                for g in data.get("usergroups", []) if g.get("id")]
+
+    def channel_members(self, channel_id: str) -> list[str]:
+        """Every member of a channel, following Slack's pages (a large channel takes several)."""
+        members: list[str] = []
+        cursor = ""
+        while True:
+            data = self._call("conversations.members", channel=channel_id, limit=1000,
+                              **({"cursor": cursor} if cursor else {}))
+            members.extend(str(m) for m in data.get("members", []))
+            cursor = str((data.get("response_metadata") or {}).get("next_cursor") or "")
+            if not cursor:
+                return members
 
     def open_view(self, trigger_id: str, view: dict) -> dict[str, Any]:
         """Open a modal in answer to a click or command."""

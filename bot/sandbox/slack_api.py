@@ -95,6 +95,8 @@ class FakeSlack:
         self.usergroups: dict[str, list[str]] = {}
         self.files: dict[str, JsonDict] = {}  # uploaded files by id: name, bytes, channel
         self.channels: dict[str, str] = {}  # public channels by id: their names
+        self.channel_members: dict[str, list[str]] = {}  # members of channels, by channel id
+        self.usergroup_names: dict[str, str] = {}  # user groups' handles, by group id
         self.modals: dict[str, list[str]] = {}  # each person's open modals (view ids), top last
         self.ephemeral: dict[str, list[JsonDict]] = {}  # what only one person saw, by user id
         self._triggers: dict[str, str] = {}  # trigger_id -> the user whose action made it
@@ -159,6 +161,15 @@ class FakeSlack:
     def add_channel(self, channel_id: str, name: str) -> None:
         """Make a public channel known by its name."""
         self.channels[channel_id] = name
+
+    def add_usergroup(self, group_id: str, handle: str, members: list[str]) -> None:
+        """Make a user group known to usergroups.list and usergroups.users.list."""
+        self.usergroups[group_id] = list(members)
+        self.usergroup_names[group_id] = handle
+
+    def set_members(self, channel_id: str, members: list[str]) -> None:
+        """Who is in a channel, as conversations.members lists them."""
+        self.channel_members[channel_id] = list(members)
 
     def dm_channel(self, user_ids: list[str] | tuple[str, ...]) -> str | None:
         """The id of the DM (one person) or group DM (several) the bot has with these people."""
@@ -333,6 +344,25 @@ class FakeSlack:
         if group not in self.usergroups:
             return {"ok": False, "error": "no_such_subteam"}
         return {"ok": True, "users": list(self.usergroups[group])}
+
+    def _api_usergroups_list(self, args: JsonDict) -> JsonDict:
+        groups = [{"id": group, "team_id": self.team_id, "is_usergroup": True,
+                   "name": handle, "handle": handle, "description": "",
+                   "user_count": len(self.usergroups.get(group, []))}
+                  for group, handle in self.usergroup_names.items()]
+        return {"ok": True, "usergroups": groups}
+
+    def _api_conversations_members(self, args: JsonDict) -> JsonDict:
+        channel = str(args.get("channel"))
+        if channel not in self.channel_members:
+            return {"ok": False, "error": "channel_not_found"}
+        members = self.channel_members[channel]
+        # Pages as Slack's do: `limit` per page (at most 1,000), an opaque cursor to the next.
+        limit = min(int(args.get("limit") or 100), 1000)
+        start = int(str(args.get("cursor") or "0").removeprefix("members:") or 0)
+        page = members[start:start + limit]
+        following = f"members:{start + limit}" if start + limit < len(members) else ""
+        return {"ok": True, "members": page, "response_metadata": {"next_cursor": following}}
 
     def _api_files_getUploadURLExternal(self, args: JsonDict) -> JsonDict:  # noqa: N802
         file_id = f"F{next(self._ids):08d}"
