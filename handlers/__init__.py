@@ -10,6 +10,7 @@ from slack_bolt import App
 
 from bot.infra.duework import JobRegistry
 from bot.requests import flows as request_flows
+from handlers import teams
 from handlers.checkins import jobs as checkin_jobs
 from handlers.checkins import listeners as checkins
 from handlers.commands import listeners as commands
@@ -31,6 +32,7 @@ def register(app: App) -> None:
     library.register(app)
     home.register(app)
     requests.register(app)
+    teams.register(app)
     checkins.register(app)
     pulses.register(app)
     dm.register(app)
@@ -41,6 +43,7 @@ def register_jobs(jobs: JobRegistry, services: Services) -> None:
     """Register every feature's due-work kinds with `jobs`."""
     request_flows.register_jobs(jobs, services)
     request_jobs.register_jobs(jobs, services)
+    teams.register_jobs(jobs, services)
     checkin_jobs.register_jobs(jobs, services)
     pulse_jobs.register_jobs(jobs, services)
     roster_jobs.register_jobs(jobs, services)

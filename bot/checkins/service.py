@@ -72,14 +72,23 @@ def plan(session: Session, request: SupportRequest, *, now: datetime,
     """Plan the check-ins for a request whose person welcomed them (none otherwise)."""
     if not request.followups or not request.requester_id:
         return []
-    already = session.scalars(select(CheckIn.id).where(CheckIn.request_id == request.id)).first()
+    return plan_person(session, request.id, request.requester_id, now=now,
+                       offsets_days=offsets_days, default_tz=default_tz)
+
+
+def plan_person(session: Session, request_id: int, user_id: str, *, now: datetime,
+                offsets_days: Sequence[float], default_tz: str) -> list[CheckIn]:
+    """Plan one person's check-ins on a request (for a team request, its caller or a member
+    who opted in), each placed inside their hours; none if they have a plan on it already."""
+    already = session.scalars(select(CheckIn.id).where(
+        CheckIn.request_id == request_id, CheckIn.user_id == user_id)).first()
     if already is not None:
         return []  # a repeated connection (hand-back and re-accept) keeps the first plan
-    hours = hours_of(session, request.requester_id, default_tz=default_tz, now=now)
+    hours = hours_of(session, user_id, default_tz=default_tz, now=now)
     planned = []
     for number, days in enumerate(offsets_days, start=1):
         nominal = now + timedelta(days=days)
-        checkin = CheckIn(request_id=request.id, user_id=request.requester_id, number=number,
+        checkin = CheckIn(request_id=request_id, user_id=user_id, number=number,
                           planned_for=nominal,
                           due_at=place(nominal, hours.tz, hours.start_minute, hours.end_minute),
                           version=0, state=CheckInState.SCHEDULED)
