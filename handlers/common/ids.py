@@ -120,4 +120,5 @@ class Block(StrEnum):
     REQUEST_FOR = "request_for"
     SESSION_TIME = "session_time"  # followed by ":1", ":2" or ":3"
     SESSION_PLACE = "session_place"
+    TEAM_SESSION = "team_session"  # followed by ":v<session_version>": one version's buttons
     PEOPLE_PRESENT = "people_present"
