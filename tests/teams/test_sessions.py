@@ -654,3 +654,17 @@ def test_every_message_fits_slacks_limits_at_its_longest() -> None:
     assert blocks.version_of(blocks.versioned(7)) == 7
     assert [blocks.version_of(v) for v in ("team_session:v", "team_session:vx", "other:v1",
                                            None, "team_session:v" + "9" * 12)] == [None] * 5
+
+
+def test_someone_outside_the_conversation_cannot_change_it(app_server: AppServer) -> None:
+    server = app_server
+    request_id = placed(server)
+    proposed_and_picked(server, request_id, [T1], 0)
+    current = set_message(server)
+    _value, block_id = button(current, Action.RESCHEDULE_SESSION)
+    for action in (Action.RESCHEDULE_SESSION, Action.CANCEL_SESSION):
+        for value in (str(request_id), "abc", "", "999999"):
+            click(server, OUTSIDER, action, value, block_id)
+            assert told(server, OUTSIDER)[-1] == sessions.NOT_YOURS
+    team = team_of(server, request_id)
+    assert (team.session_state, team.session_at) == (SessionState.SET, T1)
