@@ -3,6 +3,7 @@ sent once, answered with one word. Never any free text."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -13,16 +14,85 @@ from sqlalchemy.orm import Session
 from bot.checkins.timers import CHECKIN, checkin_key
 from bot.infra import duework
 from bot.infra.clock import zone
-from bot.infra.models import CheckIn, CheckInState, ContactHours, SupportRequest
+from bot.infra.models import (
+    CheckIn,
+    CheckInState,
+    ContactHours,
+    Offer,
+    OfferState,
+    RequestKind,
+    RequestState,
+    Seat,
+    SeatState,
+    SupportRequest,
+)
 
 ANSWERS = {"better": "Doing better", "same": "About the same", "struggling": "Struggling",
            "talk_again": "I'd like to talk to someone again", "stop": "Stop these check-ins"}
+# A team's caller is asked about the team; their one check-in has nothing to stop.
+TEAM_ANSWERS = {"better": "Doing better", "same": "About the same", "struggling": "Struggling"}
+# Recorded when a team's caller asks for another session without answering first.
+ANOTHER_SESSION = "another_session"
+ANSWER_LABELS = {**ANSWERS, ANOTHER_SESSION: "The team could use another session"}
 DEFAULT_START, DEFAULT_END = 9 * 60, 18 * 60
 SNOOZE = timedelta(days=1)
 
 
 class CheckInError(ValueError):
     """A check-in action that cannot be done; the message is for the person."""
+
+
+class Role(enum.StrEnum):
+    """Whose check-in it is, which decides what it asks and what an answer sets off."""
+
+    PERSONAL = "personal"  # someone who asked for support for themselves
+    CALLER = "caller"  # who called for their team: asked how the team is doing
+    MEMBER = "member"  # a team member who opted in: asked about themselves, named to nobody
+
+
+def roles_of(session: Session, found: Sequence[CheckIn]) -> dict[int, Role]:
+    """Each check-in's role, by id, in one query. A check-in on a team request is a member's
+    unless it is the request's caller's (also once the caller's id is forgotten: a member's
+    check-in names nobody and tells no supporter, the safe side)."""
+    request_ids = {c.request_id for c in found}
+    requests = {row.id: (row.kind, row.requester_id) for row in session.execute(
+        select(SupportRequest.id, SupportRequest.kind, SupportRequest.requester_id)
+        .where(SupportRequest.id.in_(request_ids)))} if request_ids else {}
+    roles = {}
+    for checkin in found:
+        kind, requester = requests.get(checkin.request_id, (RequestKind.PERSONAL, None))
+        if kind != RequestKind.TEAM:
+            roles[checkin.id] = Role.PERSONAL
+        elif checkin.user_id is not None and checkin.user_id == requester:
+            roles[checkin.id] = Role.CALLER
+        else:
+            roles[checkin.id] = Role.MEMBER
+    return roles
+
+
+def role_of(session: Session, checkin: CheckIn) -> Role:
+    """One check-in's role (see roles_of)."""
+    return roles_of(session, [checkin])[checkin.id]
+
+
+def choices_for(role: Role) -> dict[str, str]:
+    """The answers a check-in offers: about the team to its caller, else about oneself."""
+    return TEAM_ANSWERS if role == Role.CALLER else ANSWERS
+
+
+def team_supporters(session: Session, request: SupportRequest) -> list[str]:
+    """Who supported a team: the seats held now or until the request ended, not handed back
+    (bot.requests owns seats; check-ins only read them, in the order they were taken)."""
+    handed_back = select(Offer.supporter_id).where(
+        Offer.request_id == request.id, Offer.state == OfferState.HANDED_BACK,
+        Offer.supporter_id.is_not(None))
+    ended = Seat.state == SeatState.HELD
+    if request.state in (RequestState.CLOSED, RequestState.CANCELLED) and request.closed_at:
+        ended = ended | (Seat.left_at == request.closed_at)
+    found = session.scalars(select(Seat.supporter_id).where(
+        Seat.request_id == request.id, ended, Seat.supporter_id.not_in(handed_back))
+        .order_by(Seat.id))
+    return list(dict.fromkeys(s for s in found if s))
 
 
 def within(local_minute: int, start: int, end: int) -> bool:
@@ -187,20 +257,58 @@ def _own(session: Session, checkin_id: int, user_id: str) -> CheckIn:
     return checkin
 
 
+def _mark_answered(session: Session, checkin: CheckIn, choice: str, now: datetime) -> bool:
+    """The guarded change from sent to answered: of two clicks at once, one wins."""
+    won = session.execute(update(CheckIn).where(
+        CheckIn.id == checkin.id, CheckIn.state == CheckInState.SENT)
+        .values(state=CheckInState.ANSWERED, answer=choice, answered_at=now)
+        .execution_options(synchronize_session=False)).rowcount == 1
+    session.refresh(checkin)
+    return won
+
+
+def _already(checkin: CheckIn) -> CheckInError:
+    label = ANSWER_LABELS.get(checkin.answer or "", "")
+    return CheckInError(f"You already answered “{label}”. Thank you." if label else
+                        "You already answered. Thank you.")
+
+
 def answer(session: Session, checkin_id: int, user_id: str, choice: str, *, now: datetime
            ) -> CheckIn:
     """Record the person's one-word answer; a second click keeps the first answer."""
     if choice not in ANSWERS:
         raise CheckInError("That is not one of the answers.")
     checkin = _own(session, checkin_id, user_id)
+    if choice not in choices_for(role_of(session, checkin)):
+        raise CheckInError("That is not one of the answers.")
     if checkin.state == CheckInState.ANSWERED:
-        raise CheckInError(f"You already answered “{ANSWERS[checkin.answer]}”. Thank you.")
+        raise _already(checkin)
     if checkin.state != CheckInState.SENT:
         raise CheckInError("That check-in is no longer open.")
-    checkin.state, checkin.answer, checkin.answered_at = CheckInState.ANSWERED, choice, now
+    if not _mark_answered(session, checkin, choice, now):
+        raise _already(checkin) if checkin.state == CheckInState.ANSWERED else \
+            CheckInError("That check-in is no longer open.")
     if choice == "stop":
         cancel_remaining(session, user_id=user_id, now=now)
     return checkin
+
+
+def for_another_session(session: Session, checkin_id: int, user_id: str) -> CheckIn:
+    """The check-in a team's caller asks for another session from: only they may, once it
+    was sent (answered or not). Reads only."""
+    checkin = _own(session, checkin_id, user_id)
+    if role_of(session, checkin) != Role.CALLER:
+        raise CheckInError("That button is not yours.")
+    if checkin.state not in (CheckInState.SENT, CheckInState.ANSWERED):
+        raise CheckInError("That check-in is no longer open.")
+    return checkin
+
+
+def another_session_asked(session: Session, checkin: CheckIn, *, now: datetime) -> None:
+    """Asking for another session answers the caller's check-in if nothing else did yet; an
+    earlier answer stays (and a click answering meanwhile wins)."""
+    if checkin.state == CheckInState.SENT:
+        _mark_answered(session, checkin, ANOTHER_SESSION, now)
 
 
 def snooze(session: Session, checkin_id: int, user_id: str, *, now: datetime) -> CheckIn:

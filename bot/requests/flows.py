@@ -16,13 +16,15 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from bot.checkins import flows as checkin_flow
+from bot.checkins import service as checkins
+from bot.checkins.service import Role
 from bot.infra import audit, deliveries, duework
 from bot.infra.duework import JobContext, JobKind, JobRegistry
 from bot.infra.messaging import retry_on_slack_trouble
-from bot.infra.models import RequestState, SupportRequest
+from bot.infra.models import CheckIn, RequestKind, RequestState, SupportRequest, TeamRequest
 from bot.requests import service as domain
 from bot.requests import teams
-from bot.requests.service import RequestForm
+from bot.requests.service import RequestError, RequestForm
 from bot.requests.timers import (
     ESCALATION_REMINDER,
     OFFER_TIMEOUT,
@@ -138,11 +140,63 @@ def _cancel_timers(services: Needs, db: Session, request: SupportRequest) -> Non
 
 
 def accepted(services: Needs, db: Session, result: domain.AcceptResult) -> None:
-    """After a winning accept (or a coordinator taking it): timers stop, check-ins are planned."""
+    """After a winning accept (or a coordinator taking it): timers stop, check-ins are planned
+    (of a team request, the caller's one check-in about the team)."""
     request = result.request
     assert request is not None
     _cancel_timers(services, db, request)
-    checkin_flow.plan_for(services, db, request)
+    if request.kind == RequestKind.TEAM:
+        checkin_flow.plan_for_caller(services, db, request)
+    else:
+        checkin_flow.plan_for(services, db, request)
+
+
+def another_session(services: Needs, db: Session, checkin_id: int, user_id: str
+                    ) -> SupportRequest:
+    """A team's caller says, from their check-in, that the team could use another session: a
+    new team request like the first (unit, size, what would help, who is on the team), offered
+    first to the first one's lead supporter. Once per check-in: a second click raises
+    AlreadyOpen with the request the first made."""
+    now = services.clock.now()
+    checkin = checkins.for_another_session(db, checkin_id, user_id)
+    previous = db.get(SupportRequest, checkin.request_id)
+    team = db.get(TeamRequest, checkin.request_id)
+    if previous is None or team is None:
+        raise RequestError("That team request is no longer on record: ask for team support "
+                           "again with `/peersupport`.")
+    form = teams.TeamForm(unit=team.unit, size=team.size, urgency="today", visit=team.visit,
+                          group=team.group, private=team.private,
+                          people=tuple(team.people or ()), usergroup=team.usergroup_id,
+                          channel=team.channel_id)
+    request = teams.create_team(
+        db, user_id, form, seats=teams.seats_for(team.size, services.settings.team_pair_from),
+        now=now, source_key=f"another:{checkin.id}")
+    request.preferred_supporter_id = previous.supporter_id  # wave 0 asks them first
+    follow = db.get(TeamRequest, request.id)
+    assert follow is not None
+    follow.previous_id = previous.id
+    db.flush()
+    checkins.another_session_asked(db, checkin, now=now)
+    start(services, db, request)
+    return request
+
+
+def talk_again(services: Needs, db: Session, checkin: CheckIn) -> SupportRequest:
+    """'I'd like to talk to someone again' from a check-in: a personal requester's earlier
+    request, copied and offered first to their supporter; anyone checked in with on a team
+    request (a member, or the caller for themselves) gets a personal request of their own with
+    gentle defaults. A team request is never copied this way. AlreadyOpen if they have one."""
+    if checkins.role_of(db, checkin) != Role.PERSONAL:
+        if not checkin.user_id:
+            raise RequestError("That check-in is no longer open.")
+        return create(services, db, checkin.user_id,
+                      RequestForm(urgency="today", connection="slack"), source_key=None)
+    earlier = db.get(SupportRequest, checkin.request_id)
+    if earlier is None or earlier.kind != RequestKind.PERSONAL or not earlier.requester_id:
+        raise RequestError("That check-in is no longer open.")
+    request = domain.again(db, earlier, now=services.clock.now())
+    start(services, db, request)
+    return request
 
 
 def declined(services: Needs, db: Session, result: domain.AcceptResult) -> None:

@@ -20,7 +20,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.checkins.service import ANSWERS
+from bot.checkins.service import ANSWER_LABELS, Role, choices_for
 from bot.infra.clock import zone
 from bot.infra.models import CheckIn, ContactHours
 from bot.library import Surfacing
@@ -39,49 +39,117 @@ def _section(text: str) -> SectionBlock:
 _ID = "__checkin_id__"
 
 
-def checkin_message(checkin_id: int) -> dict:
-    """The check-in question, with one button per answer and nothing to type."""
+_QUESTIONS = {
+    Role.PERSONAL: ("Checking in: how are you doing?",
+                    "*Checking in.* How are you doing since you talked with a peer supporter?"),
+    Role.MEMBER: ("Checking in: how are you doing?",
+                  "*Checking in.* How are you doing these days? You asked for these check-ins "
+                  "when your team was offered support."),
+    Role.CALLER: ("Checking in: how is the team doing?",
+                  "*Checking in.* How is the team doing since the peer supporters were with "
+                  "you?"),
+}
+_CONTEXTS = {
+    Role.PERSONAL: "Your answer is counted only in program totals. Change when check-ins "
+                   "come, or see the next ones, with `/peersupport checkins`.",
+    Role.MEMBER: "Nobody on your team, and none of its supporters, is told that you get "
+                 "these. Change when they come, or stop them, with `/peersupport checkins`.",
+    Role.CALLER: "If you say the team is struggling, its peer supporters are told, so they "
+                 "can follow up with you. Nothing here asks what happened.",
+}
+
+
+def checkin_message(checkin_id: int, role: Role = Role.PERSONAL) -> dict:
+    """The check-in question, with one button per answer and nothing to type: about the team
+    for its caller (who can also ask for another session in one click)."""
     # Built and checked once, then copied with the id filled in: a clock sending a backlog
     # of check-ins spent much of its time re-validating the same Block Kit.
-    blocks = json.loads(_checkin_blocks().replace(_ID, str(int(checkin_id))))
-    return {"text": "Checking in: how are you doing?", "blocks": blocks,
+    blocks = json.loads(_checkin_blocks(role).replace(_ID, str(int(checkin_id))))
+    return {"text": _QUESTIONS[role][0], "blocks": blocks,
             "metadata": {"event_type": METADATA_TYPE, "event_payload": {"checkin_id": checkin_id}}}
 
 
-@functools.lru_cache(maxsize=1)
-def _checkin_blocks() -> str:
+def _another_session(value: str) -> ButtonElement:
+    return ButtonElement(text="The team could use another session",
+                         action_id=Action.ANOTHER_SESSION, value=value)
+
+
+@functools.lru_cache(maxsize=len(Role))
+def _checkin_blocks(role: Role) -> str:
     buttons = [ButtonElement(text=label, action_id=f"{Action.CHECKIN_ANSWER}:{key}", value=_ID,
                              style="danger" if key == "struggling" else None)
-               for key, label in ANSWERS.items()]
-    blocks = [
-        _section("*Checking in.* How are you doing since you talked with a peer supporter?"),
-        ActionsBlock(block_id=f"checkin:{_ID}", elements=buttons),
-        ContextBlock(elements=[MarkdownTextObject(
-            text="Your answer is counted only in program totals. Change when check-ins come, "
-                 "or see the next ones, with `/peersupport checkins`.")]),
-    ]
+               for key, label in choices_for(role).items()]
+    blocks: list = [_section(_QUESTIONS[role][1]),
+                    ActionsBlock(block_id=f"checkin:{_ID}", elements=buttons)]
+    if role == Role.CALLER:
+        blocks.append(ActionsBlock(elements=[_another_session(_ID)]))
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_CONTEXTS[role])]))
     return json.dumps(to_dicts(blocks))
 
 
-def answered(choice: str, checkin_id: int, surfacing: Surfacing | None = None) -> dict:
-    """The check-in message after an answer, with what that answer brings."""
-    follow = {
-        "better": "Thank you for letting us know. Glad things are easing.",
-        "same": "Thank you for letting us know. Ups and downs are normal after a hard event.",
-        "struggling": "Thank you for telling us. You do not have to carry this alone: "
-                      "professional help is below, and you can talk with a peer supporter again.",
-        "talk_again": "We are finding a supporter for you, your earlier one if they are "
-                      "available. You will get a message soon.",
-        "stop": "No more check-ins. You can always ask for support again with `/peersupport`.",
-    }[choice]
-    blocks: list[dict] = to_dicts([_section(f"You answered *{ANSWERS[choice]}*. {follow}")])
+_FOLLOW = {
+    "better": "Thank you for letting us know. Glad things are easing.",
+    "same": "Thank you for letting us know. Ups and downs are normal after a hard event.",
+    "struggling": "Thank you for telling us. You do not have to carry this alone: "
+                  "professional help is below, and you can talk with a peer supporter again.",
+    "talk_again": "We are finding a supporter for you, your earlier one if they are "
+                  "available. You will get a message soon.",
+    "stop": "No more check-ins. You can always ask for support again with `/peersupport`.",
+}
+# Someone checked in with on a team request has no earlier supporter of their own.
+_FOLLOW_MEMBER = {
+    **_FOLLOW,
+    "struggling": "Thank you for telling us. You do not have to carry this alone: "
+                  "professional help is below, and a peer supporter can talk with you "
+                  "privately.",
+    "talk_again": "We are finding a peer supporter for you. You will get a message soon; "
+                  "nobody on your team is told.",
+}
+_FOLLOW_CALLER = {
+    "better": "Thank you for letting us know. Glad the team is finding its feet.",
+    "same": "Thank you for letting us know. Teams often take a while after a hard event.",
+    "struggling": "Thank you for telling us. The team's peer supporters have been told, so "
+                  "they can follow up with you. Help for you and the team is below.",
+    "talk_again": _FOLLOW_MEMBER["talk_again"],
+}
+_FOLLOWS = {Role.PERSONAL: _FOLLOW, Role.MEMBER: _FOLLOW_MEMBER, Role.CALLER: _FOLLOW_CALLER}
+
+
+def answered(choice: str, checkin_id: int, surfacing: Surfacing | None = None,
+             role: Role = Role.PERSONAL) -> dict:
+    """The check-in message after an answer, with what that answer brings. A team's caller
+    keeps the one click for another session, and after 'struggling' may ask for someone to
+    talk with themselves."""
+    follow = _FOLLOWS[role][choice]
+    blocks: list[dict] = to_dicts([_section(f"You answered *{ANSWER_LABELS[choice]}*. {follow}")])
+    buttons = []
+    if role == Role.CALLER:
+        buttons.append(_another_session(str(checkin_id)))
     if choice == "struggling":
-        blocks.extend(to_dicts([ActionsBlock(elements=[ButtonElement(
-            text="Talk with a peer supporter again", style="primary",
-            action_id=Action.TALK_AGAIN, value=str(checkin_id))])]))
-        if surfacing is not None:
-            blocks.extend(surfacing_blocks(surfacing))
-    return {"text": f"You answered: {ANSWERS[choice]}", "blocks": blocks}
+        buttons.append(ButtonElement(
+            text="Talk with a peer supporter myself" if role == Role.CALLER else
+            "Talk with a peer supporter again" if role == Role.PERSONAL else
+            "Talk with a peer supporter", style="primary",
+            action_id=Action.TALK_AGAIN, value=str(checkin_id)))
+    if buttons:
+        blocks.extend(to_dicts([ActionsBlock(elements=buttons)]))
+    if choice == "struggling" and surfacing is not None:
+        blocks.extend(surfacing_blocks(surfacing))
+    return {"text": f"You answered: {ANSWER_LABELS[choice]}", "blocks": blocks}
+
+
+def another_session_asked(request_id: int, *, again: bool = False) -> dict:
+    """To a team's caller who asked for another session: what happens next."""
+    first = ("You already asked for another session for the team." if again else
+             "Thank you. We are asking for another session for the team.")
+    text = (f"{first} The peer supporter who led the last one is asked first, if they are "
+            "available; otherwise others are. You will get a message here when supporters "
+            "have said yes, and you can pick a time together then. Nothing more is needed "
+            "from you now.")
+    blocks = [_section(text), ContextBlock(elements=[MarkdownTextObject(
+        text=f"Team request {int(request_id)}. It follows on from the last one: the same unit, "
+             "the same people, the same kinds of help.")])]
+    return {"text": first, "blocks": to_dicts(blocks)}
 
 
 def checkin_list(checkins: Sequence[CheckIn], hours: ContactHours | None, now: datetime) -> dict:
@@ -135,15 +203,33 @@ def supporter_reminder(requester_id: str) -> dict:
     return {"text": text, "blocks": to_dicts(blocks)}
 
 
-def struggling_alert() -> dict:
-    """To coordinators: a count-style alert with no identity and no free text."""
-    text = ("Someone supported recently checked in as *struggling*. They were shown "
-            "professional help and offered another conversation; their supporter was told.")
+_ALERTS = {
+    Role.PERSONAL: "Someone supported recently checked in as *struggling*. They were shown "
+                   "professional help and offered another conversation; their supporter was "
+                   "told.",
+    # No supporter is told of a member's answer: that would say who opted in to check-ins.
+    Role.MEMBER: "Someone supported recently checked in as *struggling*. They were shown "
+                 "professional help and offered a conversation with a peer supporter.",
+    Role.CALLER: "A team supported recently was said to be *struggling* at its check-in. The "
+                 "person who asked for it was shown help and offered another session; the "
+                 "team's peer supporters were told.",
+}
+
+
+def struggling_alert(role: Role = Role.PERSONAL) -> dict:
+    """To coordinators: a count-style alert with no identity (nor team) and no free text."""
+    text = _ALERTS[role]
     return {"text": text, "blocks": to_dicts([_section(text)])}
 
 
-def struggling_note(requester_id: str) -> dict:
-    """To the person's supporter, who already knows them."""
-    text = (f"<@{requester_id}> checked in as struggling. They were shown professional help "
-            "and offered another conversation. A personal message from you may help.")
+def struggling_note(role: Role, person_id: str) -> dict:
+    """To whoever supported the person, who already knows them: a personal requester's
+    supporter, or each supporter of a team whose caller answered (never about a member)."""
+    if role == Role.CALLER:
+        text = (f"<@{person_id}> checked in about their team and said it is struggling. They "
+                "were shown help and offered another session. A message from you to them may "
+                "help.")
+    else:
+        text = (f"<@{person_id}> checked in as struggling. They were shown professional help "
+                "and offered another conversation. A personal message from you may help.")
     return {"text": text, "blocks": to_dicts([_section(text)])}

@@ -10,13 +10,13 @@ from sqlalchemy.orm import Session
 from bot.checkins import flows as checkin_flows
 from bot.checkins import service as checkins
 from bot.checkins.service import CheckInError
-from bot.infra.models import CheckIn, ContactHours, SupportRequest
+from bot.infra.models import CheckIn, ContactHours
 from bot.library import Moment
 from bot.requests import flows as flow
-from bot.requests import service as domain
-from bot.requests.service import AlreadyOpen
+from bot.requests.service import AlreadyOpen, RequestError
 from bot.roster import supporters as roster
 from handlers.checkins.blocks import (
+    another_session_asked,
     answered,
     checkin_list,
     hours_modal,
@@ -35,6 +35,7 @@ def register(app: App) -> None:
     """Listen for check-in answers and the check-in list's buttons and modal."""
     app.action(CHECKIN_ANSWERS)(on_answer)
     app.action(Action.TALK_AGAIN)(on_talk_again)
+    app.action(Action.ANOTHER_SESSION)(on_another_session)
     app.action(Action.CHECKIN_SNOOZE)(on_snooze)
     app.action(Action.CHECKIN_CANCEL)(on_cancel_one)
     app.action(Action.CHECKIN_HOURS)(on_open_hours)
@@ -71,21 +72,21 @@ def on_answer(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: R
         return
     surfacing = services.library.for_moment(
         Moment.CHECKIN_STRUGGLING, audience="clinician") if choice == "struggling" else None
-    respond(replace_original=True, **answered(choice, checkin_id, surfacing))
-    checkin_flows.after_answer(services, db, checkin, alert=struggling_alert(),
+    role = checkins.role_of(db, checkin)
+    respond(replace_original=True, **answered(choice, checkin_id, surfacing, role))
+    checkin_flows.after_answer(services, db, checkin, alert=struggling_alert,
                                note=struggling_note)
     if choice == "talk_again":
         _talk_again(services, db, checkin, respond)
 
 
 def _talk_again(services: Services, db: Session, checkin: CheckIn, respond: Respond) -> None:
-    earlier = db.get(SupportRequest, checkin.request_id)
     try:
-        request = domain.again(db, earlier, now=services.clock.now())
+        flow.talk_again(services, db, checkin)
     except AlreadyOpen:
         reply_privately(respond, "You already have a request open; a supporter will be in touch.")
-        return
-    flow.start(services, db, request)
+    except RequestError as error:
+        reply_privately(respond, str(error))
 
 
 @transactional
@@ -98,7 +99,27 @@ def on_talk_again(ack: Ack, body: dict[str, Any], action: dict[str, Any], respon
         reply_privately(respond, "That button is not yours.")
         return
     _talk_again(context["services"], db, checkin, respond)
-    respond(replace_original=True, **answered("talk_again", checkin.id))
+    respond(replace_original=True, **answered("talk_again", checkin.id,
+                                              role=checkins.role_of(db, checkin)))
+
+
+@transactional
+def on_another_session(ack: Ack, body: dict[str, Any], action: dict[str, Any],
+                       respond: Respond, context: dict[str, Any], db: Session) -> None:
+    """A team's caller: 'The team could use another session'. One request per check-in, however
+    often it is clicked; only the caller may."""
+    ack()
+    services: Services = context["services"]
+    try:
+        request = flow.another_session(services, db, whole_number(action.get("value")) or 0,
+                                       body["user"]["id"])
+    except AlreadyOpen as already:
+        respond(replace_original=True, **another_session_asked(already.request_id, again=True))
+        return
+    except (CheckInError, RequestError) as error:
+        reply_privately(respond, str(error))
+        return
+    respond(replace_original=True, **another_session_asked(request.id))
 
 
 def _change(change: Any, ack: Ack, body: dict[str, Any], action: dict[str, Any],

@@ -9,6 +9,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session
 
 from bot.checkins import service as checkins
+from bot.checkins.service import Role
 from bot.infra.duework import JobContext, RetryLater
 from bot.infra.messaging import Posted, SlackUnreachable
 from bot.infra.models import CheckIn, CheckInState
@@ -19,10 +20,6 @@ from handlers.checkins.blocks import (
 from handlers.common.services import Services
 
 log = logging.getLogger(__name__)
-
-
-
-
 
 
 def send(services: Services, ctx: JobContext) -> None:
@@ -63,12 +60,16 @@ def send_batch(services: Services, contexts: Sequence[JobContext]) -> dict[int, 
             won = checkins.claim_for_sending(claim, due.send)
         due.send = [checkin for checkin in due.send if checkin.id in won]
     failures: dict[int, Exception] = {}
+    # A team's caller is asked about the team; everyone else about themselves.
+    roles = checkins.roles_of(db, [*due.send, *due.retry])
     posted = services.messenger.post_each(
-        [(checkin.user_id or "", checkin_message(checkin.id)) for checkin in due.send])
+        [(checkin.user_id or "", checkin_message(checkin.id, roles[checkin.id]))
+         for checkin in due.send])
     for checkin, result in zip(due.send, posted, strict=True):
         _record(db, by_checkin[checkin.id], checkin, result, failures)
     for checkin in due.retry:
-        _record(db, by_checkin[checkin.id], checkin, _find_or_post(services, checkin), failures)
+        _record(db, by_checkin[checkin.id], checkin,
+                _find_or_post(services, checkin, roles[checkin.id]), failures)
     for checkin, placed in due.move:
         checkins.move(db, checkin, placed, now=now)
     return failures
@@ -78,12 +79,13 @@ def _version(ctx: JobContext) -> int:
     return int(ctx.payload.get("version") or 0)
 
 
-def _find_or_post(services: Services, checkin: CheckIn) -> Posted | Exception:
+def _find_or_post(services: Services, checkin: CheckIn, role: Role) -> Posted | Exception:
     """A claimed check-in's retry: the message an earlier attempt posted, or a new one."""
     try:
         channel = services.messenger.open_conversation([checkin.user_id or ""])
         found = services.messenger.find_marked(channel, METADATA_TYPE, "checkin_id", checkin.id)
-        return found or services.messenger.post_message(channel, **checkin_message(checkin.id))
+        return found or services.messenger.post_message(
+            channel, **checkin_message(checkin.id, role))
     except Exception as error:  # noqa: BLE001 - recorded per check-in by the caller
         return error
 
