@@ -5,19 +5,31 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, case, func, select, tuple_
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.orm import Session
 
 from bot.infra.aggregate import share, suppress
-from bot.infra.models import CheckIn, CheckInState, RequestState, SupportRequest
+from bot.infra.models import (
+    CheckIn,
+    CheckInState,
+    RequestKind,
+    RequestState,
+    SupportRequest,
+    TeamRequest,
+)
 
 MONTHS_SHOWN = 12
 
 
 @dataclass
 class Insights:
-    """Aggregate program figures; None wherever a figure would rest on too few people."""
+    """Aggregate program figures; None wherever a figure would rest on too few people.
+
+    Personal figures (one person asking for themselves) and team figures are counted apart and
+    never added together: no all-requests figure is shown, so a small team count cannot be
+    worked out from a personal one (and complementary suppression inside each keeps a hidden
+    group from being worked out from its own total)."""
 
     minimum: int
     months: dict[str, int | None] = field(default_factory=dict)
@@ -30,10 +42,18 @@ class Insights:
     checkin_outcomes: dict[str, int | None] = field(default_factory=dict)
     supporters_with_cases: int | None = None
     busiest_fifth_share: float | None = None
+    # Team requests: by month (and their total), by unit, how long until every seat was
+    # held, and how many people private outreach reached.
+    team_months: dict[str, int | None] = field(default_factory=dict)
+    team_total: int | None = None
+    team_units: dict[str, int | None] = field(default_factory=dict)
+    team_median_minutes_to_fill: float | None = None
+    people_reached: int | None = None
 
 
 def _minutes_waited(dialect: str) -> ColumnElement[float]:
-    """Minutes from asking to being accepted, computed by the database itself."""
+    """Minutes from asking to being accepted (for a team, to its last seat being taken),
+    computed by the database itself."""
     assigned, created = SupportRequest.assigned_at, SupportRequest.created_at
     if dialect == "postgresql":
         # date_part gives a double; EXTRACT gives a numeric, several times slower to sort.
@@ -52,59 +72,94 @@ class _RequestCounts:
     escalated: int = 0
 
 
-def _request_counts(session: Session, dialect: str) -> _RequestCounts:
-    """Requests by month, by department and by supporter, and the accepted, quick and
-    escalated counts: on PostgreSQL one pass over the table (GROUPING SETS), elsewhere a
-    query for each."""
+def _request_counts(session: Session, dialect: str) -> dict[str, _RequestCounts]:
+    """Requests of each kind by month, by department and by supporter, and the accepted,
+    quick and escalated counts: on PostgreSQL one pass over the table (GROUPING SETS, each
+    within the kind), elsewhere a query for each."""
     waited = _minutes_waited(dialect)
+    kind = SupportRequest.kind
     department = func.coalesce(SupportRequest.requester_department, "Not given")
     took = case((SupportRequest.state.in_((RequestState.ASSIGNED, RequestState.CLOSED)),
                  SupportRequest.supporter_id))
     tallies = (func.count(), func.count(SupportRequest.assigned_at),
                func.count().filter(waited <= 30), func.count(SupportRequest.escalated_at))
-    counts = _RequestCounts()
+    counts = {k.value: _RequestCounts() for k in RequestKind}
     if dialect == "postgresql":
         month = func.date_trunc("month", SupportRequest.created_at)
-        rows = session.execute(select(func.grouping(month, department, took), month, department,
-                                      took, *tallies)
-                               .group_by(func.grouping_sets(month, department, took)))
+        rows = session.execute(select(func.grouping(month, department, took), kind, month,
+                                      department, took, *tallies)
+                               .group_by(func.grouping_sets(tuple_(kind, month),
+                                                            tuple_(kind, department),
+                                                            tuple_(kind, took))))
         # grouping() has a bit set for each column a row is NOT grouped by.
-        for grouped, start, name, supporter, n, accepted, quick, escalated in rows:
-            if grouped == 0b011:  # by month; these rows also add up to the whole table
-                counts.months[start.strftime("%Y-%m")] = n
-                counts.accepted += accepted
-                counts.within_30 += quick
-                counts.escalated += escalated
+        for grouped, of, start, name, supporter, n, accepted, quick, escalated in rows:
+            tally = counts.setdefault(of, _RequestCounts())
+            if grouped == 0b011:  # by month; these rows also add up to the whole kind
+                tally.months[start.strftime("%Y-%m")] = n
+                tally.accepted += accepted
+                tally.within_30 += quick
+                tally.escalated += escalated
             elif grouped == 0b101:
-                counts.departments[name] = n
+                tally.departments[name] = n
             elif supporter is not None:
-                counts.cases.append(n)
+                tally.cases.append(n)
         return counts
     month = func.strftime("%Y-%m", SupportRequest.created_at)
-    counts.months = dict(session.execute(select(month, func.count()).group_by(month)).all())
-    counts.departments = dict(session.execute(
-        select(department, func.count()).group_by(department)).all())
-    counts.cases = [n for supporter, n in session.execute(
-        select(took, func.count()).group_by(took)) if supporter is not None]
-    _, counts.accepted, counts.within_30, counts.escalated = session.execute(
-        select(*tallies)).one()
+    for of, start, n in session.execute(select(kind, month, func.count()).group_by(kind, month)):
+        counts.setdefault(of, _RequestCounts()).months[start] = n
+    for of, name, n in session.execute(select(kind, department, func.count())
+                                       .group_by(kind, department)):
+        counts.setdefault(of, _RequestCounts()).departments[name] = n
+    for of, supporter, n in session.execute(select(kind, took, func.count()).group_by(kind, took)):
+        if supporter is not None:
+            counts.setdefault(of, _RequestCounts()).cases.append(n)
+    for of, _, accepted, quick, escalated in session.execute(select(kind, *tallies)
+                                                             .group_by(kind)):
+        tally = counts.setdefault(of, _RequestCounts())
+        tally.accepted, tally.within_30, tally.escalated = accepted, quick, escalated
     return counts
 
 
-def _waits(session: Session, dialect: str, count: int) -> tuple[float, float]:
-    """Median and 90th percentile wait (nearest rank, as bot.infra.aggregate.percentile defines it),
-    ranked by the database rather than by fetching every wait."""
+def _waits(session: Session, dialect: str, count: int, kind: str,
+           fractions: tuple[float, ...] = (0.5, 0.9)) -> list[float]:
+    """Percentile waits of one kind of request (nearest rank, as bot.infra.aggregate.percentile
+    defines it), ranked by the database rather than by fetching every wait."""
     waited = _minutes_waited(dialect)
-    accepted = SupportRequest.assigned_at.is_not(None)
+    accepted = (SupportRequest.assigned_at.is_not(None), SupportRequest.kind == kind)
     if dialect == "postgresql":
         # percentile_disc is the nearest rank: the first value whose rank reaches the fraction.
-        ranks = session.scalar(select(func.percentile_disc(array([0.5, 0.9]))
-                                      .within_group(waited)).where(accepted))
-        return float(ranks[0]), float(ranks[1])
-    return tuple(  # type: ignore[return-value]
-        float(session.scalar(select(waited).where(accepted).order_by(waited)
-                             .offset(max(1, math.ceil(fraction * count)) - 1).limit(1)))
-        for fraction in (0.5, 0.9))
+        ranks = session.scalar(select(func.percentile_disc(array(list(fractions)))
+                                      .within_group(waited)).where(*accepted))
+        return [float(rank) for rank in ranks]
+    return [float(session.scalar(select(waited).where(*accepted).order_by(waited)
+                                 .offset(max(1, math.ceil(fraction * count)) - 1).limit(1)))
+            for fraction in fractions]
+
+
+def _breakdowns(counts: _RequestCounts, minimum: int
+                ) -> tuple[dict[str, int | None], int | None, dict[str, int | None]]:
+    """The last months (with their total) and the departments, each suppressed against its
+    own total so no hidden group is that total less the ones shown."""
+    recent = dict(sorted(counts.months.items())[-MONTHS_SHOWN:])
+    months = suppress(recent, minimum)
+    departments = suppress(dict(sorted(counts.departments.items())), minimum).groups
+    return months.groups, months.total, departments
+
+
+def _team_figures(session: Session, dialect: str, result: Insights, counts: _RequestCounts,
+                  minimum: int) -> None:
+    """Team requests by month and unit, time to fill (shown once at least `minimum` were
+    placed), and people reached (shown once outreach reached people for at least `minimum`
+    teams, and at least `minimum` people)."""
+    result.team_months, result.team_total, result.team_units = _breakdowns(counts, minimum)
+    if counts.accepted >= minimum:
+        result.team_median_minutes_to_fill = _waits(
+            session, dialect, counts.accepted, RequestKind.TEAM.value, (0.5,))[0]
+    teams, reached = session.execute(select(
+        func.count().filter(TeamRequest.reached > 0),
+        func.coalesce(func.sum(TeamRequest.reached), 0))).one()
+    if teams >= minimum and reached >= minimum:
+        result.people_reached = int(reached)
 
 
 def compute(session: Session, *, minimum: int) -> Insights:
@@ -112,23 +167,24 @@ def compute(session: Session, *, minimum: int) -> Insights:
 
     Every figure is counted by the database (a few grouped queries), never by loading the
     requests themselves: years of a program's requests would otherwise be read on every view.
-    The plans are in BENCHMARKS.md.
+    The plans are in BENCHMARKS.md. The personal figures count personal requests only, and
+    check-in answers about oneself after one; team requests have figures of their own.
     """
     dialect = session.get_bind().dialect.name
     result = Insights(minimum=minimum)
-    counts = _request_counts(session, dialect)
-    recent = dict(sorted(counts.months.items())[-MONTHS_SHOWN:])
-    months = suppress(recent, minimum)
-    result.months, result.total_requests = months.groups, months.total
-    result.departments = suppress(dict(sorted(counts.departments.items())), minimum).groups
+    by_kind = _request_counts(session, dialect)
+    counts = by_kind[RequestKind.PERSONAL.value]
+    result.months, result.total_requests, result.departments = _breakdowns(counts, minimum)
     accepted = counts.accepted
     if accepted >= minimum:
         result.median_minutes_to_accept, result.p90_minutes_to_accept = _waits(
-            session, dialect, accepted)
+            session, dialect, accepted, RequestKind.PERSONAL.value)
     result.share_within_30 = share(counts.within_30, accepted, minimum)
     result.escalations = counts.escalated if counts.escalated >= minimum else None
+    personal = select(SupportRequest.id).where(SupportRequest.kind == RequestKind.PERSONAL)
     answers = dict(session.execute(
-        select(CheckIn.answer, func.count()).where(CheckIn.state == CheckInState.ANSWERED)
+        select(CheckIn.answer, func.count()).where(CheckIn.state == CheckInState.ANSWERED,
+                                                   CheckIn.request_id.in_(personal))
         .group_by(CheckIn.answer).order_by(CheckIn.answer)).all())
     if sum(answers.values()) >= minimum:
         result.checkin_outcomes = suppress(answers, minimum).groups
@@ -138,4 +194,5 @@ def compute(session: Session, *, minimum: int) -> Insights:
         result.supporters_with_cases = len(cases)
         busiest = sorted(cases, reverse=True)[:max(1, len(cases) // 5)]
         result.busiest_fifth_share = sum(busiest) / total_cases
+    _team_figures(session, dialect, result, by_kind[RequestKind.TEAM.value], minimum)
     return result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -160,17 +160,19 @@ def _value(value: object, minimum: int, fmt: str = "{}") -> str:
 
 
 def insights_blocks(insights: Insights) -> list[dict]:
-    """Program figures, every one of them at or above the minimum group size."""
+    """Program figures, every one of them at or above the minimum group size: personal
+    requests, then team requests, each counted apart (no total of both is shown)."""
     k = insights.minimum
-    months = "; ".join(f"{month}: {_value(count, k)}"
-                       for month, count in insights.months.items())
-    departments = "; ".join(f"{escape(name)}: {_value(count, k)}"
-                            for name, count in insights.departments.items())
-    outcomes = "; ".join(f"{OUTCOME_LABELS.get(name, name)}: {_value(count, k)}"
-                         for name, count in insights.checkin_outcomes.items())
+
+    def listing(counts: dict[str, int | None], label: Callable[[str], str] = escape) -> str:
+        return "; ".join(f"{label(name)}: {_value(count, k)}" for name, count in counts.items())
+
+    months = listing(insights.months, str)
+    departments = listing(insights.departments)
+    outcomes = listing(insights.checkin_outcomes, lambda name: OUTCOME_LABELS.get(name, name))
     lines = [
         f"*Requests by month:* {months or 'none yet'}",
-        f"*All requests:* {_value(insights.total_requests, k)}",
+        f"*All personal requests:* {_value(insights.total_requests, k)}",
         f"*By department:* {departments or 'none yet'}",
         f"*Time to accept:* median {_value(insights.median_minutes_to_accept, k, '{:.0f} min')},"
         f" 90th percentile {_value(insights.p90_minutes_to_accept, k, '{:.0f} min')}",
@@ -181,10 +183,21 @@ def insights_blocks(insights: Insights) -> list[dict]:
         f"*Share of cases the busiest fifth of supporters took:* "
         f"{_value(insights.busiest_fifth_share, k, '{:.0%}')}",
     ]
-    blocks = [HeaderBlock(text="Program insights"), _section("\n".join(lines)),
+    team = [
+        f"*Team requests by month:* {listing(insights.team_months, str) or 'none yet'}",
+        f"*All team requests:* {_value(insights.team_total, k)}",
+        f"*By unit:* {listing(insights.team_units) or 'none yet'}",
+        f"*Time until every supporter said yes:* median "
+        f"{_value(insights.team_median_minutes_to_fill, k, '{:.0f} min')}",
+        f"*People reached privately:* {_value(insights.people_reached, k)}",
+    ]
+    blocks = [HeaderBlock(text="Program insights"),
+              _section(("*Support for one person*\n" + "\n".join(lines))[:3000]),
+              _section(("*Support for a team*\n" + "\n".join(team))[:3000]),
               ContextBlock(elements=[MarkdownTextObject(
                   text=f"Every figure rests on at least {k} people or is hidden; nothing here "
-                       "says who asked for help.")])]
+                       "says who asked for help, or who on a team replied. Team requests are "
+                       "counted apart from personal ones, never added to them.")])]
     return to_dicts(blocks)
 
 
