@@ -1,4 +1,4 @@
-"""`python -m bot [run|web|clock|socket|migrate|roster|demo|sandbox]`: start-up, with one clear line
+"""`python -m bot [run|web|clock|socket|migrate|doctor|roster|demo|sandbox]`: start-up, with one clear line
 and exit 2 for any mistake on the command line or in the settings; with no Slack settings at all,
 the bare command plays the demo instead."""
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
     from slack_bolt import App
 
+    from bot.app.runtime import Runtime
     from bot.infra.duework import DueWorkEngine
 
 log = logging.getLogger("peersupport")
@@ -60,6 +61,13 @@ COMMANDS = {
         "DATABASE_URL",
         "0 when the database is up to date; 2 for an invalid DATABASE_URL or a database that "
         "cannot be reached"),
+    "doctor": Command(
+        "check the Slack token and scopes, the database, content, people, the clock and "
+        "messages Slack refuses, one line each",
+        "SLACK_BOT_TOKEN, DATABASE_URL, and what the checks look at (PEERSUPPORT_COORDINATORS, "
+        "PEERSUPPORT_LEADERS, PEERSUPPORT_CONTENT_DIR, PEERSUPPORT_PULSE_SECRET)",
+        "0 when every check passes; 1 when one fails (its line starts with FAIL and says what to "
+        "do); 2 for an invalid setting"),
     "roster": Command(
         "import or export the supporter roster as CSV",
         "DATABASE_URL; import also SLACK_BOT_TOKEN (each supporter's time zone comes from Slack)",
@@ -313,6 +321,12 @@ def _sandbox(command: str, args: argparse.Namespace) -> int:
     return play(chart=Path(args.chart), quiet=args.quiet, pace=pace)
 
 
+def _doctor(settings: Settings) -> int:
+    from bot.app.doctor import run_doctor
+
+    return run_doctor(settings)
+
+
 def _migrate(settings: Settings) -> int:
     from bot.infra.db import make_engine, migrate
 
@@ -335,7 +349,7 @@ def _run(settings: Settings) -> int:
     engine = runtime.duework()
     scheduler = build_scheduler(engine, settings.tick_seconds)
     if settings.socket_mode:
-        return _run_socket_mode(bolt, settings, scheduler, engine)
+        return _run_socket_mode(runtime, bolt, scheduler, engine)
     from bot.app.web import serve
 
     # One worker, and the scheduler inside it: one process serves Slack and runs the clock.
@@ -344,19 +358,21 @@ def _run(settings: Settings) -> int:
     return 0
 
 
-def _run_socket_mode(bolt: App, settings: Settings, scheduler: BackgroundScheduler,
+def _run_socket_mode(runtime: Runtime, bolt: App, scheduler: BackgroundScheduler,
                      engine: DueWorkEngine) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.app.scheduler import StopSignal, stop_scheduler
+    from bot.app.scheduler import StopSignal, Watch, stop_scheduler
 
     stop = StopSignal()
     scheduler.start()
+    watch = Watch(runtime.watch_clock).start()
     log.info("connecting to Slack over Socket Mode")
-    handler = SocketModeHandler(bolt, settings.slack_app_token)
+    handler = SocketModeHandler(bolt, runtime.settings.slack_app_token)
     handler.connect()  # not start(): that would block this thread past any stop signal
     stop.wait()
     log.info("stopping: finishing the due work already started")
+    watch.stop()
     stop_scheduler(scheduler, engine)
     handler.close()
     return 0
@@ -391,11 +407,14 @@ def _socket(settings: Settings) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     from bot.app.runtime import build_runtime
+    from bot.app.scheduler import Watch
     from bot.app.slack_app import create_app
 
     runtime = build_runtime(settings)
+    Watch(runtime.watch_clock).start()  # a daemon thread: it ends with the process
     SocketModeHandler(create_app(runtime), settings.slack_app_token).start()
     return 0
 
 
-_COMMANDS = {"run": _run, "web": _web, "clock": _clock, "socket": _socket, "migrate": _migrate}
+_COMMANDS = {"run": _run, "web": _web, "clock": _clock, "socket": _socket, "migrate": _migrate,
+             "doctor": _doctor}

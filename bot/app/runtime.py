@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -11,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import handlers
-from bot.infra import outbox
+from bot.infra import health, outbox
 from bot.infra.clock import Clock, SystemClock
 from bot.infra.db import make_engine, make_sessions, migrate
 from bot.infra.duework import DueWorkEngine, JobRegistry
@@ -19,6 +20,9 @@ from bot.infra.messaging import Messenger, build_client
 from bot.infra.roles import GroupMembers, RoleResolver
 from bot.infra.settings import Settings
 from bot.library import Library, load_library
+from handlers.home.health_blocks import clock_back_message, clock_stopped_message
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,23 @@ class Runtime:
             self._now_engine = engine
         for ids in groups:
             self._now_engine.run_now(ids)
+
+    def watch_clock(self) -> health.Change | None:
+        """Tell every coordinator once when no clock has ticked for too long, and once when one
+        ticks again (whichever process looks first tells them); returns what changed."""
+        coordinators = self.roles.coordinator_ids()
+        limit = health.limit_for(self.settings)
+        with self.sessions.begin() as session:
+            change = health.watch_clock(session, now=self.clock.now(), limit=limit,
+                                        coordinators=coordinators, stopped=clock_stopped_message,
+                                        back=clock_back_message)
+        if change == "stopped":
+            log.error("the clock has not ticked for over %d s: check-ins, offer timeouts and "
+                      "escalations wait; told %d coordinators", limit.total_seconds(),
+                      len(coordinators))
+        elif change == "back":
+            log.warning("the clock ticks again; told %d coordinators", len(coordinators))
+        return change
 
 
 def build_runtime(settings: Settings, *, clock: Clock | None = None,

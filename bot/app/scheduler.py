@@ -8,8 +8,12 @@ that stops logs no error and leaves no item waiting out its lease.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import os
 import signal
+import socket
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,12 +22,15 @@ from types import FrameType
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import SQLAlchemyError
 
-from bot.infra.duework import DueWorkEngine
+from bot.infra import health
+from bot.infra.duework import DueWorkEngine, TickReport
 
 log = logging.getLogger(__name__)
 
 JOB_ID = "due-work"
+WATCH_SECONDS = 60.0  # how often a web process looks at the clock's heartbeat
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 SignalHandler = Callable[[int, FrameType | None], object]
 
@@ -36,12 +43,57 @@ def build_scheduler(engine: DueWorkEngine, tick_seconds: float) -> BackgroundSch
     """
     scheduler = BackgroundScheduler(daemon=True)
     scheduler.add_job(
-        engine.drain, IntervalTrigger(seconds=tick_seconds), id=JOB_ID,
+        functools.partial(tick, engine), IntervalTrigger(seconds=tick_seconds), id=JOB_ID,
         max_instances=1, coalesce=True, misfire_grace_time=None,
         # The first tick runs at start, so work that fell due while we were down is seen at once.
         next_run_time=datetime.now(UTC),
     )
     return scheduler
+
+
+def tick(engine: DueWorkEngine) -> TickReport:
+    """One tick of the clock: record its heartbeat (web processes watch it), then drain."""
+    try:
+        with engine.sessions.begin() as session:
+            health.beat(session, f"{socket.gethostname()}:{os.getpid()}", engine.clock.now())
+    except SQLAlchemyError as error:
+        # The drain meets the same trouble and is logged by APScheduler; the next tick retries.
+        log.warning("could not record the clock's heartbeat: %s", type(error).__name__)
+    return engine.drain()
+
+
+class Watch:
+    """A daemon thread that runs `check` at once and then every `every` seconds until stopped:
+    a web process's look at whether a clock still ticks."""
+
+    def __init__(self, check: Callable[[], object], every: float = WATCH_SECONDS):
+        self.check = check
+        self.every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Watch:
+        """Start watching (after a server's fork, never before)."""
+        self._thread = threading.Thread(target=self._run, name="clock-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop after the check under way, if any."""
+        self._stop.set()
+
+    @property
+    def running(self) -> bool:
+        """True while the thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.check()
+            except Exception as error:  # noqa: BLE001 - the next look tries again
+                log.warning("could not look at the clock's heartbeat: %s", type(error).__name__)
+            self._stop.wait(self.every)
 
 
 def stop_scheduler(scheduler: BackgroundScheduler, engine: DueWorkEngine, *,

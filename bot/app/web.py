@@ -12,9 +12,11 @@ from gunicorn.app.base import BaseApplication
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
 from slack_sdk.signature import SignatureVerifier
-from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app.runtime import Runtime
+from bot.app.scheduler import Watch
+from bot.infra import health
 from bot.infra.envelope import malformed, too_deep
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,8 @@ _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 
 
 def create_wsgi_app(runtime: Runtime, bolt: App) -> Flask:
-    """The WSGI app: POST /slack/events for Slack, GET /healthz for the platform's health check."""
+    """The WSGI app: POST /slack/events for Slack; GET /healthz (liveness: the process answers)
+    and GET /readyz (readiness: the database answers and a clock ticks) for the platform."""
     verifier = SignatureVerifier(runtime.settings.slack_signing_secret or "")
     flask = Flask("peersupport")
     flask.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -53,11 +56,34 @@ def create_wsgi_app(runtime: Runtime, bolt: App) -> Flask:
 
     @flask.get("/healthz")
     def healthz() -> Response:
-        with runtime.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        return Response("ok", status=200)
+        # Liveness only: restarting this process would not bring a database or a clock back.
+        return Response("ok", status=200, mimetype="text/plain")
+
+    @flask.get("/readyz")
+    def readyz() -> Response:
+        reason = not_ready(runtime)
+        if reason is not None:
+            return Response(f"not ready: {reason}", status=503, mimetype="text/plain")
+        return Response("ready", status=200, mimetype="text/plain")
 
     return flask
+
+
+def not_ready(runtime: Runtime) -> str | None:
+    """Why this deployment cannot keep its promises right now, in one line (no secrets), or None:
+    the database does not answer, or no clock has ticked for too long."""
+    limit = health.limit_for(runtime.settings)
+    try:
+        with runtime.engine.connect() as connection:
+            clock = health.clock_status(connection, now=runtime.clock.now(), limit=limit)
+    except SQLAlchemyError as error:
+        return f"the database did not answer ({type(error).__name__})"
+    if clock.stale:
+        last = (f"last ticked {clock.ticked_at:%Y-%m-%d %H:%M:%S} UTC" if clock.ticked_at
+                else "no clock has ticked")
+        return (f"the clock is stale ({last}; the limit is {int(limit.total_seconds())} s): "
+                "check-ins, offer timeouts and escalations are waiting")
+    return None
 
 
 def signed_by_slack(verifier: SignatureVerifier, body: str, headers: Mapping[str, str]) -> bool:
@@ -131,6 +157,8 @@ def serve(runtime: Runtime, bolt: App, *, workers: int,
         log.info("listening for Slack on port %d at %s", settings.port, EVENTS_PATH)
 
     def post_worker_init(_worker: Any) -> None:
+        # Every worker watches the clock; the database decides which one tells coordinators.
+        Watch(runtime.watch_clock).start()
         if in_worker is not None:
             in_worker()
 

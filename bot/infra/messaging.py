@@ -315,6 +315,21 @@ class Messenger:
         """Publish a person's App Home tab."""
         self._call("views.publish", user_id=user_id, view=view)
 
+    def granted_scopes(self) -> set[str]:
+        """The scopes Slack granted the bot token: auth.test's x-oauth-scopes header."""
+        try:
+            response = self.client.auth_test()
+        except SlackApiError as error:
+            code = str(error.response.get("error", "unknown_error"))
+            log.warning("slack auth.test failed: %s", code)
+            if code in APP_PROBLEMS:
+                raise SlackAppProblem(code, error.response.get("needed")) from None
+            raise
+        headers = {str(name).lower(): value for name, value in (response.headers or {}).items()}
+        value = headers.get("x-oauth-scopes") or ""
+        text = ",".join(value) if isinstance(value, list) else str(value)
+        return {scope.strip() for scope in text.split(",") if scope.strip()}
+
 
 APP_PROBLEM_RETRY = 300  # seconds: an operator has to fix the token or scopes first
 SLACK_ERROR_RETRY = 60

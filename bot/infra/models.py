@@ -461,3 +461,20 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(64), default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ClockHeartbeat(Base):
+    """The clock's last tick, in one row (id 1): every clock process updates it each tick, and
+    web processes read it to notice that no clock runs. It also says whether coordinators were
+    told the clock stopped, so several web processes tell them once per stop, not once each."""
+
+    __tablename__ = "clock_heartbeat"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: never ticked yet
+    process: Mapped[str] = mapped_column(String(100), default="")  # host:pid that last ticked
+    # When a clock or a web process first found the row missing: a clock that never ticked is
+    # late from then on.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stop_told_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # set while told stopped
+    stops: Mapped[int] = mapped_column(default=0)  # stops told so far; names each episode

@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from bot.infra.health import SLACK_SCOPES
 from bot.sandbox.spec import WebApiSpec
 
 JsonDict = dict[str, Any]
@@ -105,6 +106,8 @@ class FakeSlack:
         self._lock = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        # The scopes auth.test says the token has (its x-oauth-scopes header): manifest.yml's.
+        self.granted_scopes: set[str] = set(SLACK_SCOPES)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -293,7 +296,10 @@ class FakeSlack:
         answer = getattr(self, "_api_" + method.replace(".", "_"), None)
         if answer is None:
             return 200, {"ok": True}, {}
-        return 200, answer(args), {}
+        # Slack names the token's scopes in a header; the doctor compares them with the manifest's.
+        headers = ({"x-oauth-scopes": ",".join(sorted(self.granted_scopes))}
+                   if method == "auth.test" else {})
+        return 200, answer(args), headers
 
     def record_response(self, body: JsonDict, key: str = "") -> None:
         """Keep what the app posted to a response_url, and show it as Slack would: in place of
