@@ -737,15 +737,30 @@ def hand_back(session: Session, request_id: int, user_id: str, *, now: datetime
 
 
 def close(session: Session, request_id: int, user_id: str, *, now: datetime, duration: str,
-          referred: bool, need_met: str) -> SupportRequest:
-    """The supporter closes the encounter with aggregate-only answers (no free text)."""
+          referred: bool, need_met: str, people_present: str | None = None) -> SupportRequest:
+    """The supporter closes the encounter with aggregate-only answers (no free text). Of a
+    team request, any seat holder closes it for all, says roughly how many took part
+    (`people_present`, a range key bot.requests.teams.close_team checks), and the other seat
+    holder is told."""
     if duration not in DURATIONS or need_met not in NEED_MET:
         raise RequestError("Choose an answer for each question.")
     request = _assigned_to(session, request_id, user_id)
-    expect = {"supporter_id": user_id} if request.kind == RequestKind.PERSONAL else {}
+    team = request.kind == RequestKind.TEAM
+    if team and (not people_present or not fits(people_present, 8)):
+        raise RequestError("Choose roughly how many people took part.")
+    if not team and people_present is not None:
+        raise RequestError("Only a team's support asks how many people took part.")
+    others = [s for s in seat_holders(session, request.id) if s != user_id] if team else []
+    expect = {"supporter_id": user_id} if not team else {}
     if not apply(session, request, Event.CLOSE, expect=expect, closed_at=now,
                  duration=duration, referred=referred, need_met=need_met):
         raise RequestError("That request is not with you.")
+    if team:
+        session.execute(update(TeamRequest).where(TeamRequest.request_id == request.id)
+                        .values(people_present=people_present)
+                        .execution_options(synchronize_session=False))
+        for supporter_id in others:
+            _notice(session, request, supporter_id, "team_closed", now, per_person=True)
     _free_seats(session, request, now)
     record_status(session, request, now)
     return request

@@ -587,9 +587,10 @@ class RequestMachine(RuleBasedStateMachine):
         if request is None:
             return
         user_id = self.helper(request, pick)
+        present = "2_5" if request.kind == RequestKind.TEAM else None
         result = self.once(lambda rt, s: domain.close(
             s, request.id, user_id, now=rt.clock.now(), duration="15_30", referred=False,
-            need_met="yes"))
+            need_met="yes", people_present=present))
         note(f"close request {request.id} by {user_id} -> {describe(result)}")
 
     @rule(supporter=st.sampled_from(sorted(SUPPORTERS)), away=st.booleans())

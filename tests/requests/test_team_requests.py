@@ -258,6 +258,49 @@ def test_a_coordinator_taking_a_team_request_holds_a_seat_and_can_close_it(
     assert request_of(database, request_id).supporter_id == SUPPORTERS[0]
     with database.sessions.begin() as session:
         domain.close(session, request_id, "UCOORD0001", now=NOW, duration="30_60",
-                     referred=False, need_met="yes")
+                     referred=False, need_met="yes", people_present="6_15")
     assert request_of(database, request_id).state == RequestState.CLOSED
     assert seats(database, request_id) == []
+
+
+def test_closing_a_team_request_needs_roughly_how_many_took_part_and_tells_the_other(
+        database: Database) -> None:
+    add(database, *SUPPORTERS[:2])
+    request_id = call(database)
+    wave = offers(database, request_id, 2)
+    for supporter in SUPPORTERS[:2]:
+        accept(database, wave[supporter], supporter)
+    answers = {"duration": "30_60", "referred": True, "need_met": "yes"}
+    for present in ("", "40_60", "6_15 "):
+        with pytest.raises(RequestError), database.sessions.begin() as session:
+            teams.close_team(session, request_id, SUPPORTERS[1], now=NOW, people_present=present,
+                             **answers)
+    with pytest.raises(RequestError), database.sessions.begin() as session:
+        domain.close(session, request_id, SUPPORTERS[1], now=NOW, **answers)  # not said
+    assert request_of(database, request_id).state == RequestState.ASSIGNED
+    with database.sessions.begin() as session:
+        teams.close_team(session, request_id, SUPPORTERS[1], now=NOW, people_present="1",
+                         **answers)
+    request = request_of(database, request_id)
+    assert (request.state, request.duration, request.referred) == (
+        RequestState.CLOSED, "30_60", True)
+    with database.sessions() as session:
+        assert session.get(TeamRequest, request_id).people_present == "1"
+        notices = session.scalars(select(DueWork.payload).where(
+            DueWork.kind == Effect.NOTICE.value)).all()
+    assert [(n["user_id"], n["notice"]) for n in notices] == [(SUPPORTERS[0], "team_closed")]
+    assert seats(database, request_id) == []
+
+
+def test_a_personal_request_is_not_asked_how_many_took_part(database: Database) -> None:
+    add(database, SUPPORTERS[0])
+    with database.sessions.begin() as session:
+        request = domain.create(session, "UREQ000001", domain.RequestForm(
+            urgency="now", connection="slack"), now=NOW)
+        [offer] = domain.next_wave(session, request, now=NOW, wave_size=1)
+        request_id, offer_id = request.id, offer.id
+    accept(database, offer_id, SUPPORTERS[0])
+    with pytest.raises(RequestError), database.sessions.begin() as session:
+        domain.close(session, request_id, SUPPORTERS[0], now=NOW, duration="15_30",
+                     referred=False, need_met="yes", people_present="2_5")
+    assert request_of(database, request_id).state == RequestState.ASSIGNED
