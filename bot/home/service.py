@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -10,13 +11,22 @@ from sqlalchemy.orm import Session
 from bot.checkins import service as checkins
 from bot.infra import outbox
 from bot.infra.clock import zone
-from bot.infra.models import CheckIn, ContactHours, Offer, Supporter, SupportRequest
+from bot.infra.models import (
+    CheckIn,
+    ContactHours,
+    Offer,
+    RequestKind,
+    Supporter,
+    SupportRequest,
+    TeamRequest,
+)
 from bot.infra.roles import RoleResolver, Roles
 from bot.infra.settings import Settings
 from bot.insights import service as program
 from bot.library import Library, Moment, Surfacing
 from bot.pulses import service as pulses
 from bot.requests import service as domain
+from bot.requests import teams
 from bot.roster import duty
 from bot.roster import supporters as roster
 from bot.roster.duty import Coverage, Gap
@@ -45,6 +55,9 @@ class CoordinatorPanel:
     timezone: str
     now: datetime
     unassigned: tuple[SupportRequest, ...] = ()
+    placed_teams: tuple[SupportRequest, ...] = ()  # team requests with every seat held
+    # What each team request shown asked for (its unit and size; never who called it).
+    teams: Mapping[int, TeamRequest] = field(default_factory=dict)
     refused: int = 0  # messages Slack kept refusing, in the past week
     delayed: int = 0  # messages still waiting to go out after five minutes
 
@@ -57,6 +70,7 @@ class Home:
     roles: Roles
     surfacing: Surfacing
     my_request: SupportRequest | None = None
+    my_team_requests: tuple[SupportRequest, ...] = ()  # team requests this person called
     next_checkin: CheckIn | None = None
     checkin_tz: str = "UTC"
     insights: program.Insights | None = None
@@ -80,12 +94,16 @@ def supporter_panel(session: Session, supporter: Supporter, now: datetime) -> Su
 def coordinator_panel(session: Session, settings: Settings, now: datetime) -> CoordinatorPanel:
     """Coverage now, and where the coming window falls below the minimum on duty."""
     supporters = duty.on_call(session)
+    unassigned = tuple(domain.unassigned(session))
+    placed = tuple(teams.placed(session))
     return CoordinatorPanel(
         coverage=duty.coverage(supporters, now),
         gaps=duty.coverage_gaps(supporters, now, settings.coverage_window_hours,
                                 settings.min_on_duty),
         minimum=settings.min_on_duty, timezone=settings.program_timezone,
-        unassigned=tuple(domain.unassigned(session)), now=now,
+        unassigned=unassigned, placed_teams=placed, now=now,
+        teams=teams.of_requests(session, (r.id for r in (*unassigned, *placed)
+                                          if r.kind == RequestKind.TEAM)),
         refused=outbox.refused(session, since=now - timedelta(days=7)),
         delayed=outbox.backlog(session, now=now))
 
@@ -99,6 +117,7 @@ def build_home(session: Session, user_id: str, *, roles: RoleResolver, library: 
         user_id=user_id, roles=who,
         surfacing=library.for_moment(Moment.HOME),
         my_request=domain.open_request_of(session, user_id),
+        my_team_requests=tuple(teams.called_by(session, user_id)),
         next_checkin=next(iter(checkins.upcoming(session, user_id)), None),
         checkin_tz=getattr(session.get(ContactHours, user_id), "tz", settings.program_timezone),
         supporter=supporter_panel(session, supporter, now) if supporter is not None else None,

@@ -15,7 +15,7 @@ from handlers.common.invocation import Invocation
 from handlers.common.middleware import transactional
 from handlers.library.blocks import library_page
 from handlers.pulses.listeners import insights_command, pulse_command, results_command
-from handlers.requests.listeners import open_request
+from handlers.requests.listeners import open_request, open_team_request
 from handlers.roster.listeners import available_command, away_command, roster_command
 
 
@@ -41,9 +41,19 @@ def _resources(call: Invocation) -> None:
              **library_page(library.find(call.args), library.crisis_lines()))
 
 
+def _team(call: Invocation) -> None:
+    # As the command alone does for one person: the form opens at once.
+    call.ack()
+    open_team_request(call.context["services"], call.context["db"], call.user_id,
+                      call.trigger_id)
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     sub.name: sub
     for sub in (
+        Subcommand("team", "team",
+                   "Ask for support for your team after a hard event: one or two peer "
+                   "supporters come alongside the team.", _team),
         Subcommand("resources", "resources [words]",
                    "Find toolkit resources, or browse them all by type and audience.", _resources),
         Subcommand("checkins", "checkins",

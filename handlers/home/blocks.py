@@ -18,19 +18,22 @@ from slack_sdk.models.views import View
 
 from bot.home.service import CoordinatorPanel, Home, SupporterPanel
 from bot.infra.clock import zone
-from bot.infra.models import SupportRequest
+from bot.infra.models import RequestKind, RequestState, SupportRequest, TeamRequest
 from bot.requests.service import URGENCIES
+from bot.requests.teams import SIZES
 from bot.roster.duty import Gap
 from bot.roster.supporters import ROLE_LABELS
 from handlers.common.blockkit import escape, to_dicts
 from handlers.common.ids import Action
 from handlers.library.blocks import surfacing_blocks
 from handlers.pulses.blocks import insights_blocks, results_message
-from handlers.requests.blocks import connection_label
+from handlers.requests.blocks import connection_label, team_label, team_state_line
 
 DEPARTMENT_LINES = 20  # beyond this the Home summarises, so 1,000 supporters still fit
 MAX_CASES = 10
 MAX_WAITING = 15
+MAX_MY_TEAMS = 3
+SECTION_ROOM = 2900  # a section holds 3,000 characters: room for the "and N more" line
 
 
 def _text(markdown: str) -> SectionBlock:
@@ -47,8 +50,11 @@ def home_view(home: Home) -> dict:
         HeaderBlock(text="Peer support"),
         _text("After a difficult event at work, talk with a trained peer supporter: a colleague "
               "who listens, in confidence. You never need to say what happened."),
-        ActionsBlock(elements=[ButtonElement(text="Request support", style="primary",
-                                             action_id=Action.REQUEST_SUPPORT)]),
+        ActionsBlock(elements=[
+            ButtonElement(text="Request support", style="primary",
+                          action_id=Action.REQUEST_SUPPORT),
+            ButtonElement(text="Support for my team", action_id=Action.REQUEST_TEAM_SUPPORT),
+        ]),
         *_my_request(home),
     ]
     if home.supporter is not None:
@@ -71,7 +77,7 @@ def home_view(home: Home) -> dict:
 
 
 def _my_request(home: Home) -> list[Block]:
-    blocks = _request_state(home)
+    blocks = _request_state(home) + _my_team_requests(home)
     if home.next_checkin is not None:
         local = home.next_checkin.due_at.astimezone(zone(home.checkin_tz))
         blocks.append(_context(f"*Next check-in:* {local:%A %d %B, %H:%M} · change or cancel "
@@ -89,6 +95,17 @@ def _request_state(home: Home) -> list[Block]:
              }[request.state]
     return [_text(f"*Your request:* {state}"), ActionsBlock(elements=[ButtonElement(
         text="Withdraw my request", action_id=Action.CANCEL_REQUEST, value=str(request.id))])]
+
+
+def _my_team_requests(home: Home) -> list[Block]:
+    blocks: list[Block] = []
+    for request in home.my_team_requests[:MAX_MY_TEAMS]:
+        blocks.append(SectionBlock(
+            text=MarkdownTextObject(text=f"*Your request for {team_label(request)}:* "
+                                         + team_state_line(request)),
+            accessory=ButtonElement(text="Withdraw", action_id=Action.CANCEL_REQUEST,
+                                    value=str(request.id))))
+    return blocks
 
 
 def _age(request: SupportRequest, now: datetime) -> str:
@@ -139,9 +156,15 @@ def _offers_and_cases(panel: SupporterPanel) -> list[Block]:
     if not panel.cases:
         blocks.append(_text("*Your active cases:* none."))
     for case in panel.cases[:MAX_CASES]:
+        if case.kind != RequestKind.TEAM:
+            what = f"*Active case* with <@{case.requester_id}> · {connection_label(case)}"
+        elif case.state == RequestState.ASSIGNED:
+            what = f"*Team support* for {team_label(case)} with <@{case.requester_id}>"
+        else:  # a seat held before the last is taken: the introduction comes with the last
+            what = (f"*Team support* for {team_label(case)} · {case.filled} of {case.seats} "
+                    "supporters so far")
         blocks.append(SectionBlock(
-            text=MarkdownTextObject(text=f"*Active case* with <@{case.requester_id}> · "
-                                         f"{connection_label(case)}"),
+            text=MarkdownTextObject(text=what),
             accessory=ButtonElement(text="Close", action_id=Action.OPEN_CLOSE,
                                     value=str(case.id))))
     return blocks
@@ -167,16 +190,16 @@ def _coordinator_section(panel: CoordinatorPanel) -> list[Block]:
                                                        panel.timezone)))
     waiting = panel.unassigned
     if waiting:
-        lines = [f"• {URGENCIES[r.urgency]} · waiting {_age(r, panel.now)}"
-                 + (" · *escalated*" if r.state == "escalated" else "")
-                 + (" · :rotating_light: not safe" if r.crisis else "")
-                 for r in waiting[:MAX_WAITING]]
-        if len(waiting) > MAX_WAITING:
-            lines.append(f"• and {len(waiting) - MAX_WAITING} more")
-        blocks.append(_text(f"*Unassigned or escalated requests:* {len(waiting)}\n"
-                            + "\n".join(lines)))
+        blocks.append(_listing(f"*Unassigned or escalated requests:* {len(waiting)}",
+                               [_waiting_line(r, panel) for r in waiting]))
     else:
         blocks.append(_text("*Unassigned or escalated requests:* none."))
+    placed = panel.placed_teams
+    if placed:
+        blocks.append(_listing(
+            f"*Team requests with their supporters:* {len(placed)}",
+            [f"• {_team_facts(r, panel.teams.get(r.id))} · asked {_age(r, panel.now)} ago"
+             for r in placed]))
     if panel.refused or panel.delayed:
         problems = []
         if panel.refused:
@@ -188,6 +211,33 @@ def _coordinator_section(panel: CoordinatorPanel) -> list[Block]:
         blocks.append(_text(":warning: *Slack delivery:* " + "; ".join(problems)
                             + ". Ask IT to check the app's logs and its Slack token."))
     return blocks
+
+
+def _listing(head: str, lines: list[str]) -> SectionBlock:
+    """A heading and up to MAX_WAITING lines, as many as fit one section (a unit's name can be
+    long), then how many more there are."""
+    shown = lines[:MAX_WAITING]
+    while shown and len(head) + sum(len(line) + 1 for line in shown) > SECTION_ROOM:
+        shown.pop()
+    more = [f"• and {len(lines) - len(shown)} more"] if len(shown) < len(lines) else []
+    return _text("\n".join([head, *shown, *more]))
+
+
+def _team_facts(request: SupportRequest, team: TeamRequest | None) -> str:
+    """A team request as coordinators see it: the unit, roughly how many, seats filled; never
+    who called it."""
+    size = f" · roughly {SIZES[team.size][0].lower()} people" \
+        if team is not None and team.size in SIZES else ""
+    return (f"Team: {team_label(request)}{size} · {request.filled} of {request.seats} "
+            f"supporter{'s' if request.seats > 1 else ''}")
+
+
+def _waiting_line(request: SupportRequest, panel: CoordinatorPanel) -> str:
+    head = _team_facts(request, panel.teams.get(request.id)) + " · " \
+        if request.kind == RequestKind.TEAM else ""
+    return (f"• {head}{URGENCIES[request.urgency]} · waiting {_age(request, panel.now)}"
+            + (" · *escalated*" if request.state == "escalated" else "")
+            + (" · :rotating_light: not safe" if request.crisis else ""))
 
 
 def gap_summary(gaps: list[Gap], minimum: int, timezone: str) -> str:

@@ -28,14 +28,17 @@ from bot.infra.models import (
     OfferState,
     RequestKind,
     SupportRequest,
+    TeamRequest,
 )
 from bot.infra.outbox import Effect
 from bot.library import Moment
 from bot.requests import flows as request_flow
 from bot.requests import service as domain
+from bot.requests import teams
 from handlers.common.services import Services
 from handlers.requests.blocks import (
     NOTICES,
+    TEAM_NOTICES,
     alert_outcome,
     alert_renotice,
     alert_resolved,
@@ -45,6 +48,7 @@ from handlers.requests.blocks import (
     offer_message,
     requester_status,
     supporter_case,
+    team_case,
 )
 
 log = logging.getLogger(__name__)
@@ -156,12 +160,13 @@ def post_offers(services: Services, batch: Sequence[JobContext]) -> dict[int, Ex
                 or request.state not in UNASSIGNED_STATES:
             continue  # placed, withdrawn or expired before it went out: nothing to show
         todo.append((ctx, offer, request))
+    asked = teams.of_requests(db, (r.id for _c, _o, r in todo if r.kind == RequestKind.TEAM))
 
     def post(entry: tuple[JobContext, Offer, SupportRequest]) -> Posted | None | Exception:
         ctx, offer, request = entry
         try:
-            return _dm_once(services, ctx, offer.supporter_id or "",
-                            offer_message(request, offer.id, direct=offer.direct))
+            return _dm_once(services, ctx, offer.supporter_id or "", offer_message(
+                request, offer.id, direct=offer.direct, team=asked.get(request.id)))
         except SlackUnreachable:
             return None
         except Exception as error:  # noqa: BLE001 - one offer's failure is retried alone
@@ -228,6 +233,11 @@ def sync_status(services: Services, ctx: JobContext) -> None:
     request.status_channel, request.status_ts = posted.channel, posted.ts
 
 
+def _team(db: Session, request: SupportRequest) -> TeamRequest | None:
+    """What a team request asked for (None for a personal request)."""
+    return db.get(TeamRequest, request.id) if request.kind == RequestKind.TEAM else None
+
+
 def _still_assigned(ctx: JobContext) -> SupportRequest | None:
     request = ctx.session.get(SupportRequest, int(ctx.payload["request_id"]))
     if request is None or request.state != "assigned" or not request.requester_id:
@@ -246,23 +256,38 @@ def introduce(services: Services, ctx: JobContext) -> None:
         return
     supporters = [str(s) for s in ctx.payload.get("supporter_ids") or [request.supporter_id]]
     channel = services.messenger.open_conversation([request.requester_id or "", *supporters])
-    _post_once(services, ctx, channel, introduction(request, supporters))
+    _post_once(services, ctx, channel, introduction(request, supporters, _team(ctx.session, request)))
     request.intro_channel = channel
 
 
 def send_case(services: Services, ctx: JobContext) -> None:
-    """The supporter's own message for the case: tips, and Hand back / Close."""
+    """The supporter's own message for the case: tips, and Hand back / Close (of a team
+    request: the team's facts, and Propose times when a group conversation was asked for)."""
     request = _still_assigned(ctx)
     if request is None:
         return
-    _dm_once(services, ctx, str(ctx.payload["supporter_id"] or ""), supporter_case(
-        request, services.library.for_moment(Moment.SUPPORTER_ACCEPTED, audience="supporter")))
+    supporter_id = str(ctx.payload["supporter_id"] or "")
+    if request.kind != RequestKind.TEAM:
+        _dm_once(services, ctx, supporter_id, supporter_case(request, services.library.for_moment(
+            Moment.SUPPORTER_ACCEPTED, audience="supporter")))
+        return
+    team = ctx.session.get(TeamRequest, request.id)
+    # Tips about group conversations first, when the library has them and one was asked for.
+    surfacing = services.library.for_moment(
+        Moment.SUPPORTER_ACCEPTED, audience="supporter",
+        topics=("group", "team") if team is not None and team.group else ("team",))
+    _dm_once(services, ctx, supporter_id, team_case(
+        request, team, domain.seat_holders(ctx.session, request.id), surfacing))
 
 
 def send_notice(services: Services, ctx: JobContext) -> None:
-    """A fixed note to one person (their supporter handed back; the person withdrew)."""
-    _dm_once(services, ctx, str(ctx.payload["user_id"]),
-             {"text": NOTICES[str(ctx.payload["notice"])]})
+    """A fixed note to one person (their supporter handed back; the person withdrew; the other
+    seat holder closed a team's support)."""
+    notice = str(ctx.payload["notice"])
+    request = ctx.session.get(SupportRequest, int(ctx.payload.get("request_id") or 0))
+    text = TEAM_NOTICES.get(notice) if request is not None and \
+        request.kind == RequestKind.TEAM else None
+    _dm_once(services, ctx, str(ctx.payload["user_id"]), {"text": text or NOTICES[notice]})
 
 
 def send_message(services: Services, ctx: JobContext) -> None:
@@ -290,8 +315,9 @@ def sync_alert(services: Services, ctx: JobContext) -> None:
     if alert is None and not unplaced:
         return  # placed or withdrawn before the alert went out: nobody needs to hear of it
     waited = ctx.now - request.created_at
-    content = coordinator_alert(request, waited=waited, asked=_asked(db, request)) if unplaced \
-        else _outcome(request)
+    content = coordinator_alert(request, waited=waited, asked=_asked(db, request),
+                                team=_team(db, request)) if unplaced \
+        else _outcome(db, request)
     if alert is None:
         posted = _dm_once(services, ctx, coordinator, content)
         db.add(CoordinatorAlert(request_id=request.id, coordinator_id=coordinator,
@@ -302,8 +328,9 @@ def sync_alert(services: Services, ctx: JobContext) -> None:
         _post_once(services, ctx, alert.channel, alert_renotice(waited), thread_ts=alert.ts)
 
 
-def _outcome(request: SupportRequest) -> dict[str, Any]:
-    return alert_resolved(alert_outcome(request))
+def _outcome(db: Session, request: SupportRequest) -> dict[str, Any]:
+    holders = domain.seat_holders(db, request.id) if request.kind == RequestKind.TEAM else []
+    return alert_resolved(alert_outcome(request, holders))
 
 
 def _alert_of(db: Session, request_id: int, coordinator: str) -> CoordinatorAlert | None:
