@@ -23,7 +23,7 @@ from sqlalchemy import Engine, text
 from bot.app.runtime import Runtime, build_runtime
 from bot.infra.clock import ManualClock
 from bot.infra.db import make_engine, make_sessions, migrate
-from bot.infra.logs import configure_logging
+from bot.infra.logs import configure_logging, formatter
 from bot.infra.messaging import build_client
 from bot.sandbox.server import AppServer
 from bot.sandbox.slack_api import FakeSlack
@@ -315,5 +315,9 @@ def app_server(runtime: Runtime, fake_slack: FakeSlack,
     typed = set().union(*(typed_strings(body) for body in server.slack.sent))
     records = caplog.get_records("setup") + caplog.get_records("call") + caplog.records
     logged = "\n".join(r.getMessage() + str(r.exc_info or "") for r in records)
+    # And as an operator's log shows them, in each LOG_FORMAT (JSON decoded again).
+    as_text, as_json = formatter("text"), formatter("json")
+    logged += "".join(f"\n{as_text.format(r)}\n" + " ".join(
+        str(v) for v in json.loads(as_json.format(r)).values()) for r in records)
     leaked = sorted(t for t in typed if t in logged)
     assert not leaked, f"typed text reached the logs: {leaked[:3]}"

@@ -2,37 +2,67 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import threading
-import traceback
-from concurrent.futures import ThreadPoolExecutor
+import uuid
 from typing import Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltRequest, BoltResponse
 from sqlalchemy import event
 
 import handlers
 from bot.app.runtime import Runtime
-from bot.infra import outbox
+from bot.infra import metrics, outbox
 from bot.infra.deliveries import delivery_key
+from bot.infra.logs import ContextPool, correlated, traceback_without_messages
 from handlers.common.middleware import DELIVERY, WORK_SLOTS, check_delivery
 
 log = logging.getLogger(__name__)
 # Listeners that may have acknowledged and be waiting for a work slot, per process.
 ACK_BACKLOG = 256
+_EVENT_ID = re.compile(r"Ev[A-Za-z0-9]{1,40}")
+
+
+def correlation_id(body: dict[str, Any]) -> str:
+    """The id every log line of one Slack delivery carries: Slack's event id for an event; for a
+    click or a form, a digest of its delivery key (never the key itself), so a repeat of it
+    shows the same id; otherwise a new one."""
+    event_id = body.get("event_id")
+    if isinstance(event_id, str) and _EVENT_ID.fullmatch(event_id):
+        return event_id
+    key = delivery_key(body)
+    if key is not None:
+        return "sl-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    return "sl-" + uuid.uuid4().hex[:12]
+
+
+class CorrelatedApp(App):
+    """Bolt's App, each delivery handled under its correlation id (bot.infra.logs).
+
+    Bolt's middlewares run one after another, not nested, so none of them can hold a value for
+    the whole delivery; dispatch does. The listener pool copies it into the work after the
+    acknowledgement."""
+
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
+        body = req.body if isinstance(req.body, dict) else {}
+        with correlated(correlation_id(body)):
+            return super().dispatch(req)
 
 
 def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
     """Build the Bolt app for HTTP or Socket Mode from a runtime."""
     settings = runtime.settings
     work_slots = threading.BoundedSemaphore(settings.listener_threads)
-    app = App(
+    app = CorrelatedApp(
         signing_secret=settings.slack_signing_secret or "",
         client=runtime.client,
         # Listeners start on this pool and acknowledge from it; it is larger than the number
         # that may work at once (work_slots, below), so an acknowledgement never queues behind
         # slow Web API calls: see handlers.common.middleware.
-        listener_executor=ThreadPoolExecutor(
+        # Its tasks keep the delivery's correlation id.
+        listener_executor=ContextPool(
             max_workers=settings.listener_threads + ACK_BACKLOG, thread_name_prefix="listener"),
         request_verification_enabled=not settings.socket_mode,
         token_verification_enabled=verify_token,
@@ -46,6 +76,7 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
     @app.use
     def provide_runtime(context: dict[str, Any], body: dict[str, Any],
                         next: Any) -> None:  # noqa: A002 - Bolt's name
+        metrics.count_delivery(body)
         context["services"] = runtime.services
         # A session connects only when first used; @transactional listeners commit and close it.
         # What a listener records in the outbox goes out once Slack has its answer.
@@ -63,6 +94,7 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
     @app.error
     def on_error(error: Exception, context: dict[str, Any], response: BoltResponse | None
                  ) -> BoltResponse | None:
+        metrics.count_listener_error(error)
         # Type and traceback only: the request body (what someone typed) is never logged, and
         # neither are exception messages, which can quote it ("invalid literal for int(): ...").
         log.error("unhandled %s in a Slack listener\n%s", type(error).__name__,
@@ -77,13 +109,3 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
     handlers.register(app)
     return app
 
-
-def traceback_without_messages(error: BaseException) -> str:
-    """Where `error` and the errors it was raised from happened: types and frames, no messages."""
-    parts: list[str] = []
-    current: BaseException | None = error
-    while current is not None and len(parts) < 10:  # a chain can loop back on itself
-        frames = "".join(traceback.format_list(traceback.extract_tb(current.__traceback__)))
-        parts.append(f"{type(current).__name__}, raised at:\n{frames}")
-        current = current.__cause__ or current.__context__
-    return "which led to ".join(reversed(parts)).rstrip()

@@ -25,7 +25,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -35,8 +35,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.infra import metrics
 from bot.infra.clock import Clock, zone
 from bot.infra.db import discard_after_commit, run_after_commit
+from bot.infra.logs import ContextPool, correlated
 from bot.infra.models import DueWork, WorkState
 
 log = logging.getLogger(__name__)
@@ -236,7 +238,7 @@ class DueWorkEngine:
         self.catchup_window = catchup_window
         self.worker_id = worker_id or uuid.uuid4().hex[:12]
         self.threads = threads
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: ContextPool | None = None
         # Guards the pool against stop(): nothing is submitted to it once stopping is set.
         self._pool_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -382,7 +384,7 @@ class DueWorkEngine:
             if self.stopping:
                 return None
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="duework")
+                self._pool = ContextPool(self.threads, thread_name_prefix="duework")
             return [self._pool.submit(self._run_alone, item, token) for item in singles]
 
     def _run_alone(self, item: DueWork, token: str) -> TickReport:
@@ -395,12 +397,12 @@ class DueWorkEngine:
         if self.stopping:
             # Nothing was done: due at the same time, it is anyone's to run at once.
             self._release(item, token, due_at=item.due_at, attempts_back=True)
-            report.released += 1
+            self._note(report, item, "released")
             return False
         if item.lease_until is None or self.clock.now() >= item.lease_until:
             # Items of one claim run one after another: this one waited behind slow ones past
             # its lease, so another clock may hold it now, and running it could post twice.
-            report.lost_lease += 1
+            self._note(report, item, "lost_lease")
             log.warning("due work %d (%s): lease ran out before it started; left to be retaken",
                         item.id, item.kind)
             return False
@@ -415,12 +417,25 @@ class DueWorkEngine:
             if new_due > now - grace:
                 self._release(item, token, due_at=new_due, error="late: rescheduled",
                               rescheduled=True, attempts_back=True)
-                report.rescheduled += 1
+                self._note(report, item, "rescheduled")
                 return True
         return False
 
+    def _note(self, report: TickReport, item: DueWork, outcome: str) -> None:
+        """Count one item's outcome in the tick's report and in the process's metrics."""
+        setattr(report, outcome, getattr(report, outcome) + 1)
+        # A kind no process registered came from the database, not the code: not a label.
+        metrics.count_due_item(item.kind if self.registry.get(item.kind) else "unknown", outcome)
+
     def _run_batch(self, kind: JobKind, items: list[DueWork], token: str,
                    report: TickReport) -> None:
+        if items:
+            # One id for the batch: its items run together, in one call of the kind's code.
+            with correlated(f"due-batch-{items[0].id}"):
+                self._run_batch_of(kind, items, token, report)
+
+    def _run_batch_of(self, kind: JobKind, items: list[DueWork], token: str,
+                      report: TickReport) -> None:
         assert kind.run_batch is not None
         items = [item for item in items if self._may_start(item, token, report)]
         now = self.clock.now()
@@ -460,20 +475,26 @@ class DueWorkEngine:
             if item.id in failures:
                 self._after_failure(item, token, kind, now, failures[item.id], report)
             elif item.id in finished:
-                report.done += 1
+                self._note(report, item, "done")
             else:
-                report.lost_lease += 1
+                self._note(report, item, "lost_lease")
                 log.warning("due work %d (%s): lease lost during its batch", item.id, item.kind)
 
     def _run_one(self, item: DueWork, token: str, report: TickReport, *,
                  again: bool = False) -> None:
+        # Every log line of the item's run, Slack calls included, carries its id.
+        with correlated(f"due-{item.id}"):
+            self._run_item(item, token, report, again=again)
+
+    def _run_item(self, item: DueWork, token: str, report: TickReport, *,
+                  again: bool = False) -> None:
         if not self._may_start(item, token, report):
             return
         now = self.clock.now()
         kind = self.registry.get(item.kind)
         if kind is None:
             self._finish(item, token, WorkState.FAILED, now, error="unknown kind")
-            report.failed += 1
+            self._note(report, item, "failed")
             log.error("due work %d has unknown kind %s", item.id, item.kind)
             return
         if self._caught_up(item, kind, token, now, report):
@@ -499,32 +520,32 @@ class DueWorkEngine:
             self._after_failure(item, token, kind, now, error, report)
             return
         session.close()
-        report.done += 1
+        self._note(report, item, "done")
         run_after_commit(session)
 
     def _after_failure(self, item: DueWork, token: str, kind: JobKind, now: datetime,
                        error: Exception, report: TickReport) -> None:
         if isinstance(error, _LostLease):
-            report.lost_lease += 1
+            self._note(report, item, "lost_lease")
             log.warning("due work %d (%s): lease lost, left to its new owner", item.id, item.kind)
         elif isinstance(error, RetryLater):
             # Being asked to wait (Slack's 429) says nothing about the item: the attempt is given
             # back, so a busy afternoon of rate limits cannot use up the budget for real errors.
             self._release(item, token, due_at=now + timedelta(seconds=error.seconds),
                           error=error.reason[:200], attempts_back=True)
-            report.retried += 1
+            self._note(report, item, "retried")
         elif item.attempts >= kind.max_attempts:
             # Only the exception's type is kept: its message might carry data we never store.
             name = type(error).__name__
             self._finish(item, token, WorkState.FAILED, now, error=name)
-            report.failed += 1
+            self._note(report, item, "failed")
             log.error("due work %d (%s) failed for good after %d attempts: %s",
                       item.id, item.kind, item.attempts, name)
         else:
             name = type(error).__name__
             delay = min(timedelta(seconds=30 * 2 ** (item.attempts - 1)), MAX_RETRY_DELAY)
             self._release(item, token, due_at=now + delay, error=name)
-            report.retried += 1
+            self._note(report, item, "retried")
             log.warning("due work %d (%s) attempt %d failed (%s); retrying in %s",
                         item.id, item.kind, item.attempts, name, delay, exc_info=error)
 

@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,7 +22,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
+from bot.infra import metrics
 from bot.infra.duework import JobContext, RetryLater
+from bot.infra.logs import ContextPool
 from bot.infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ METHODS_USED = (
 )
 # files_upload_v2 makes the two file calls above (and uploads to the URL the first returns).
 FILE_METHODS = ("files.getUploadURLExternal", "files.completeUploadExternal")
+# How the metrics name that upload (both calls, and the upload between them).
+UPLOAD = "files.upload_v2"
 
 # Errors after which trying the same call again cannot help: the person or channel is gone.
 UNREACHABLE = frozenset(
@@ -123,7 +126,7 @@ class Messenger:
     def __init__(self, client: WebClient, *, parallel: int = 8):
         self.client = client
         self.parallel = parallel
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: ContextPool | None = None
         self._pool_lock = threading.Lock()
         self._slowed_until = 0.0  # time.monotonic() before which Slack asked us to wait
 
@@ -167,7 +170,8 @@ class Messenger:
             return [call(item) for item in items]
         with self._pool_lock:
             if self._pool is None:  # made on first use: after a server's fork, never before
-                self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="slack-post")
+                # Each post keeps the correlation id of the delivery or due item it is for.
+                self._pool = ContextPool(self.parallel, thread_name_prefix="slack-post")
         return list(self._pool.map(call, items))
 
     def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
@@ -179,6 +183,7 @@ class Messenger:
             response = call(**kwargs)
         except SlackApiError as error:
             code = str(error.response.get("error", "unknown_error"))
+            metrics.count_slack_call(method, code)
             # Only the method and Slack's error code are logged, never the arguments.
             log.warning("slack %s failed: %s", method, code)
             if code == "ratelimited":
@@ -193,6 +198,10 @@ class Messenger:
             if code == "expired_trigger_id":
                 raise TriggerExpired(code) from None
             raise
+        except Exception:
+            metrics.count_slack_call(method, "transport_error")  # timed out, connection lost
+            raise
+        metrics.count_slack_call(method, "ok")
         return dict(response.data) if isinstance(response.data, dict) else {}
 
     def auth_test(self) -> dict[str, Any]:
@@ -304,10 +313,15 @@ class Messenger:
                 channel=channel, filename=filename, content=content, title=title, **extra)
         except SlackApiError as error:
             code = str(error.response.get("error", "unknown_error"))
+            metrics.count_slack_call(UPLOAD, code)
             log.warning("slack files.upload_v2 failed: %s", code)
             if code in UNREACHABLE:
                 raise SlackUnreachable(code) from None
             raise
+        except Exception:
+            metrics.count_slack_call(UPLOAD, "transport_error")
+            raise
+        metrics.count_slack_call(UPLOAD, "ok")
         files = response.get("files") or [response.get("file") or {}]
         return str(files[0].get("id", ""))
 

@@ -176,6 +176,15 @@ def _choice(*options: str) -> PlainValidator:
     return PlainValidator(parse)
 
 
+def _lower_choice(*options: str) -> PlainValidator:
+    def parse(value: str) -> str:
+        value = value.lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {value!r}.")
+        return value
+    return PlainValidator(parse)
+
+
 def _user_ids(value: str) -> tuple[str, ...]:
     ids = tuple(part.strip() for part in value.split(",") if part.strip())
     bad = [uid for uid in ids if not _USER_ID.match(uid)]
@@ -212,6 +221,15 @@ class Settings(BaseSettings):
     coordinators: UserIds = Field((), alias="PEERSUPPORT_COORDINATORS")
     log_level: Annotated[str, _choice("DEBUG", "INFO", "WARNING", "ERROR")] = Field(
         "INFO", alias="LOG_LEVEL")
+    # text: one readable line per record; json: one JSON object per line, for log collectors.
+    log_format: Annotated[str, _lower_choice("text", "json")] = Field("text", alias="LOG_FORMAT")
+    # Metrics (/metrics) are served only to a scraper presenting this token, as a bearer token.
+    metrics_token: Annotated[str | None, PlainValidator(_secret)] = Field(
+        None, alias="PEERSUPPORT_METRICS_TOKEN")
+    # The port on which the clock (and a Socket Mode process) serves /metrics; the web process
+    # serves it on PORT. Unset: not served.
+    metrics_port: Annotated[int | None, _whole(1, 65535)] = Field(
+        None, alias="PEERSUPPORT_METRICS_PORT")
     web_workers: Annotated[int, _whole(1, 64)] = Field(2, alias="WEB_CONCURRENCY")
     web_threads: Annotated[int, _whole(1, 256)] = Field(8, alias="PEERSUPPORT_WEB_THREADS")
     listener_threads: Annotated[int, _whole(1, 256)] = Field(16, alias="PEERSUPPORT_LISTENER_THREADS")
@@ -268,6 +286,14 @@ class Settings(BaseSettings):
             # Otherwise work that is merely waiting for the next tick would count as late.
             raise ValueError("PEERSUPPORT_TICK_SECONDS must be at most half of "
                              "PEERSUPPORT_DUEWORK_GRACE_SECONDS.")
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_need_a_token(self) -> Settings:
+        if self.metrics_port is not None and not self.metrics_token:
+            # Metrics are figures about the program: never served to whoever asks.
+            raise ValueError("PEERSUPPORT_METRICS_PORT needs PEERSUPPORT_METRICS_TOKEN: metrics "
+                             "are served only to a scraper that presents it.")
         return self
 
     @classmethod
