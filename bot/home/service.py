@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from bot.checkins import service as checkins
-from bot.infra import outbox
+from bot.infra import health, outbox
 from bot.infra.clock import zone
 from bot.infra.models import (
     CheckIn,
@@ -60,6 +60,7 @@ class CoordinatorPanel:
     teams: Mapping[int, TeamRequest] = field(default_factory=dict)
     refused: int = 0  # messages Slack kept refusing, in the past week
     delayed: int = 0  # messages still waiting to go out after five minutes
+    health: health.Health | None = None  # the clock and what Slack refuses
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def coordinator_panel(session: Session, settings: Settings, now: datetime) -> Co
         teams=teams.of_requests(session, (r.id for r in (*unassigned, *placed)
                                           if r.kind == RequestKind.TEAM)),
         refused=outbox.refused(session, since=now - timedelta(days=7)),
-        delayed=outbox.backlog(session, now=now))
+        delayed=outbox.backlog(session, now=now), health=health.overview(session, settings, now))
 
 
 def build_home(session: Session, user_id: str, *, roles: RoleResolver, library: Library,

@@ -434,16 +434,22 @@ def _claim(session: Session, request: SupportRequest, event: Event, supporter_id
     if request.kind == RequestKind.PERSONAL:
         return True if apply(session, request, event, also=also, supporter_id=supporter_id,
                              assigned_at=now) else None
-    taken = request.filled
-    last = taken + 1 >= request.seats
-    values: dict[str, Any] = {"filled": taken + 1}
-    if request.supporter_id is None:
-        values["supporter_id"] = supporter_id  # the first to take a seat leads
-    if last:
-        values["assigned_at"] = now
-    if not apply(session, request, event if last else Event.JOIN, expect={"filled": taken},
+    while True:
+        taken = request.filled
+        last = taken + 1 >= request.seats
+        values: dict[str, Any] = {"filled": taken + 1}
+        if request.supporter_id is None:
+            values["supporter_id"] = supporter_id  # the first to take a seat leads
+        if last:
+            values["assigned_at"] = now
+        if apply(session, request, event if last else Event.JOIN, expect={"filled": taken},
                  also=also, **values):
-        return None
+            break
+        # Another seat was taken since the request was read (SQLite reads without the row
+        # lock): read it again and try for the next seat, while one is left.
+        session.refresh(request)
+        if request.state not in UNASSIGNED_STATES or request.filled == taken:
+            return None
     session.add(Seat(request_id=request.id, supporter_id=supporter_id, state=SeatState.HELD,
                      joined_at=now))
     session.flush()
@@ -483,6 +489,7 @@ def accept(session: Session, offer_id: int, user_id: str, *, now: datetime) -> A
     if not placed:  # a seat of a team request that still needs another supporter
         _offer_ends(session, [offer], "joined", now, request.version)
         record_status(session, request, now)
+        _resolve_alerts(session, request, now)  # coordinators' alerts show the seats taken
         return AcceptResult(Outcome.JOINED, request, offer)
     _offer_ends(session, [offer], "accepted", now, request.version)
     return AcceptResult(Outcome.ACCEPTED, request, offer, _placed(session, request, now))
@@ -731,8 +738,8 @@ def hand_back(session: Session, request_id: int, user_id: str, *, now: datetime
         _move_offer(session, offer, OfferState.HANDED_BACK, responded_at=now)
     _notice(session, request, request.requester_id, notice, now)
     record_status(session, request, now)
-    if event == Event.HAND_BACK:
-        _resolve_alerts(session, request, now)  # "Placed" no longer holds: Take is back
+    # "Placed" no longer holds (Take is back), or one fewer seat is taken: alerts say so.
+    _resolve_alerts(session, request, now)
     return request
 
 
@@ -780,6 +787,7 @@ def take_as_coordinator(session: Session, request_id: int, coordinator_id: str, 
         raise RequestError("Someone has already taken it, or it was cancelled.")
     if not placed:
         record_status(session, request, now)
+        _resolve_alerts(session, request, now)
         return AcceptResult(Outcome.JOINED, request, None)
     return AcceptResult(Outcome.ACCEPTED, request, None, _placed(session, request, now))
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from bot.app.runtime import Runtime, build_runtime
+from bot.infra import health
 from bot.infra.clock import ManualClock
 from bot.infra.messaging import build_client
 from bot.infra.models import DueWork, WorkState
@@ -445,6 +446,8 @@ class World:
         self.clock.set(target)
         ran += engine.run_until_idle().done
         self.settle()
+        with self.runtime.sessions.begin() as session:
+            health.beat(session, "sandbox", self.clock.now())  # as the clock process's tick does
         return ran
 
     # -- seeing ------------------------------------------------------------------------------

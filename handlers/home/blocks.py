@@ -25,6 +25,7 @@ from bot.roster.duty import Gap
 from bot.roster.supporters import ROLE_LABELS
 from handlers.common.blockkit import escape, to_dicts
 from handlers.common.ids import Action
+from handlers.home.health_blocks import health_blocks
 from handlers.library.blocks import surfacing_blocks
 from handlers.pulses.blocks import insights_blocks, results_message
 from handlers.requests.blocks import connection_label, team_label, team_state_line
@@ -200,6 +201,8 @@ def _coordinator_section(panel: CoordinatorPanel) -> list[Block]:
             f"*Team requests with their supporters:* {len(placed)}",
             [f"• {_team_facts(r, panel.teams.get(r.id))} · asked {_age(r, panel.now)} ago"
              for r in placed]))
+    if panel.health is not None:
+        blocks.extend(health_blocks(panel.health))
     if panel.refused or panel.delayed:
         problems = []
         if panel.refused:

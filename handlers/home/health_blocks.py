@@ -3,8 +3,6 @@ tell them the clock stopped and that it is back."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from slack_sdk.models.blocks import (
     Block,
     ContextBlock,
@@ -15,17 +13,11 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.infra.health import ClockStatus, Health
-from handlers.common.blockkit import escape, to_dicts
+from handlers.common.blockkit import date_token, escape, to_dicts
 
 WAITING = ("check-ins, reminders to supporters, the next waves of offers and escalations to "
            "coordinators are waiting")
 ASK = "Ask whoever runs the app to restart its clock process."
-
-
-def when(moment: datetime) -> str:
-    """A moment in each viewer's own time zone (Slack's date token), with a UTC fallback."""
-    fallback = moment.astimezone(UTC).strftime("%d %b %Y %H:%M UTC")
-    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
 
 
 def _text(markdown: str) -> SectionBlock:
@@ -34,9 +26,9 @@ def _text(markdown: str) -> SectionBlock:
 
 def _last_run(clock: ClockStatus) -> str:
     if clock.ticked_at is not None:
-        return f"last ran {when(clock.ticked_at)}"
+        return f"last ran {date_token(clock.ticked_at)}"
     if clock.since is not None:
-        return f"has not run since {when(clock.since)}"
+        return f"has not run since {date_token(clock.since)}"
     return "has not run yet"
 
 
@@ -81,7 +73,7 @@ def clock_stopped_message(clock: ClockStatus) -> dict:
 def clock_back_message(clock: ClockStatus) -> dict:
     """The DM telling a coordinator the clock is running again."""
     title = "The peer support app's clock is running again"
-    ran = f" (it ran {when(clock.ticked_at)})" if clock.ticked_at is not None else ""
+    ran = f" (it ran {date_token(clock.ticked_at)})" if clock.ticked_at is not None else ""
     blocks = [_text(f":white_check_mark: *{title}*{ran}. Check-ins, reminders and escalations "
                     "are back on time, and what fell due while it was stopped is being caught up.")]
     return {"text": title, "blocks": to_dicts(blocks)}

@@ -74,7 +74,7 @@ def _effect_id(ctx: JobContext) -> str:
     return ctx.key or str(ctx.item_id)
 
 
-def _post_once(services: Services, ctx: JobContext, channel: str, content: dict[str, Any],
+def post_once(services: Services, ctx: JobContext, channel: str, content: dict[str, Any],
                *, thread_ts: str | None = None) -> Posted:
     """Post `content` in `channel` unless an earlier attempt of this effect already did."""
     if ctx.attempt > 1:
@@ -86,8 +86,8 @@ def _post_once(services: Services, ctx: JobContext, channel: str, content: dict[
                                           **content)
 
 
-def _dm_once(services: Services, ctx: JobContext, user_id: str, content: dict[str, Any]) -> Posted:
-    return _post_once(services, ctx, services.messenger.open_conversation([user_id]), content)
+def dm_once(services: Services, ctx: JobContext, user_id: str, content: dict[str, Any]) -> Posted:
+    return post_once(services, ctx, services.messenger.open_conversation([user_id]), content)
 
 
 def _wait_for_earlier(ctx: JobContext, kind: Effect, prefix: str) -> None:
@@ -120,7 +120,7 @@ def _held_back(services: Services) -> RetryLater | None:
     return RetryLater(wait, "slack: ratelimited") if wait > 0 else None
 
 
-def _guarded(deliver: Deliver, services: Services) -> Callable[[JobContext], None]:
+def guarded(deliver: Deliver, services: Services) -> Callable[[JobContext], None]:
     def run(ctx: JobContext) -> None:
         held = _held_back(services)
         if held is not None:
@@ -165,7 +165,7 @@ def post_offers(services: Services, batch: Sequence[JobContext]) -> dict[int, Ex
     def post(entry: tuple[JobContext, Offer, SupportRequest]) -> Posted | None | Exception:
         ctx, offer, request = entry
         try:
-            return _dm_once(services, ctx, offer.supporter_id or "", offer_message(
+            return dm_once(services, ctx, offer.supporter_id or "", offer_message(
                 request, offer.id, direct=offer.direct, team=asked.get(request.id)))
         except SlackUnreachable:
             return None
@@ -229,7 +229,7 @@ def sync_status(services: Services, ctx: JobContext) -> None:
     if request.status_channel and request.status_ts:
         services.messenger.update_message(request.status_channel, request.status_ts, **content)
         return
-    posted = _dm_once(services, ctx, request.requester_id, content)
+    posted = dm_once(services, ctx, request.requester_id, content)
     request.status_channel, request.status_ts = posted.channel, posted.ts
 
 
@@ -256,7 +256,7 @@ def introduce(services: Services, ctx: JobContext) -> None:
         return
     supporters = [str(s) for s in ctx.payload.get("supporter_ids") or [request.supporter_id]]
     channel = services.messenger.open_conversation([request.requester_id or "", *supporters])
-    _post_once(services, ctx, channel, introduction(request, supporters, _team(ctx.session, request)))
+    post_once(services, ctx, channel, introduction(request, supporters, _team(ctx.session, request)))
     request.intro_channel = channel
 
 
@@ -268,7 +268,7 @@ def send_case(services: Services, ctx: JobContext) -> None:
         return
     supporter_id = str(ctx.payload["supporter_id"] or "")
     if request.kind != RequestKind.TEAM:
-        _dm_once(services, ctx, supporter_id, supporter_case(request, services.library.for_moment(
+        dm_once(services, ctx, supporter_id, supporter_case(request, services.library.for_moment(
             Moment.SUPPORTER_ACCEPTED, audience="supporter")))
         return
     team = ctx.session.get(TeamRequest, request.id)
@@ -276,7 +276,7 @@ def send_case(services: Services, ctx: JobContext) -> None:
     surfacing = services.library.for_moment(
         Moment.SUPPORTER_ACCEPTED, audience="supporter",
         topics=("group", "team") if team is not None and team.group else ("team",))
-    _dm_once(services, ctx, supporter_id, team_case(
+    dm_once(services, ctx, supporter_id, team_case(
         request, team, domain.seat_holders(ctx.session, request.id), surfacing))
 
 
@@ -287,13 +287,13 @@ def send_notice(services: Services, ctx: JobContext) -> None:
     request = ctx.session.get(SupportRequest, int(ctx.payload.get("request_id") or 0))
     text = TEAM_NOTICES.get(notice) if request is not None and \
         request.kind == RequestKind.TEAM else None
-    _dm_once(services, ctx, str(ctx.payload["user_id"]), {"text": text or NOTICES[notice]})
+    dm_once(services, ctx, str(ctx.payload["user_id"]), {"text": text or NOTICES[notice]})
 
 
 def send_message(services: Services, ctx: JobContext) -> None:
     """A prepared message to one person (a coverage warning, the daily digest, a nudge)."""
     message = dict(ctx.payload["message"])
-    _dm_once(services, ctx, str(ctx.payload["user_id"]),
+    dm_once(services, ctx, str(ctx.payload["user_id"]),
              {"text": str(message.get("text", "")), "blocks": message.get("blocks")})
 
 
@@ -319,13 +319,13 @@ def sync_alert(services: Services, ctx: JobContext) -> None:
                                 team=_team(db, request)) if unplaced \
         else _outcome(db, request)
     if alert is None:
-        posted = _dm_once(services, ctx, coordinator, content)
+        posted = dm_once(services, ctx, coordinator, content)
         db.add(CoordinatorAlert(request_id=request.id, coordinator_id=coordinator,
                                 channel=posted.channel, ts=posted.ts, created_at=ctx.now))
         return
     services.messenger.update_message(alert.channel, alert.ts, **content)
     if unplaced and int(ctx.payload.get("renotify") or 0) > 0:
-        _post_once(services, ctx, alert.channel, alert_renotice(waited), thread_ts=alert.ts)
+        post_once(services, ctx, alert.channel, alert_renotice(waited), thread_ts=alert.ts)
 
 
 def _outcome(db: Session, request: SupportRequest) -> dict[str, Any]:
@@ -354,7 +354,7 @@ def register_effects(jobs: JobRegistry, services: Services) -> None:
         Effect.MESSAGE: send_message,
     }
     for effect, deliver in singles.items():
-        jobs.register(JobKind(effect.value, _guarded(deliver, services),
+        jobs.register(JobKind(effect.value, guarded(deliver, services),
                                       always_run=True, max_attempts=MAX_ATTEMPTS))
 
     def offers_one(ctx: JobContext) -> None:

@@ -8,7 +8,9 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from bot.infra.duework import JobContext, JobRegistry
+from bot.infra.models import RequestKind
 from bot.requests import service as domain
+from bot.requests import teams
 from bot.requests.timers import ESCALATION_DIGEST
 from handlers.common.daily import register_daily_notice, schedule_next
 from handlers.common.services import Services
@@ -22,8 +24,12 @@ def register_jobs(jobs: JobRegistry, services: Services) -> None:
 
     def waiting(ctx: JobContext) -> dict | None:
         unplaced = domain.unassigned(ctx.session)
+        if not unplaced:
+            return None
+        asked = teams.of_requests(ctx.session, (r.id for r in unplaced
+                                                if r.kind == RequestKind.TEAM))
         return unplaced_digest(sorted(((r, ctx.now - r.created_at) for r in unplaced),
-                                      key=lambda pair: pair[1], reverse=True)) if unplaced else None
+                                      key=lambda pair: pair[1], reverse=True), asked)
 
     register_daily_notice(jobs, services, ESCALATION_DIGEST,
                           services.settings.escalation_digest_minute, "digest", waiting)

@@ -6,8 +6,6 @@ anyone else; its answers are seen by the person who clicked alone.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
@@ -20,7 +18,7 @@ from slack_sdk.models.blocks import (
 from bot.infra.models import SessionState, SupportRequest, TeamRequest
 from bot.library import Surfacing
 from bot.requests import outreach
-from handlers.common.blockkit import escape, notice, to_dicts
+from handlers.common.blockkit import date_token, escape, notice, to_dicts
 from handlers.common.ids import Action
 from handlers.library.blocks import surfacing_blocks
 from handlers.requests.blocks import requester_status
@@ -33,18 +31,11 @@ def _section(text: str) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=text))
 
 
-def slack_date(at: datetime) -> str:
-    """A time as Slack's date token: shown in each reader's own time zone, with a UTC fallback."""
-    moment = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    fallback = moment.astimezone(UTC).strftime("%a %d %b %Y, %H:%M UTC")
-    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
-
-
 def _session_line(team: TeamRequest) -> str | None:
     if team.session_state != SessionState.SET or team.session_at is None:
         return None
     where = f", {escape(team.session_place)}" if team.session_place else ""
-    return (f"*The team is meeting for a group conversation {slack_date(team.session_at)}"
+    return (f"*The team is meeting for a group conversation {date_token(team.session_at)}"
             f"{where}.* Coming is entirely voluntary. It is a time to look after each other, "
             "not to go over the event, and you are welcome just to listen.")
 

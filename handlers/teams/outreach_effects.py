@@ -26,7 +26,7 @@ from handlers.common.services import Services
 
 # The shared delivery rules of every outbox message (handlers/requests/effects.py): a 429 makes
 # the delivery wait for Retry-After process-wide, and a retry looks for its message first.
-from handlers.requests.effects import MAX_ATTEMPTS, _dm_once, _guarded
+from handlers.requests.effects import MAX_ATTEMPTS, dm_once, guarded
 from handlers.teams.outreach_blocks import member_note, too_large, unreadable
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def send_note(services: Services, ctx: JobContext) -> None:
         if user.get("deleted") or user.get("is_bot"):
             outreach.skipped(db, request_id)
             return
-        _dm_once(services, ctx, user_id, member_note(team, resources(services)))
+        dm_once(services, ctx, user_id, member_note(team, resources(services)))
     except SlackUnreachable:
         outreach.skipped(db, request_id)
         return
@@ -127,6 +127,6 @@ def register_effects(jobs: JobRegistry, services: Services) -> None:
     a note is never dropped for being late."""
     for effect, deliver in ((Effect.TEAM_OUTREACH_START, start_outreach),
                             (Effect.TEAM_OUTREACH, send_note)):
-        jobs.register(JobKind(effect.value, _guarded(deliver, services), always_run=True,
+        jobs.register(JobKind(effect.value, guarded(deliver, services), always_run=True,
                               max_attempts=MAX_ATTEMPTS))
     jobs.register(JobKind(outreach.FINISH, finish, always_run=True))

@@ -10,7 +10,7 @@ channel post name nobody: not the caller, not the supporters.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -29,7 +29,7 @@ from slack_sdk.models.views import View
 from bot.infra.clock import zone
 from bot.infra.models import SessionProposal, SupportRequest, TeamRequest
 from bot.requests.sessions import MAX_TIMES, PLACE_LENGTH
-from handlers.common.blockkit import escape, to_dicts
+from handlers.common.blockkit import date_token, escape, to_dicts
 from handlers.common.ids import Action, Callback
 from handlers.common.ids import Block as BlockId
 
@@ -58,13 +58,6 @@ def version_of(block_id: object) -> int | None:
         return None
     digits = block_id.removeprefix(prefix)
     return int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 9 else None
-
-
-def date_token(at: datetime) -> str:
-    """A time as Slack shows it in each reader's own zone (a UTC text where it cannot)."""
-    utc = at.astimezone(UTC)
-    return (f"<!date^{int(utc.timestamp())}^{{date_short_pretty}} at {{time}}|"
-            f"{utc:%a} {utc.day} {utc:%b %Y}, {utc:%H:%M} UTC>")
 
 
 def local_time(at: datetime, tz_name: str) -> str:

@@ -18,7 +18,7 @@ from bot.requests import service as requests
 from bot.requests import sessions as domain
 from bot.requests.sessions import Change, Posting
 from handlers.common.services import Services
-from handlers.requests.effects import MARK, MAX_ATTEMPTS, _dm_once, _guarded, _post_once
+from handlers.requests.effects import MARK, MAX_ATTEMPTS, dm_once, guarded, post_once
 from handlers.teams.session_blocks import (
     called_off,
     caller_invitation,
@@ -62,7 +62,7 @@ def deliver_session(services: Services, ctx: JobContext) -> None:
         by = str(ctx.payload.get("by") or "")
         content = called_off(by) if change == Change.CANCELLED else \
             rescheduled(request, by, requests.seat_holders(db, request_id))
-        _post_once(services, ctx, _group_channel(services, ctx, request), content)
+        post_once(services, ctx, _group_channel(services, ctx, request), content)
         return
     if change == Change.PROPOSED:
         if team.session_version != version or team.session_state != SessionState.PROPOSED \
@@ -70,19 +70,19 @@ def deliver_session(services: Services, ctx: JobContext) -> None:
             return  # picked, set aside or ended before it went out: the newer message speaks
         content = proposals_message(request, team, domain.proposals_of(db, team),
                                     str(ctx.payload.get("by") or ""))
-        _post_once(services, ctx, _group_channel(services, ctx, request), content)
+        post_once(services, ctx, _group_channel(services, ctx, request), content)
         return
     if domain.current(db, request_id, version) is None:
         return  # the time was changed or called off, or the request ended: nothing to say
     if change == Change.SET:
-        _post_once(services, ctx, _group_channel(services, ctx, request),
+        post_once(services, ctx, _group_channel(services, ctx, request),
                    session_set(request, team))
     elif change == Change.INVITATION:
         caller = request.requester_id
-        _dm_once(services, ctx, caller, caller_invitation(
+        dm_once(services, ctx, caller, caller_invitation(
             request, team, _time_zone(services, caller)))
     elif change == Change.REMINDER:
-        _dm_once(services, ctx, str(ctx.payload["user_id"]), reminder(request, team))
+        dm_once(services, ctx, str(ctx.payload["user_id"]), reminder(request, team))
 
 
 def deliver_invitation(services: Services, ctx: JobContext) -> None:
@@ -106,13 +106,13 @@ def deliver_invitation(services: Services, ctx: JobContext) -> None:
     if domain.current(db, request_id, version) is None:
         return  # changed or called off before it went out: the old time must not be posted
     try:
-        _post_once(services, ctx, team.channel_id, channel_invitation(request, team))
+        post_once(services, ctx, team.channel_id, channel_invitation(request, team))
     except SlackUnreachable:
         # The app cannot post there (a private channel it is not in): the caller may try
         # again once it is added, or copy the invitation instead.
         domain.invitation_not_posted(db, request_id, version)
         if request.requester_id:
-            _dm_once(services, ctx, request.requester_id, {"text": (
+            dm_once(services, ctx, request.requester_id, {"text": (
                 f"I could not post the invitation in <#{team.channel_id}>: the app may need "
                 "to be added to that channel first. You can copy the invitation instead, or "
                 "add the app and press the button again.")})
@@ -124,5 +124,5 @@ def register_effects(jobs: JobRegistry, services: Services) -> None:
     singles: dict[Effect, Callable[[Services, JobContext], None]] = {
         Effect.TEAM_SESSION: deliver_session, Effect.TEAM_INVITATION: deliver_invitation}
     for effect, deliver in singles.items():
-        jobs.register(JobKind(effect.value, _guarded(deliver, services), always_run=True,
+        jobs.register(JobKind(effect.value, guarded(deliver, services), always_run=True,
                               max_attempts=MAX_ATTEMPTS))

@@ -61,7 +61,8 @@ def test_bad_input_gets_a_clear_message_and_changes_nothing(shell) -> None:  # n
     assert "! unknown command 'frobnicate'; type help for the list" in text
     assert "! Alex Rivera sees no button labelled 'Nonexistent'; buttons they can see:" in text
     assert "! no such user 'nobody'; `users` lists everyone" in text
-    assert "! no field labelled 'Mood' in this form; its fields: \"How soon" in text
+    assert ("! no field labelled 'Mood' in this form; its fields: \"Who is the support for?\", "
+            "\"How soon") in text
     assert "! 'Tomorrow' is not one of the choices: As soon as possible | Today | This week" in text
     assert "! 'soon' is not a duration" in text and "! no such channel '#nowhere'" in text
     assert sh.prompt == "(Alex Rivera, Mon 09:00 EST) > "

@@ -230,7 +230,7 @@ def section(clock: health.ClockStatus, refusals: health.Refusals | None = None) 
 
 
 def test_the_health_section_says_whether_the_clock_runs() -> None:
-    token = f"<!date^{int(START.timestamp())}^{{date_short_pretty}} at {{time}}|02 Mar 2026 14:00 UTC>"
+    token = f"<!date^{int(START.timestamp())}^{{date_short_pretty}} at {{time}}|Mon 2 Mar 2026, 14:00 UTC>"
     running = section(status(START, stale=False))
     assert "The app's clock is running" in running and token in running
     stopped = section(status(START, stale=True))
