@@ -139,7 +139,11 @@ def create(session: Session, requester_id: str, form: RequestForm, *, now: datet
 
 
 def again(session: Session, earlier: SupportRequest, *, now: datetime) -> SupportRequest:
-    """A new request for someone who asked to talk again, preferring their earlier supporter."""
+    """A new request for someone who asked to talk again, preferring their earlier supporter.
+    Only a personal request is copied: talking again after a team's support is a personal
+    request of one's own (bot.requests.flows.talk_again)."""
+    if earlier.kind != RequestKind.PERSONAL:
+        raise RequestError("A team's request is not copied for one person; ask for yourself.")
     form = RequestForm(urgency="today", connection=earlier.connection,
                        outside_department=earlier.outside_department,
                        same_role=earlier.same_role, department=earlier.requester_department,

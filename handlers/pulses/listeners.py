@@ -128,9 +128,9 @@ def insights_command(call: Invocation) -> None:
         values = [float(v) if v is not None else None for v in figures.months.values()]
         services.messenger.upload_file(
             channel, "requests-by-month.png",
-            series_chart("Requests by month", months, values, ylabel="Requests",
+            series_chart("Personal requests by month", months, values, ylabel="Requests",
                          hidden=HIDDEN_MONTH),
-            "Requests by month", alt_text=_months_in_words(figures.months))
+            "Personal requests by month", alt_text=_months_in_words(figures.months))
 
     after_commit(call.context["db"], send_chart)
 
@@ -144,7 +144,7 @@ def _months_in_words(months: dict[str, int | None]) -> str:
     """The requests chart's alt text: each month's figure, or hidden."""
     parts = [f"{month} {HIDDEN_MONTH if count is None else count}"
              for month, count in months.items()]
-    return ("Requests by month: " + ("; ".join(parts) or "none yet") + ".")[:1000]
+    return ("Personal requests by month: " + ("; ".join(parts) or "none yet") + ".")[:1000]
 
 
 def read_spec(values: dict[str, Any], services: Services, tz: str) -> PulseSpec:
