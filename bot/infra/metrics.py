@@ -453,14 +453,15 @@ def prepare_multiprocess() -> str:
         Path(directory).mkdir(parents=True, exist_ok=True)
         for stale in Path(directory).glob("*.db"):
             stale.unlink()  # counts from the previous server run would add up with this one's
-    else:
-        directory = tempfile.mkdtemp(prefix="peersupport-metrics-")
-        os.environ[MULTIPROC_ENV] = directory
-    # prometheus_client chose in-memory values when it was imported; values made from now on
-    # (every labelled count, made on first use in a worker) go to the directory instead.
-    values.ValueClass = values.get_value_class()
+        return directory
+    # prometheus_client chose in-memory values when it was imported. Counts made so far are
+    # dropped (a worker would inherit them, in memory, where no scrape sees them), and those
+    # made from now on (every count is labelled, so made on first use, in a worker) go to files.
     for metric in PROCESS_METRICS:
         metric.clear()
+    directory = tempfile.mkdtemp(prefix="peersupport-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    values.ValueClass = values.get_value_class()
     return directory
 
 

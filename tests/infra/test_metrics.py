@@ -554,7 +554,8 @@ def test_gunicorn_workers_counts_add_up(tmp_path: Path, preset: bool) -> None:
         stale.parent.mkdir()
         stale.write_bytes(b"left by the last run")
         env[metrics.MULTIPROC_ENV] = str(stale.parent)
-    done = subprocess.run([sys.executable, "-c", MULTIPROCESS, str(tmp_path / "db.sqlite3")],
+    done = subprocess.run([sys.executable, "-W", "error", "-c", MULTIPROCESS,
+                           str(tmp_path / "db.sqlite3")],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
