@@ -241,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_sqlite_folder(settings.database_url)
         from bot.infra.logs import configure_logging
 
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         if command == "roster":
             from bot.app.roster_cli import run_roster
 
@@ -363,8 +363,10 @@ def _run_socket_mode(runtime: Runtime, bolt: App, scheduler: BackgroundScheduler
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     from bot.app.scheduler import StopSignal, Watch, stop_scheduler
+    from bot.infra.metrics import start_clock_metrics
 
     stop = StopSignal()
+    start_clock_metrics(runtime.settings, runtime.sessions, runtime.clock)
     scheduler.start()
     watch = Watch(runtime.watch_clock).start()
     log.info("connecting to Slack over Socket Mode")
@@ -393,10 +395,12 @@ def _clock(settings: Settings) -> int:
     settings.require_slack(transport="clock")
     from bot.app.runtime import build_runtime
     from bot.app.scheduler import run_clock
+    from bot.infra.metrics import start_clock_metrics
     from handlers import bootstrap_jobs
 
     runtime = build_runtime(settings)
     bootstrap_jobs(runtime.services)
+    start_clock_metrics(settings, runtime.sessions, runtime.clock)
     log.info("clock started: ticking every %.1f s", settings.tick_seconds)
     run_clock(runtime.duework(), settings.tick_seconds)  # until SIGTERM or SIGINT
     return 0
@@ -409,8 +413,10 @@ def _socket(settings: Settings) -> int:
     from bot.app.runtime import build_runtime
     from bot.app.scheduler import Watch
     from bot.app.slack_app import create_app
+    from bot.infra.metrics import start_clock_metrics
 
     runtime = build_runtime(settings)
+    start_clock_metrics(settings, runtime.sessions, runtime.clock)
     Watch(runtime.watch_clock).start()  # a daemon thread: it ends with the process
     SocketModeHandler(create_app(runtime), settings.slack_app_token).start()
     return 0

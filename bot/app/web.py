@@ -16,8 +16,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.app.runtime import Runtime
 from bot.app.scheduler import Watch
-from bot.infra import health
+from bot.infra import health, metrics
 from bot.infra.envelope import malformed, too_deep
+from bot.infra.logs import gunicorn_logger
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
@@ -32,7 +33,8 @@ _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 
 def create_wsgi_app(runtime: Runtime, bolt: App) -> Flask:
     """The WSGI app: POST /slack/events for Slack; GET /healthz (liveness: the process answers)
-    and GET /readyz (readiness: the database answers and a clock ticks) for the platform."""
+    and GET /readyz (readiness: the database answers and a clock ticks) for the platform; GET
+    /metrics for Prometheus, behind its token."""
     verifier = SignatureVerifier(runtime.settings.slack_signing_secret or "")
     flask = Flask("peersupport")
     flask.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -65,6 +67,14 @@ def create_wsgi_app(runtime: Runtime, bolt: App) -> Flask:
         if reason is not None:
             return Response(f"not ready: {reason}", status=503, mimetype="text/plain")
         return Response("ready", status=200, mimetype="text/plain")
+
+    @flask.get("/metrics")
+    def metrics_endpoint() -> Response:
+        # Prometheus, with PEERSUPPORT_METRICS_TOKEN as a bearer token: 404 until it is set.
+        status, body, content_type = metrics.answer(
+            runtime.settings, request.headers.get("Authorization"), runtime.sessions,
+            runtime.clock)
+        return Response(body, status=status, content_type=content_type)
 
     return flask
 
@@ -163,5 +173,8 @@ def serve(runtime: Runtime, bolt: App, *, workers: int,
             in_worker()
 
     options = server_options(settings.port, workers=workers, threads=settings.web_threads)
-    options.update(post_fork=post_fork, when_ready=when_ready, post_worker_init=post_worker_init)
+    options.update(post_fork=post_fork, when_ready=when_ready, post_worker_init=post_worker_init,
+                   on_starting=metrics.gunicorn_on_starting,
+                   child_exit=metrics.gunicorn_child_exit,
+                   logger_class=gunicorn_logger(settings.log_format))
     GunicornServer(create_wsgi_app(runtime, bolt), options).run()

@@ -100,3 +100,19 @@ def test_the_web_process_watches_the_clock_and_tells_coordinators(
         "The peer support app's clock has stopped"]
     assert posts[0].args["channel"] == fake_slack.dm_channel(["UCOORD0001"])
     assert SIGNING_SECRET not in json.dumps([p.args for p in posts])
+
+
+def test_metrics_are_served_only_behind_their_token(runtime: Runtime) -> None:
+    """GET /metrics is not there until a token is set, refuses a wrong token, and with the
+    right one serves Prometheus' text with the request figures read from the database."""
+    assert client(runtime).get("/metrics").status_code == 404
+    token = "m" * 40
+    runtime.settings = runtime.settings.model_copy(update={"metrics_token": token})
+    web = client(runtime)
+    assert web.get("/metrics").status_code == 401
+    assert web.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    scraped = web.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert scraped.status_code == 200
+    assert scraped.content_type.startswith("text/plain")
+    assert "peersupport_database_up 1.0" in scraped.text
+    assert token not in scraped.text
