@@ -510,6 +510,12 @@ def _placed(session: Session, request: SupportRequest, now: datetime) -> list[Of
         _effect(session, Effect.CASE, f"case:{request.id}:v{request.version}", now, **payload)
     else:
         supporters = seat_holders(session, request.id)
+        # Those who joined before the last seat was taken were told to wait for the others:
+        # their offers now say they are in.
+        joined = session.scalars(select(Offer).where(
+            Offer.request_id == request.id, Offer.state == OfferState.ACCEPTED,
+            Offer.supporter_id.in_(supporters)).order_by(Offer.id)).all()
+        _offer_ends(session, joined, "accepted", now, request.version)
         _effect(session, Effect.INTRO, f"intro:{request.id}:v{request.version}", now,
                 request_id=request.id, supporter_id=request.supporter_id,
                 supporter_ids=supporters, version=request.version)

@@ -15,7 +15,16 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from bot.infra.models import CheckIn, PulseAnswer, SupportRequest
+from bot.infra.models import (
+    CheckIn,
+    PulseAnswer,
+    RequestKind,
+    RequestState,
+    SessionState,
+    SupportRequest,
+    TeamRequest,
+)
+from bot.requests.service import seat_holders
 from bot.sandbox.spec import load_default_spec
 from bot.sandbox.world import SandboxError, World
 
@@ -25,6 +34,10 @@ CLINICIAN, SUPPORTER, LEADER = "UCLIN00001", "USUPP00001", "ULEAD00001"
 STAFF_ANSWERS = {"USTAFF0001": "Mostly", "USTAFF0002": "Somewhat", "USTAFF0003": "Fully",
                  "USTAFF0004": "Mostly", "USTAFF0005": "A little", "USTAFF0006": "Mostly"}
 PROGRAM_ZONE = ZoneInfo("America/New_York")
+CHARGE_NURSE = "UCHARGE001"
+TEAM_SUPPORTERS = ("USUPP00001", "USUPP00004")  # Dana Okafor and Tom Becker (in Berlin)
+ASKING_MEMBERS = ("USTAFF0002", "USTAFF0005")  # two of the six ask to talk, privately
+MEMBER_SUPPORTERS = ("USUPP00003", "USUPP00004")  # Priya Shah and Tom Becker take one each
 
 
 class Story:
@@ -64,7 +77,7 @@ def play(out: TextIO = sys.stdout, *, chart: Path = Path(DEFAULT_CHART), quiet: 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     world = World(spec=load_default_spec()).start()
     try:
-        return _play(world, Story(world, out, quiet=quiet, pace=pace, steps=12), chart)
+        return _play(world, Story(world, out, quiet=quiet, pace=pace, steps=22), chart)
     except SandboxError as error:
         print(f"\nThe demo stopped: {error}", file=out)
         return 1
@@ -128,15 +141,81 @@ def _play(world: World, story: Story, chart: Path) -> int:
                "(stored without who gave it)", answer)
     story.step("A day later the prompt closes and the results arrive",
                lambda: world.advance(timedelta(days=1)))
+    _team_story(world, story)
     return _outcomes(world, story, chart)
+
+
+def _team_story(world: World, story: Story) -> None:
+    """A charge nurse asks for her team: two supporters answer together, the team picks a time
+    for a group conversation, and each member is reached privately."""
+    name = world.name
+    story.step(f"{name(CHARGE_NURSE)}, a charge nurse, types /peersupport team after a hard "
+               "night on the unit", lambda: world.command(CHARGE_NURSE, "team"))
+
+    def call() -> None:
+        world.fill(CHARGE_NURSE, "Which unit", "ICU")
+        world.fill(CHARGE_NURSE, "Roughly how many", "6 to 15")
+        world.fill(CHARGE_NURSE, "How soon", "Today")
+        world.fill(CHARGE_NURSE, "What would help", "A group conversation at a time the team "
+                   "picks, Each person offered private support")
+        world.fill(CHARGE_NURSE, "…or the team's channel", "#icu-team")
+        world.submit(CHARGE_NURSE)
+
+    story.step(f"{name(CHARGE_NURSE)} chooses ICU, 6 to 15 people, a group conversation and "
+               "private support for each person, names #icu-team, and sends it", call)
+
+    def accept() -> None:
+        for supporter in TEAM_SUPPORTERS:
+            world.click(supporter, "Accept")
+
+    story.step(" and ".join(name(s) for s in TEAM_SUPPORTERS) + " each click [ Accept ]: two "
+               "supporters together, as for any group of six or more", accept)
+    lead = TEAM_SUPPORTERS[0]
+    story.step(f"{name(lead)} clicks [ Propose times ]", lambda: world.click(lead, "Propose"))
+
+    def propose() -> None:
+        day = world.local_now(lead).date() + timedelta(days=1)
+        world.fill(lead, "A time", f"{day} 14:00")
+        world.fill(lead, "Another time", f"{day} 16:30")
+        world.fill(lead, "Where", "ICU family room, 4th floor")
+        world.submit(lead)
+
+    story.step(f"{name(lead)} proposes two times tomorrow and where", propose)
+    story.step(f"{name(CHARGE_NURSE)} clicks [ Pick ] on the first time",
+               lambda: world.click(CHARGE_NURSE, "Pick"))
+    story.step("A minute later each of the six is sent one private note",
+               lambda: world.advance(timedelta(minutes=1)))
+
+    def talk() -> None:
+        for member in ASKING_MEMBERS:
+            world.click(member, "Talk to a peer supporter")
+
+    story.step("Two of them click [ Talk to a peer supporter ] (nobody else learns who)", talk)
+
+    def accept_personal() -> None:
+        for supporter in MEMBER_SUPPORTERS:
+            world.click(supporter, "Accept")
+
+    story.step(" and ".join(name(s) for s in MEMBER_SUPPORTERS) + " each click [ Accept ] on "
+               "one of the two new personal requests", accept_personal)
+    story.step("Three days pass", lambda: world.advance(timedelta(days=3)))
 
 
 def _outcomes(world: World, story: Story, chart: Path) -> int:
     """Print the story's outcomes as found in the database and the stand-in; 1 if any is missing."""
     with world.runtime.sessions() as session:
-        request = session.scalars(select(SupportRequest)).one()
+        request = session.scalars(select(SupportRequest).where(
+            SupportRequest.requester_id == CLINICIAN)).one()
         answered = session.scalars(select(CheckIn.answer).where(CheckIn.answer.is_not(None))).all()
         answers = len(session.scalars(select(PulseAnswer)).all())
+        team_request = session.scalars(select(SupportRequest).where(
+            SupportRequest.kind == RequestKind.TEAM)).one()
+        team = session.get(TeamRequest, team_request.id)
+        seated = seat_holders(session, team_request.id)
+        caller_checkins = session.scalars(select(CheckIn).where(
+            CheckIn.request_id == team_request.id, CheckIn.user_id == CHARGE_NURSE,
+            CheckIn.sent_at.is_not(None))).all()
+    assert team is not None
     image = world.file_content(".png")
     group_dm = world.fake.dm_channel([CLINICIAN, SUPPORTER])
     written = ""
@@ -152,6 +231,18 @@ def _outcomes(world: World, story: Story, chart: Path) -> int:
          f"introduced in a group DM: {world.name(CLINICIAN)} and {world.name(SUPPORTER)}"),
         (answered == ["better"], f"check-in answered: {', '.join(answered) or 'none'}"),
         (answers == len(STAFF_ANSWERS), f"prompt answered by {answers} people"),
+        (seated == list(TEAM_SUPPORTERS) and team_request.state == RequestState.ASSIGNED,
+         f"team request {team_request.state}, supported by "
+         + " and ".join(world.name(s) for s in seated)),
+        (team.session_state == SessionState.SET, "group conversation time picked: "
+         + (team.session_at.astimezone(PROGRAM_ZONE).strftime("%a %d %b %H:%M %Z")
+            if team.session_at else "none")),
+        (team.reached == 6 and team.skipped == 0,
+         f"team members reached privately: {team.reached}"),
+        (team.asked_personal == len(ASKING_MEMBERS),
+         f"asked for personal support from the note: {team.asked_personal} (a count only)"),
+        (len(caller_checkins) == 1, "check-in about the team sent to "
+         + world.name(CHARGE_NURSE)),
         (image is not None and image.startswith(b"\x89PNG") and not written,
          f"results chart written to {chart} ({len(image or b'')} bytes)" if not written
          else f"results chart not written to {chart}{written}"),

@@ -22,6 +22,10 @@ def mrkdwn(text: str, names: Names = _plain_name) -> str:
 
     def mention(match: re.Match[str]) -> str:
         sigil, target, label = match.groups()
+        if sigil == "!" and target.startswith("date^"):
+            # A time in the reader's own zone, when `names` knows the reader; else its fallback.
+            shown = names(target)
+            return shown if shown != target else (label or target)
         if sigil == "!":
             return f"@{label or target.split('^')[0]}"
         return f"{sigil}{label or names(target)}"

@@ -48,6 +48,7 @@ class Person:
 
 PEOPLE = (
     Person("UCLIN00001", "Alex Rivera", "clinician", "ICU", "nurse"),
+    Person("UCHARGE001", "Robin Park", "clinician", "ICU", "nurse"),
     Person("USUPP00001", "Dana Okafor", "supporter", "Emergency Department", "nurse"),
     Person("USUPP00002", "Sam Lee", "supporter", "ICU", "physician"),
     Person("USUPP00003", "Priya Shah", "supporter", "Pharmacy", "pharmacist", "America/Chicago"),
@@ -59,6 +60,11 @@ PEOPLE = (
         start=1)),
 )
 CHANNELS = {"C0GENERAL1": "general", "C0ICU0001": "icu-team"}
+# Who is in #icu-team: the charge nurse and six of her staff.
+ICU_TEAM = ("UCHARGE001", *(f"USTAFF000{n}" for n in range(1, 7)))
+
+
+FORM = "a form opens"  # where a form is shown on someone's screen
 
 
 class SandboxError(Exception):
@@ -122,6 +128,7 @@ class World:
             self.fake.add_user(person.id, person.name, tz=person.tz)
         for channel_id, name in CHANNELS.items():
             self.fake.add_channel(channel_id, name)
+        self.fake.set_members("C0ICU0001", list(ICU_TEAM))
         leaders = ",".join(p.id for p in self.people.values() if p.part == "leader")
         coordinators = ",".join(p.id for p in self.people.values() if p.part == "coordinator")
         settings = sandbox_settings(
@@ -457,7 +464,7 @@ class World:
         lines = []
         for _, _, where, message in self._visible(user_id):
             if not where.startswith("#"):
-                lines.append(f"--- {where} ---\n{self.message_text(message)}")
+                lines.append(f"--- {where} ---\n{self.message_text(message, user_id)}")
         return "\n".join(lines) or f"{self.name(user_id)} has no messages yet."
 
     def channel_text(self, channel_id: str) -> str:
@@ -465,9 +472,18 @@ class World:
         messages = self.fake.messages.get(channel_id, [])
         return "\n".join(self.message_text(m) for m in messages) or "(no messages yet)"
 
-    def message_text(self, message: dict) -> str:
-        """One message as text."""
-        return render_blocks(message.get("blocks"), message.get("text", ""), self.name)
+    def message_text(self, message: dict, viewer: str | None = None) -> str:
+        """One message as text (times in `viewer`'s own zone, as Slack shows them)."""
+        names = self.name if viewer is None else lambda target: self._seen_by(target, viewer)
+        return render_blocks(message.get("blocks"), message.get("text", ""), names)
+
+    def _seen_by(self, target: str, viewer: str) -> str:
+        """A name, or a Slack date token (`date^<epoch>^...`) as `viewer`'s clock shows it."""
+        epoch = target.split("^")[1] if target.startswith("date^") else ""
+        if not epoch.isdigit() or viewer not in self.people:
+            return self.name(target)
+        local = datetime.fromtimestamp(int(epoch), ZoneInfo(self.people[viewer].tz))
+        return f"{local:%a} {local.day} {local:%b %Y}, {local:%H:%M} {local.tzname()}"
 
     def news(self) -> list[Seen]:
         """What appeared or changed on anyone's screen since the last call, in time order."""
@@ -477,10 +493,11 @@ class World:
             for channel, ts, where, message in self._visible(person.id):
                 if not where.startswith("#"):
                     key = ("message", channel, ts, person.id)
-                    now[key] = (_order(ts), person.name, where, self.message_text(message))
+                    now[key] = (_order(ts), person.name, where,
+                                self.message_text(message, person.id))
             modal = self.fake.open_modal(person.id)
             if modal is not None:
-                now[("form", person.id)] = (_order(modal["hash"]), person.name, "a form opens",
+                now[("form", person.id)] = (_order(modal["hash"]), person.name, FORM,
                                             self.form_text(person.id))
                 forms[("form", person.id)] = f"{modal['id']} {modal['hash']}"
             home = self.fake.homes.get(person.id)
@@ -502,7 +519,9 @@ class World:
                 label = where if previous is None or key[0] != "message" else where + " (updated)"
                 fresh.append(Seen(order, who, label, text))
         self._seen = {key: forms.get(key, value[3]) for key, value in now.items()}
-        return sorted(fresh, key=lambda seen: (seen.order, seen.who))
+        # A form answers the click that opened or changed it, so it comes first: the messages
+        # the same click set off are posted meanwhile, in whatever order threads reach Slack.
+        return sorted(fresh, key=lambda seen: (seen.where != FORM, seen.order, seen.who))
 
     def news_text(self) -> str:
         """news() as lines of text: who or where, then what they see, indented."""
