@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -290,6 +290,12 @@ def opt_out(session: Session, user_id: str, *, now: datetime) -> bool:
     added = session.execute(insert(OutreachOptOut).values(user_id=user_id, created_at=now)
                             .on_conflict_do_nothing().returning(OutreachOptOut.user_id)).first()
     return added is not None
+
+
+def opt_in(session: Session, user_id: str) -> bool:
+    """The person wants team notes again after all; True when they had opted out."""
+    return session.execute(delete(OutreachOptOut).where(OutreachOptOut.user_id == user_id)
+                           .execution_options(synchronize_session=False)).rowcount > 0
 
 
 def counts(team: TeamRequest, minimum: int) -> OutreachCounts:

@@ -51,6 +51,7 @@ class Action(StrEnum):
     TEAM_TALK = "team:talk"  # a member's "Talk to a peer supporter" (value: team request id)
     TEAM_CHECKINS = "team:checkins"  # a member opts in to check-ins (value: team request id)
     OUTREACH_OPT_OUT = "team:opt_out"  # a member asks for no more team notes
+    OUTREACH_OPT_IN = "team:opt_in"  # ...and changes their mind
     ANOTHER_SESSION = "team:another_session"  # the caller: "the team could use another session"
 
 

@@ -18,7 +18,13 @@ from handlers.common.ids import Action
 from handlers.common.interaction import reply_privately, whole_number
 from handlers.common.middleware import transactional
 from handlers.common.services import Services
-from handlers.teams.outreach_blocks import CHECKINS_ALREADY, CHECKINS_PLANNED, OPTED_OUT, asked
+from handlers.teams.outreach_blocks import (
+    CHECKINS_ALREADY,
+    CHECKINS_PLANNED,
+    OPTED_IN,
+    asked,
+    opted_out,
+)
 from handlers.teams.outreach_effects import register_effects, resources
 
 
@@ -27,6 +33,7 @@ def register(app: App) -> None:
     app.action(Action.TEAM_TALK)(on_talk)
     app.action(Action.TEAM_CHECKINS)(on_checkins)
     app.action(Action.OUTREACH_OPT_OUT)(on_opt_out)
+    app.action(Action.OUTREACH_OPT_IN)(on_opt_in)
 
 
 def register_jobs(jobs: JobRegistry, services: Services) -> None:
@@ -82,4 +89,13 @@ def on_opt_out(ack: Ack, body: dict[str, Any], respond: Respond, context: dict[s
     outreach.opt_out(db, body["user"]["id"], now=context["services"].clock.now())
     db.commit()
     ack()
-    _privately(respond, notice(OPTED_OUT))
+    _privately(respond, opted_out())
+
+
+@transactional
+def on_opt_in(ack: Ack, body: dict[str, Any], respond: Respond, db: Session) -> None:
+    """"Send them to me after all": the opt-out is undone, for every team's notes to come."""
+    outreach.opt_in(db, body["user"]["id"])
+    db.commit()
+    ack()
+    _privately(respond, notice(OPTED_IN))

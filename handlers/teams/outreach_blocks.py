@@ -80,6 +80,16 @@ CHECKINS_ALREADY = ("You already have check-ins planned. See, move or stop them 
                     "`/peersupport checkins`.")
 OPTED_OUT = ("You will not be sent notes like this again. Support is still here whenever you "
              "want it: type `/peersupport`.")
+OPTED_IN = "You will be sent notes like this again when your team has been through something hard."
+
+
+def opted_out() -> dict:
+    """The private answer to "Don't send me notes like this", with a way to change one's mind."""
+    return {"text": OPTED_OUT, "blocks": to_dicts([
+        SectionBlock(text=MarkdownTextObject(text=OPTED_OUT)),
+        ActionsBlock(elements=[ButtonElement(text="Send them to me after all",
+                                             action_id=Action.OUTREACH_OPT_IN, value="1")]),
+    ])}
 
 
 def asked(request: SupportRequest, surfacing: Surfacing, *, created: bool) -> dict:

@@ -331,6 +331,23 @@ def test_replies_are_counted_once_each_and_an_opt_out_holds_for_the_next_team(
     assert notes_to(fake, again) == Counter({m: 1 for m in members if m != members[3]})
 
 
+def test_someone_who_opted_out_can_change_their_mind(app_server: AppServer) -> None:
+    fake = app_server.slack.fake
+    _request_id, members = answered_outreach(app_server)
+    undo = [b for m in fake.ephemeral.get(members[3], []) for b in json.dumps(m.get("blocks"))
+            .split('"action_id": ')[1:] if b.startswith(f'"{Action.OUTREACH_OPT_IN}"')]
+    assert undo, "the opt-out's answer offers a way back"
+    click(app_server, members[3], Action.OUTREACH_OPT_IN, "1")
+    click(app_server, members[3], Action.OUTREACH_OPT_IN, "1")  # a repeat changes nothing
+    app_server.settle()
+    assert "You will be sent notes like this again" in seen_by(fake, members[3])
+    with app_server.runtime.sessions() as session:
+        assert session.scalars(select(OutreachOptOut.user_id)).all() == []
+    again = place(app_server, team_form())
+    run_out(app_server, again)
+    assert notes_to(fake, again) == Counter({m: 1 for m in members})
+
+
 def test_nobody_but_the_member_sees_who_replied(app_server: AppServer,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     runtime = app_server.runtime
