@@ -90,7 +90,7 @@ def dm_once(services: Services, ctx: JobContext, user_id: str, content: dict[str
     return post_once(services, ctx, services.messenger.open_conversation([user_id]), content)
 
 
-def _wait_for_earlier(ctx: JobContext, kind: Effect, prefix: str) -> None:
+def wait_for_earlier(ctx: JobContext, kind: Effect, prefix: str) -> None:
     """Return once no earlier effect of `kind` under `prefix` is unfinished; else hand back to
     the clock."""
     for pause in (0.0, *WAIT_FOR_EARLIER):
@@ -206,7 +206,7 @@ def end_offer(services: Services, ctx: JobContext) -> None:
     if offer is None:
         return
     if not offer.ts:
-        _wait_for_earlier(ctx, Effect.OFFER_POST, f"offer:{offer.id}:")
+        wait_for_earlier(ctx, Effect.OFFER_POST, f"offer:{offer.id}:")
         ctx.session.refresh(offer)
         if not offer.ts:
             return  # it never went out: nothing to replace
@@ -222,7 +222,7 @@ def sync_status(services: Services, ctx: JobContext) -> None:
     if request is None or not request.requester_id:
         return
     if not request.status_ts:
-        _wait_for_earlier(ctx, Effect.STATUS, f"status:{request.id}:")
+        wait_for_earlier(ctx, Effect.STATUS, f"status:{request.id}:")
         ctx.session.refresh(request)
     content = requester_status(request, services.library.for_moment(
         Moment.REQUEST_WAITING, audience="clinician"))
@@ -309,7 +309,7 @@ def sync_alert(services: Services, ctx: JobContext) -> None:
         return
     alert = _alert_of(db, request.id, coordinator)
     if alert is None:
-        _wait_for_earlier(ctx, Effect.ALERT, f"alert:{request.id}:{coordinator}:")
+        wait_for_earlier(ctx, Effect.ALERT, f"alert:{request.id}:{coordinator}:")
         alert = _alert_of(db, request.id, coordinator)
     unplaced = request.state in UNASSIGNED_STATES
     if alert is None and not unplaced:
