@@ -23,14 +23,17 @@ from bot.infra.duework import JobContext, JobKind, JobRegistry
 from bot.infra.messaging import retry_on_slack_trouble
 from bot.infra.models import CheckIn, RequestKind, RequestState, SupportRequest, TeamRequest
 from bot.requests import service as domain
-from bot.requests import teams
+from bot.requests import sessions, teams
 from bot.requests.service import RequestError, RequestForm
 from bot.requests.timers import (
     ESCALATION_REMINDER,
     OFFER_TIMEOUT,
+    OUTREACH_DEADLINE,
+    OUTREACH_WAIT_HOURS,
     RETENTION,
     RETENTION_MINUTE,
     offer_timeout_key,
+    outreach_deadline_key,
     reminder_key,
 )
 
@@ -147,6 +150,11 @@ def accepted(services: Needs, db: Session, result: domain.AcceptResult) -> None:
     _cancel_timers(services, db, request)
     if request.kind == RequestKind.TEAM:
         checkin_flow.plan_for_caller(services, db, request)
+        now = services.clock.now()
+        # Notes waiting for the group's time go at the latest a day after placement.
+        duework.schedule(db, OUTREACH_DEADLINE, now + timedelta(hours=OUTREACH_WAIT_HOURS),
+                         now=now, payload={"request_id": request.id},
+                         key=outreach_deadline_key(request.id))
     else:
         checkin_flow.plan_for(services, db, request)
 
@@ -212,12 +220,24 @@ def handed_back(services: Needs, db: Session, request: SupportRequest) -> None:
     if request.state != RequestState.ESCALATED:
         # A seat holder stepping back from an escalated team request: its reminders go on.
         _cancel_timers(services, db, request)
+    if request.kind == RequestKind.TEAM:
+        # Times agreed with the one who left are set aside; whoever joins proposes anew.
+        sessions.reset_for_new_supporters(db, request.id, services.clock.now())
     dispatch_wave(services, db, request)
 
 
 def cancelled(services: Needs, db: Session, request: SupportRequest) -> None:
-    """After the requester withdraws (or leaves): no timer of it may fire."""
+    """After the requester withdraws (or leaves): no timer of it may fire, and a team's group
+    conversation is called off."""
     _cancel_timers(services, db, request)
+    if request.kind == RequestKind.TEAM:
+        sessions.end_with_request(db, request.id, services.clock.now())
+
+
+def closed(services: Needs, db: Session, request: SupportRequest) -> None:
+    """After a team request is closed: a group conversation still ahead is called off."""
+    if request.kind == RequestKind.TEAM:
+        sessions.end_with_request(db, request.id, services.clock.now())
 
 
 def not_safe(services: Needs, db: Session, user_id: str) -> SupportRequest | None:
@@ -242,6 +262,8 @@ def requester_left(services: Needs, db: Session, user_id: str) -> None:
     request = domain.expire(db, user_id, now=services.clock.now())
     if request is not None:
         _cancel_timers(services, db, request)
+        if request.kind == RequestKind.TEAM:
+            sessions.end_with_request(db, request.id, services.clock.now())
 
 
 def direct_offer(services: Needs, db: Session, request: SupportRequest, supporter_id: str
@@ -271,8 +293,12 @@ def register_jobs(jobs: JobRegistry, services: Needs) -> None:
                          retention_days=services.settings.audit_retention_days)
         bootstrap(services, ctx.session, after=ctx.now)
 
+    def outreach_deadline(ctx: JobContext) -> None:
+        # Does nothing when the notes already started (a time was picked or called off).
+        domain.begin_outreach(ctx.session, int(ctx.payload["request_id"]), ctx.now)
+
     for name, run in ((OFFER_TIMEOUT, offer_timeout), (ESCALATION_REMINDER, escalation_reminder),
-                      (RETENTION, retention)):
+                      (RETENTION, retention), (OUTREACH_DEADLINE, outreach_deadline)):
         jobs.register(JobKind(name, retry_on_slack_trouble(run), always_run=True))
 
 

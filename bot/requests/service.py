@@ -450,9 +450,11 @@ def _claim(session: Session, request: SupportRequest, event: Event, supporter_id
                  also=also, **values):
             break
         # Another seat was taken since the request was read (SQLite reads without the row
-        # lock): read it again and try for the next seat, while one is left.
+        # lock): read it again and try for the next seat, while one is left, unless the seat
+        # taken meanwhile is this supporter's own (a double click).
         session.refresh(request)
-        if request.state not in UNASSIGNED_STATES or request.filled == taken:
+        if request.state not in UNASSIGNED_STATES or request.filled == taken \
+                or supporter_id in seat_holders(session, request.id):
             return None
     session.add(Seat(request_id=request.id, supporter_id=supporter_id, state=SeatState.HELD,
                      joined_at=now))
@@ -486,6 +488,8 @@ def accept(session: Session, offer_id: int, user_id: str, *, now: datetime) -> A
     placed = _claim(session, request, Event.ACCEPT, user_id, now,
                     supporter.case_cap if supporter is not None else None)
     if placed is None:
+        if request.kind == RequestKind.TEAM and user_id in seat_holders(session, request.id):
+            return AcceptResult(Outcome.ALREADY_YOURS, request, offer)  # a double click
         outcome = _refusal(request, user_id) if request.state not in UNASSIGNED_STATES \
             else Outcome.AT_CAP
         return AcceptResult(outcome, request, offer)
@@ -780,6 +784,8 @@ def close(session: Session, request_id: int, user_id: str, *, now: datetime, dur
             _notice(session, request, supporter_id, "team_closed", now, per_person=True)
     _free_seats(session, request, now)
     record_status(session, request, now)
+    # Members still waiting for a group time to be picked are reached now: none will come.
+    begin_outreach(session, request.id, now)
     return request
 
 
@@ -794,6 +800,9 @@ def take_as_coordinator(session: Session, request_id: int, coordinator_id: str, 
         raise RequestError("You already hold a seat on it.")
     placed = _claim(session, request, Event.TAKE, coordinator_id, now, None)
     if placed is None:
+        if request.kind == RequestKind.TEAM and coordinator_id in seat_holders(session,
+                                                                                request.id):
+            raise RequestError("You already hold a seat on it.")  # a double click (SQLite)
         raise RequestError("Someone has already taken it, or it was cancelled.")
     if not placed:
         record_status(session, request, now)

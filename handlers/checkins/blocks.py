@@ -203,13 +203,13 @@ def supporter_reminder(requester_id: str) -> dict:
     return {"text": text, "blocks": to_dicts(blocks)}
 
 
+# One wording for a personal requester and a team member alike: a different one would tell
+# coordinators that someone on a team they know was reached opted in to check-ins.
+_SOMEONE = ("Someone supported recently checked in as *struggling*. They were shown professional "
+            "help and offered a conversation with a peer supporter.")
 _ALERTS = {
-    Role.PERSONAL: "Someone supported recently checked in as *struggling*. They were shown "
-                   "professional help and offered another conversation; their supporter was "
-                   "told.",
-    # No supporter is told of a member's answer: that would say who opted in to check-ins.
-    Role.MEMBER: "Someone supported recently checked in as *struggling*. They were shown "
-                 "professional help and offered a conversation with a peer supporter.",
+    Role.PERSONAL: _SOMEONE,
+    Role.MEMBER: _SOMEONE,
     Role.CALLER: "A team supported recently was said to be *struggling* at its check-in. The "
                  "person who asked for it was shown help and offered another session; the "
                  "team's peer supporters were told.",

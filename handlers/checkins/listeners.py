@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from bot.checkins import flows as checkin_flows
 from bot.checkins import service as checkins
 from bot.checkins.service import CheckInError
+from bot.infra.db import after_commit
 from bot.infra.models import CheckIn, ContactHours
 from bot.library import Moment
 from bot.requests import flows as flow
@@ -119,7 +120,9 @@ def on_another_session(ack: Ack, body: dict[str, Any], action: dict[str, Any],
     except (CheckInError, RequestError) as error:
         reply_privately(respond, str(error))
         return
-    respond(replace_original=True, **another_session_asked(request.id))
+    request_id = request.id
+    # Said once the new request is committed: never before it exists.
+    after_commit(db, lambda: respond(replace_original=True, **another_session_asked(request_id)))
 
 
 def _change(change: Any, ack: Ack, body: dict[str, Any], action: dict[str, Any],

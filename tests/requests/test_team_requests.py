@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from bot.app.runtime import Runtime
+from bot.infra.clock import ManualClock
 from bot.infra.models import (
     DueWork,
     Offer,
@@ -23,8 +25,8 @@ from bot.infra.models import (
     TeamRequest,
 )
 from bot.infra.outbox import Effect
+from bot.requests import flows, teams
 from bot.requests import service as domain
-from bot.requests import teams
 from bot.requests.service import RequestError
 from bot.requests.teams import TeamForm
 from bot.roster import supporters as roster
@@ -304,3 +306,74 @@ def test_a_personal_request_is_not_asked_how_many_took_part(database: Database) 
         domain.close(session, request_id, SUPPORTERS[0], now=NOW, duration="15_30",
                      referred=False, need_met="yes", people_present="2_5")
     assert request_of(database, request_id).state == RequestState.ASSIGNED
+
+
+def test_one_supporters_clicks_at_once_take_one_seat_on_either_database(
+        database: Database) -> None:
+    """A double (or sextuple) click by one supporter holds one seat, never both: the other
+    seat stays for someone else, and the clicks after the first are told it is theirs."""
+    add(database, *SUPPORTERS[:2])
+    request_id = call(database)
+    wave = offers(database, request_id, 2)
+    mine = SUPPORTERS[0]
+
+    def click(_n: int, go: Callable[[], Any]) -> Any:
+        return in_own_session(database, lambda s: domain.accept(
+            s, wave[mine], mine, now=NOW).outcome, go)
+
+    outcomes = Counter(run_together(click, range(6)))
+    assert outcomes[domain.Outcome.JOINED] == 1
+    assert set(outcomes) <= {domain.Outcome.JOINED, domain.Outcome.ALREADY_YOURS}
+    assert seats(database, request_id) == [mine]
+    request = request_of(database, request_id)
+    assert (request.state, request.filled) == (RequestState.OPEN, 1)
+    assert accept(database, wave[SUPPORTERS[1]], SUPPORTERS[1]) == domain.Outcome.ACCEPTED
+
+
+NAMED = TeamForm(unit="Paediatric ICU", size="2_5", urgency="today", group=True, private=True,
+                 channel="C0PICU0001")
+
+
+def placed_named(db: Database) -> int:
+    """A one-seat team request that asked for a group conversation and private notes, placed."""
+    add(db, SUPPORTERS[0])
+    request_id = call(db, NAMED, seats=1)
+    wave = offers(db, request_id, 1)
+    assert accept(db, wave[SUPPORTERS[0]], SUPPORTERS[0]) == domain.Outcome.ACCEPTED
+    return request_id
+
+
+def test_closing_before_a_group_time_is_picked_still_reaches_the_members(
+        database: Database) -> None:
+    request_id = placed_named(database)
+    assert keys(database, Effect.TEAM_OUTREACH_START) == [], "the notes wait for the time"
+    with database.sessions.begin() as session:
+        domain.close(session, request_id, SUPPORTERS[0], now=NOW, duration="30_60",
+                     referred=False, need_met="yes", people_present="2_5")
+    assert keys(database, Effect.TEAM_OUTREACH_START) == [f"outreach:{request_id}:start"]
+
+
+def test_notes_stop_waiting_for_a_group_time_a_day_after_placement(runtime: Runtime,
+                                                                    clock: ManualClock) -> None:
+    with runtime.sessions.begin() as session:
+        roster.upsert(session, [SupporterSpec(SUPPORTERS[0], "", "nurse")], now=clock.now(),
+                      time_zones={}, default_case_cap=2, default_cooldown_hours=0)
+        request = flows.create_team(runtime.services, session, CALLER, NAMED, source_key=None)
+        request_id = request.id
+    with runtime.sessions.begin() as session:
+        offer = session.scalars(select(Offer).where(Offer.request_id == request_id)).one()
+        result = domain.accept(session, offer.id, SUPPORTERS[0], now=clock.now())
+        flows.accepted(runtime.services, session, result)
+    started = f"outreach:{request_id}:start"
+
+    def recorded() -> list[str]:
+        with runtime.sessions() as session:
+            return list(session.scalars(select(DueWork.key).where(
+                DueWork.kind == Effect.TEAM_OUTREACH_START.value)))
+
+    clock.advance(timedelta(hours=23, minutes=59))
+    runtime.duework().run_until_idle()
+    assert recorded() == []
+    clock.advance(timedelta(minutes=1))
+    runtime.duework().run_until_idle()
+    assert recorded() == [started]
