@@ -1,5 +1,7 @@
 """A team's group conversation: its supporters propose times, the caller picks one, everyone
-is reminded an hour before, and it can be rescheduled or called off.
+is reminded an hour before, and it can be rescheduled or called off. It is called off when its
+request is withdrawn or closed before the time, and set aside when a supporter hands back (the
+next group DM starts afresh).
 
 Every change is taken under the request's lock and made by one guarded UPDATE of the team
 request on its session_version (which every change bumps), so two proposals, two picks or a
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session
 from bot.infra import duework, outbox
 from bot.infra.models import (
     ACTIVE_STATES,
+    UNASSIGNED_STATES,
     RequestKind,
     RequestState,
     SessionProposal,
@@ -54,7 +57,8 @@ class Change(enum.StrEnum):
     SET = "set"  # the time picked, with Reschedule and Call off, in the group DM
     INVITATION = "invitation"  # the caller's ready-to-share invitation, in their DM
     RESCHEDULED = "rescheduled"  # back to proposing, in the group DM
-    CANCELLED = "cancelled"  # called off, in the group DM
+    CANCELLED = "cancelled"  # called off (by someone, or as the request ended), in the group DM
+    STEPPED_BACK = "stepped_back"  # a supporter handed back: set aside until another joins
     REMINDER = "reminder"  # an hour before, to one person
 
 
@@ -152,6 +156,9 @@ def _supporting(session: Session, request_id: int | None, user_id: str, *, lock:
     if request is None or team is None or user_id not in seat_holders(session, request.id):
         raise SessionError("This team request is not with you, so you cannot propose times "
                            "for it.")
+    if request.state in UNASSIGNED_STATES:
+        raise SessionError("Another supporter is being found for this team: times can be "
+                           "proposed once they join.")
     if request.state != RequestState.ASSIGNED:
         raise SessionError("This team request is not open with you any more.")
     if not team.group:
@@ -353,6 +360,49 @@ def cancel(session: Session, request_id: int | None, user_id: str, version: int 
     _end_invitation(session, team, posted, was, Posting.CALLED_OFF, now)
     begin_outreach(session, team.request_id, now)
     return Moved(request, team)
+
+
+# -- when the request itself changes ----------------------------------------------------------
+
+def end_with_request(session: Session, request_id: int, now: datetime) -> bool:
+    """A team request was withdrawn (or expired) or closed: a group conversation still proposed
+    or set is called off, the group DM is told why, and a posted invitation says it is off so
+    nobody comes. Of a closed request, a time already past stands: it took place. True if it
+    was called off."""
+    request, team = _locked(session, request_id)
+    if request is None or team is None or request.state in ACTIVE_STATES:
+        return False
+    if request.state == RequestState.CLOSED and team.session_at is not None \
+            and team.session_at <= now:
+        return False
+    was, posted = team.session_version, team.invitation_posted
+    if not _move(session, team, (SessionState.PROPOSED, SessionState.SET),
+                 session_state=SessionState.CANCELLED, session_at=None,
+                 invitation_posted=False):
+        return False
+    _say(session, team, Change.CANCELLED, "group", now, ended=str(request.state),
+         channel=request.intro_channel, posted=posted)
+    _end_invitation(session, team, posted, was, Posting.CALLED_OFF, now)
+    return True
+
+
+def reset_for_new_supporters(session: Session, request_id: int, now: datetime) -> bool:
+    """A seat holder handed a team request back: a time proposed or set with them is set
+    aside (its reminder and buttons no longer count), the group DM they were in is told, and
+    a posted invitation says the time is moving. Whoever joins is introduced in a new group
+    DM that invites new times. True if a time was set aside."""
+    request, team = _locked(session, request_id)
+    if request is None or team is None or request.state not in ACTIVE_STATES:
+        return False
+    was, posted = team.session_version, team.invitation_posted
+    if not _move(session, team, (SessionState.PROPOSED, SessionState.SET),
+                 session_state=SessionState.NONE, session_at=None, invitation_posted=False):
+        return False
+    # The DM the times were in, named now: a re-placement introduces a new one.
+    _say(session, team, Change.STEPPED_BACK, "group", now, channel=request.intro_channel,
+         posted=posted)
+    _end_invitation(session, team, posted, was, Posting.MOVED, now)
+    return True
 
 
 # -- the invitation in the team's channel -------------------------------------------------------

@@ -177,6 +177,35 @@ def called_off(by: str) -> dict:
     return {"text": text, "blocks": to_dicts([_section(text)])}
 
 
+ENDED = {
+    "cancelled": "The request for the team's support was withdrawn",
+    "closed": "The team's support has been closed",
+}
+
+
+def _posted_note(channel_id: str | None, says: str) -> str:
+    return f" The invitation in <#{channel_id}> now says {says}." if channel_id else ""
+
+
+def ended_with_request(state: str, posted_in: str | None) -> dict:
+    """The group conversation is off because its request was withdrawn or closed; `posted_in`
+    names the team's channel when its invitation was posted there."""
+    text = (f"{ENDED.get(state, ENDED['cancelled'])}, so the team's group conversation will "
+            f"not go ahead.{_posted_note(posted_in, 'so')} If the team would like support "
+            "later, `/peersupport team` is there at any time.")
+    return {"text": text, "blocks": to_dicts([_section(text)])}
+
+
+def stepped_back(request: SupportRequest, posted_in: str | None) -> dict:
+    """A supporter handed back: the time is set aside until someone else joins."""
+    who = "One of the peer supporters" if request.seats > 1 else "The peer supporter"
+    text = (f"{who} has had to step back, so the time for the team's group conversation is set "
+            "aside for now. This happens, and it is not about the team. Once another supporter "
+            "joins, a new conversation will start with them, and new times will be proposed "
+            f"there.{_posted_note(posted_in, 'that the time is moving')}")
+    return {"text": text, "blocks": to_dicts([_section(text)])}
+
+
 # -- the invitation ----------------------------------------------------------------------------
 
 def invitation_text(request: SupportRequest, team: TeamRequest, when: str) -> str:
@@ -225,7 +254,8 @@ def channel_update(team: TeamRequest, called: bool) -> dict:
             "off. If you would like to talk with a peer supporter, type `/peersupport` at any "
             "time." if called else
             f"The group conversation for the {unit} team that was planned here is moving to "
-            "another time. Please hold off for now: the new time will be shared.")
+            "another time. Please hold off for now: the person who arranged it will share the new "
+            "time.")
     return {"text": text, "blocks": to_dicts([_section(text)])}
 
 

@@ -18,21 +18,34 @@ from bot.requests import service as requests
 from bot.requests import sessions as domain
 from bot.requests.sessions import Change, Posting
 from handlers.common.services import Services
-from handlers.requests.effects import MARK, MAX_ATTEMPTS, dm_once, guarded, post_once
+from handlers.requests.effects import (
+    MARK,
+    MAX_ATTEMPTS,
+    dm_once,
+    guarded,
+    post_once,
+    wait_for_earlier,
+)
 from handlers.teams.session_blocks import (
     called_off,
     caller_invitation,
     channel_invitation,
     channel_update,
+    ended_with_request,
     proposals_message,
     reminder,
     rescheduled,
     session_set,
+    stepped_back,
 )
 
 
 def _group_channel(services: Services, ctx: JobContext, request: SupportRequest) -> str:
-    """The team's group DM: the introduction's, or the same conversation opened again."""
+    """The team's group DM: the one the change named (a hand-back's, before a new one is
+    introduced), the introduction's, or the same conversation opened again."""
+    named = ctx.payload.get("channel")
+    if isinstance(named, str) and named:
+        return named
     if request.intro_channel:
         return request.intro_channel
     people = [request.requester_id or "", *requests.seat_holders(ctx.session, request.id)]
@@ -48,6 +61,19 @@ def _time_zone(services: Services, user_id: str) -> str:
     return tz if isinstance(tz, str) and tz else services.settings.program_timezone
 
 
+def _set_aside(ctx: JobContext, request: SupportRequest, team: TeamRequest, change: Change
+               ) -> dict:
+    """What the group DM is told when the time it had is given up, and why."""
+    by = str(ctx.payload.get("by") or "")
+    posted_in = team.channel_id if ctx.payload.get("posted") is True else None
+    if change == Change.STEPPED_BACK:
+        return stepped_back(request, posted_in)
+    if change == Change.RESCHEDULED:
+        return rescheduled(request, by, requests.seat_holders(ctx.session, request.id))
+    ended = ctx.payload.get("ended")
+    return ended_with_request(str(ended), posted_in) if ended else called_off(by)
+
+
 def deliver_session(services: Services, ctx: JobContext) -> None:
     """One group-conversation message: in the team's group DM, or to one person."""
     db = ctx.session
@@ -57,12 +83,10 @@ def deliver_session(services: Services, ctx: JobContext) -> None:
     team = db.get(TeamRequest, request_id)
     if request is None or team is None or not request.requester_id:
         return
-    if change in (Change.RESCHEDULED, Change.CANCELLED):
+    if change in (Change.RESCHEDULED, Change.CANCELLED, Change.STEPPED_BACK):
         # Always said: even overtaken, it tells everyone what happened to the time they had.
-        by = str(ctx.payload.get("by") or "")
-        content = called_off(by) if change == Change.CANCELLED else \
-            rescheduled(request, by, requests.seat_holders(db, request_id))
-        post_once(services, ctx, _group_channel(services, ctx, request), content)
+        post_once(services, ctx, _group_channel(services, ctx, request),
+                  _set_aside(ctx, request, team, change))
         return
     if change == Change.PROPOSED:
         if team.session_version != version or team.session_state != SessionState.PROPOSED \
@@ -96,9 +120,11 @@ def deliver_invitation(services: Services, ctx: JobContext) -> None:
     if request is None or team is None or not team.channel_id:
         return
     if posting != Posting.POST:
-        posted = services.messenger.find_marked(
-            team.channel_id, MARK, "effect", domain.invitation_key(request_id, version,
-                                                                   Posting.POST))
+        post_key = domain.invitation_key(request_id, version, Posting.POST)
+        # A post still going out (it may have read the old time just before the change) is
+        # waited for, so it is found here and corrected rather than left showing the old time.
+        wait_for_earlier(ctx, Effect.TEAM_INVITATION, post_key)
+        posted = services.messenger.find_marked(team.channel_id, MARK, "effect", post_key)
         if posted is not None:
             services.messenger.update_message(posted.channel, posted.ts, **channel_update(
                 team, called=posting == Posting.CALLED_OFF))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from bot.infra.db import make_sessions
 from bot.infra.models import (
     DueWork,
     Offer,
@@ -29,7 +31,7 @@ from bot.infra.outbox import Effect
 from bot.requests import flows, sessions
 from bot.requests import service as requests
 from bot.requests import teams as team_domain
-from bot.requests.sessions import SESSION_REMINDER, SessionError
+from bot.requests.sessions import SESSION_REMINDER, Posting, SessionError
 from bot.requests.teams import TeamForm
 from bot.roster import supporters as roster
 from bot.roster.supporters import SupporterSpec
@@ -350,28 +352,198 @@ def test_reschedule_and_call_off_tell_everyone_and_old_reminders_never_fire(
             DueWork.kind == SESSION_REMINDER, DueWork.state == WorkState.DONE)).all() == []
 
 
-@pytest.mark.parametrize("ending", ["withdrawn", "closed"])
-def test_a_team_request_that_ends_silences_its_reminder(app_server: AppServer,
-                                                        ending: str) -> None:
-    server = app_server
-    request_id = placed(server)
-    proposed_and_picked(server, request_id, [T1], 0)
+def posted_invitation(server: AppServer) -> dict:
+    """The caller posts the invitation in the team's channel; the post."""
+    invitation = next(m for m in dms_to(server, CALLER) if "invitation" in m["text"])
+    click(server, CALLER, Action.POST_INVITATION, *button(invitation, Action.POST_INVITATION),
+          invitation)
+    posts = server.slack.fake.messages[TEAM_CHANNEL]
+    assert len(posts) == 1 and instants(shown(posts[0]))
+    return invitation
+
+
+def end_request(server: AppServer, request_id: int, ending: str) -> None:
+    """The caller withdraws from their DM, or a seat holder closes it (the close form's
+    listener calls flows.closed after closing, as here)."""
     if ending == "withdrawn":
         click(server, CALLER, Action.CANCEL_REQUEST, str(request_id))
     else:
         with server.runtime.sessions.begin() as session:
-            requests.close(session, request_id, NY, now=server.runtime.clock.now(),
-                           duration="30_60", referred=False, need_met="yes",
-                           people_present="6_15")
+            request = requests.close(session, request_id, NY, now=server.runtime.clock.now(),
+                                     duration="30_60", referred=False, need_met="yes",
+                                     people_present="6_15")
+            flows.closed(server.runtime.services, session, request)
+    run_clock_at(server, server.runtime.clock.now())
+
+
+@pytest.mark.parametrize("ending", ["withdrawn", "closed"])
+def test_a_team_request_that_ends_calls_off_its_group_conversation(
+        app_server: AppServer, ending: str) -> None:
+    server, fake = app_server, app_server.slack.fake
+    request_id = placed(server)
+    proposed_and_picked(server, request_id, [T1], 0)
+    invitation = posted_invitation(server)
+
+    end_request(server, request_id, ending)
     assert request_of(server, request_id).state in (RequestState.CANCELLED, RequestState.CLOSED)
+    assert team_of(server, request_id).session_state == SessionState.CANCELLED
+    # The group DM is told why, and that the channel's post says so.
+    last = group_dm(server)[-1]["text"]
+    assert ending in last and "will not go ahead" in last and f"<#{TEAM_CHANNEL}>" in last
+    # The post in #channel no longer promises anyone will be there, and shows no time.
+    posts = fake.messages[TEAM_CHANNEL]
+    assert len(posts) == 1 and "called off" in posts[0]["text"]
+    assert not instants(everything(posts[0])) and "will be there" not in everything(posts[0])
+
+    # No reminder ever fires, and the old buttons change nothing.
     run_clock_at(server, T1 - timedelta(minutes=30))
     assert all(reminders_to(server, u) == [] for u in (CALLER, NY, LDN))
-    # ...and its buttons no longer change anything.
     current = set_message(server)
     click(server, CALLER, Action.RESCHEDULE_SESSION, *button(current, Action.RESCHEDULE_SESSION),
           current, group_channel(server))
     assert ending in told(server, CALLER)[-1]
-    assert team_of(server, request_id).session_state == SessionState.SET
+    click(server, CALLER, Action.POST_INVITATION, *button(invitation, Action.POST_INVITATION),
+          invitation)
+    assert ending in told(server, CALLER)[-1]
+    assert len(fake.messages[TEAM_CHANNEL]) == 1
+    assert team_of(server, request_id).session_state == SessionState.CANCELLED
+
+
+def test_closing_after_the_time_leaves_what_took_place(app_server: AppServer) -> None:
+    server, fake = app_server, app_server.slack.fake
+    request_id = placed(server)
+    proposed_and_picked(server, request_id, [T1], 0)
+    posted_invitation(server)
+    run_clock_at(server, T1 + timedelta(hours=1))
+    said = len(group_dm(server))
+    end_request(server, request_id, "closed")
+    team = team_of(server, request_id)
+    assert (team.session_state, team.session_at) == (SessionState.SET, T1)
+    assert len(group_dm(server)) == said, "nothing called off: it took place"
+    assert instants(shown(fake.messages[TEAM_CHANNEL][0])) == [T1]
+
+
+def test_withdrawing_while_times_are_proposed_calls_it_off(app_server: AppServer) -> None:
+    server = app_server
+    request_id = placed(server, channel=None)
+    assert propose(server, NY, request_id, T1, T2) is None
+    values = pick_values(proposals_message(server))
+    end_request(server, request_id, "withdrawn")
+    assert team_of(server, request_id).session_state == SessionState.CANCELLED
+    last = group_dm(server)[-1]["text"]
+    assert "withdrawn" in last and "<#" not in last, "no channel post to speak of"
+    click(server, CALLER, Action.PICK_TIME, values[0], channel=group_channel(server))
+    assert "withdrawn" in told(server, CALLER)[-1]
+    with server.runtime.sessions() as session:
+        assert session.scalars(select(DueWork).where(DueWork.kind == SESSION_REMINDER)).all() \
+            == []
+
+
+# -- a supporter handing back ------------------------------------------------------------------
+
+SYD = "USUPSYD001"  # a supporter who joins after a hand-back
+
+
+def test_a_hand_back_sets_the_time_aside_and_the_new_supporter_proposes_afresh(
+        app_server: AppServer) -> None:
+    server, fake = app_server, app_server.slack.fake
+    request_id = placed(server)
+    proposed_and_picked(server, request_id, [T1], 0)
+    posted_invitation(server)
+    fake.add_user(SYD, tz="Australia/Sydney")
+    with server.runtime.sessions.begin() as session:
+        roster.upsert(session, [SupporterSpec(SYD, "ICU", "nurse")],
+                      now=server.runtime.clock.now(), time_zones={}, default_case_cap=3,
+                      default_cooldown_hours=0)
+
+    # NY steps back: the old group DM (NY still in it) is told, without naming anyone, and
+    # the channel's post no longer shows the old time.
+    click(server, NY, Action.HAND_BACK, str(request_id))
+    run_clock_at(server, server.runtime.clock.now())
+    team = team_of(server, request_id)
+    assert (team.session_state, team.session_at) == (SessionState.NONE, None)
+    last = group_dm(server)[-1]["text"]
+    assert "step back" in last and "new times will be proposed" in last
+    assert "<@" not in last and f"<#{TEAM_CHANNEL}>" in last
+    post = fake.messages[TEAM_CHANNEL][0]
+    assert "moving to another time" in post["text"] and not instants(everything(post))
+    assert "person who arranged it will share" in post["text"]
+    # The one who stayed is told to wait for the newcomer rather than that times are out.
+    click(server, LDN, Action.PROPOSE_TIMES, str(request_id))
+    assert "Another supporter is being found" in told(server, LDN)[-1]
+
+    # SYD accepts: a new group DM; SYD's Propose times opens the form, and a new time is set.
+    with server.runtime.sessions() as session:
+        offer = session.scalars(select(Offer).where(Offer.request_id == request_id,
+                                                    Offer.supporter_id == SYD)).one()
+    server.slack.block_action(SYD, Action.ACCEPT_OFFER, str(offer.id))
+    server.settle()
+    new_dm = fake.dm_channel([CALLER, LDN, SYD])
+    assert new_dm is not None and fake.messages.get(new_dm)
+    opened = len(fake.calls_to("views.open"))
+    click(server, SYD, Action.PROPOSE_TIMES, str(request_id))
+    assert len(fake.calls_to("views.open")) == opened + 1, "the form opens for the newcomer"
+    assert propose(server, SYD, request_id, T2) is None
+    proposals = with_action(fake.messages[new_dm], Action.PICK_TIME)
+    assert len(proposals) == 1 and instants(shown(proposals[0])) == [T2]
+    click(server, CALLER, Action.PICK_TIME, pick_values(proposals[0])[0], message=proposals[0],
+          channel=new_dm)
+    assert (team_of(server, request_id).session_state,
+            team_of(server, request_id).session_at) == (SessionState.SET, T2)
+
+    # Only the new time is reminded, to the people now on it.
+    run_clock_at(server, T1 - timedelta(minutes=30))
+    assert all(reminders_to(server, u) == [] for u in (CALLER, NY, LDN, SYD))
+    run_clock_at(server, T2 - timedelta(minutes=30))
+    assert [len(reminders_to(server, u)) for u in (CALLER, NY, LDN, SYD)] == [1, 0, 1, 1]
+
+
+# -- the channel's post and its correction -------------------------------------------------------
+
+def work_id(server: AppServer, key: str) -> int:
+    with server.runtime.sessions() as session:
+        return session.scalars(select(DueWork.id).where(DueWork.key == key)).one()
+
+
+def test_a_correction_waits_for_the_post_still_going_out(app_server: AppServer,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    server, fake = app_server, app_server.slack.fake
+    request_id = placed(server)
+    proposed_and_picked(server, request_id, [T1], 0)
+    now = server.runtime.clock.now()
+    version = team_of(server, request_id).session_version
+    clock_only = make_sessions(server.runtime.engine)  # what it records waits for the clock
+    with clock_only.begin() as session:
+        sessions.post_invitation(session, request_id, CALLER, version, now=now)
+    post = work_id(server, sessions.invitation_key(request_id, version, Posting.POST))
+
+    # The post's delivery has read the time and is on its way to Slack when the time moves.
+    messenger = server.runtime.services.messenger
+    original = messenger.post_message
+    on_its_way, go = threading.Event(), threading.Event()
+
+    def held(channel: str, *args: Any, **kwargs: Any) -> Any:
+        if channel == TEAM_CHANNEL:
+            on_its_way.set()
+            go.wait(10)
+        return original(channel, *args, **kwargs)
+
+    monkeypatch.setattr(messenger, "post_message", held)
+    posting = threading.Thread(target=server.runtime.duework().run_now, args=([post],))
+    posting.start()
+    try:
+        assert on_its_way.wait(10)
+        with clock_only.begin() as session:
+            sessions.reschedule(session, request_id, NY, version, now=now)
+        server.runtime.duework().run_now(
+            [work_id(server, sessions.invitation_key(request_id, version, Posting.MOVED))])
+    finally:
+        go.set()
+        posting.join(10)
+    run_clock_at(server, now + timedelta(minutes=1))
+    posts = fake.messages[TEAM_CHANNEL]
+    assert len(posts) == 1 and "moving to another time" in posts[0]["text"]
+    assert not instants(everything(posts[0])), "the old time is not left standing"
 
 
 # -- who may do what, and input that cannot be accepted ----------------------------------------
@@ -632,6 +804,53 @@ def test_calling_it_off_starts_the_private_outreach(database: Database) -> None:
         assert session.get(TeamRequest, request_id).session_state == SessionState.CANCELLED
 
 
+def session_payloads(db: Database) -> dict[str, dict]:
+    with db.sessions() as session:
+        return {w.key: w.payload for w in session.scalars(select(DueWork).where(
+            DueWork.kind == Effect.TEAM_SESSION.value))}
+
+
+def test_ending_with_the_request_is_only_for_an_ended_request_and_a_time_ahead(
+        database: Database) -> None:
+    request_id = domain_placed(database)
+    with database.sessions.begin() as session:
+        proposal = sessions.propose(session, request_id, NY, [T1], None, now=NOW)[0]
+        sessions.pick(session, proposal.id, CALLER, now=NOW)
+    with database.sessions.begin() as session:
+        assert sessions.end_with_request(session, request_id, NOW) is False, "still open"
+        assert sessions.end_with_request(session, 999999, NOW) is False
+        requests.close(session, request_id, NY, now=T1, duration="30_60", referred=False,
+                       need_met="yes", people_present="6_15")
+        assert sessions.end_with_request(session, request_id, T1) is False, "it took place"
+    with database.sessions() as session:
+        team = session.get(TeamRequest, request_id)
+    assert (team.session_state, team.session_version) == (SessionState.SET, 2)
+    assert len(session_payloads(database)) == 3  # proposed, set, the caller's invitation
+
+
+def test_a_hand_back_while_times_are_proposed_sets_them_aside(database: Database) -> None:
+    request_id = domain_placed(database)
+    with database.sessions.begin() as session:
+        proposal = sessions.propose(session, request_id, NY, [T1], None, now=NOW)[0]
+        session.get(SupportRequest, request_id).intro_channel = "G0GROUPDM1"
+    with database.sessions.begin() as session:
+        requests.hand_back(session, request_id, LDN, now=NOW)
+        assert sessions.reset_for_new_supporters(session, request_id, NOW) is True
+        assert sessions.reset_for_new_supporters(session, request_id, NOW) is False, "once"
+    with database.sessions() as session:
+        team = session.get(TeamRequest, request_id)
+    assert (team.session_state, team.session_version) == (SessionState.NONE, 2)
+    said = session_payloads(database)[f"teamsession:{request_id}:v2:group"]
+    assert (said["change"], said["channel"], said["posted"]) == (
+        "stepped_back", "G0GROUPDM1", False)
+    with pytest.raises(SessionError, match="supporters will propose new times"), \
+            database.sessions.begin() as session:
+        sessions.pick(session, proposal.id, CALLER, now=NOW)
+    with pytest.raises(SessionError, match="Another supporter is being found"), \
+            database.sessions.begin() as session:
+        sessions.propose(session, request_id, NY, [T2], None, now=NOW)
+
+
 # -- the builders, at their longest ------------------------------------------------------------
 
 def test_every_message_fits_slacks_limits_at_its_longest() -> None:
@@ -645,7 +864,9 @@ def test_every_message_fits_slacks_limits_at_its_longest() -> None:
                 blocks.called_off(NY), blocks.caller_invitation(request, team, "Asia/Kolkata"),
                 blocks.channel_invitation(request, team), blocks.channel_update(team, True),
                 blocks.channel_update(team, False), blocks.reminder(request, team),
-                blocks.picked_note(T1), blocks.set_aside_note(NY, True)]
+                blocks.picked_note(T1), blocks.set_aside_note(NY, True),
+                blocks.ended_with_request("closed", TEAM_CHANNEL),
+                blocks.stepped_back(request, TEAM_CHANNEL)]
     for message in messages:
         assert_within_limits(message["blocks"])
         assert "<@U1>" not in json.dumps(message), "a typed place cannot mention anyone"
