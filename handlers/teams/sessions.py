@@ -4,6 +4,7 @@ its messages are delivered and its reminder runs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,36 +140,35 @@ def on_pick_time(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond
     _replace_after_commit(db, respond, picked_note(moved.team.session_at))
 
 
-@transactional
-def on_reschedule(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
-                  context: dict[str, Any], db: Session) -> None:
-    """The caller or a supporter asks for other times."""
+def _set_aside(change: Callable[..., domain.Moved], called_off: bool, ack: Ack,
+               body: dict[str, Any], action: dict[str, Any], respond: Respond,
+               context: dict[str, Any], db: Session) -> None:
+    """Reschedule or Call it off: the change is made if still current, and the clicked message
+    loses its buttons."""
     ack()
     services: Services = context["services"]
     user_id = body["user"]["id"]
     try:
-        domain.reschedule(db, whole_number(action.get("value")), user_id,
-                          version_of(action.get("block_id")), now=services.clock.now())
+        change(db, whole_number(action.get("value")), user_id,
+               version_of(action.get("block_id")), now=services.clock.now())
     except SessionError as error:
         reply_privately(respond, str(error))
         return
-    _replace_after_commit(db, respond, set_aside_note(user_id, called_off=False))
+    _replace_after_commit(db, respond, set_aside_note(user_id, called_off=called_off))
+
+
+@transactional
+def on_reschedule(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
+                  context: dict[str, Any], db: Session) -> None:
+    """The caller or a supporter asks for other times."""
+    _set_aside(domain.reschedule, False, ack, body, action, respond, context, db)
 
 
 @transactional
 def on_call_off(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
                 context: dict[str, Any], db: Session) -> None:
     """The caller or a supporter calls the group conversation off."""
-    ack()
-    services: Services = context["services"]
-    user_id = body["user"]["id"]
-    try:
-        domain.cancel(db, whole_number(action.get("value")), user_id,
-                      version_of(action.get("block_id")), now=services.clock.now())
-    except SessionError as error:
-        reply_privately(respond, str(error))
-        return
-    _replace_after_commit(db, respond, set_aside_note(user_id, called_off=True))
+    _set_aside(domain.cancel, True, ack, body, action, respond, context, db)
 
 
 @transactional
