@@ -1,40 +1,39 @@
-"""Private outreach to each member of a team: one note each, and counts of what they chose.
+"""Private outreach to each member of a team: one note each, kept up to date, and counts.
 
 When the caller asked for each person to be offered private support, every member of the team
-(the people they named, a user group's members, a channel's members) gets one private note.
-What is kept is counts only: how many were reached or skipped, how many asked for personal
-support or opted in to check-ins. Who received a note lives only in the outbox's delivery rows
-(kept a week, like every delivery) and who clicked is never recorded against the team: a
-member's personal request is an ordinary request, and a member's check-ins are their own.
+(the people they named, a user group's members, a channel's members) gets one private note,
+and when the team's group conversation is later moved or called off, that same note is updated
+in place. What is kept is counts only: how many were reached or skipped, how many asked for
+personal support or opted in to check-ins (bot.requests.outreach_answers). Who received a note
+lives only in the outbox's delivery rows (kept a week, like every delivery) and who clicked is
+never recorded against the team: a member's personal request is an ordinary request, and a
+member's check-ins are their own.
+
+This module imports nothing that imports bot.requests.sessions, so the group conversation's
+changes can refresh the notes (refresh_notes) in their own transaction.
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from bot.checkins import service as checkins
 from bot.infra import duework, outbox
-from bot.infra.aggregate import suppress
 from bot.infra.models import (
     OutreachOptOut,
     OutreachState,
-    RequestKind,
     RequestState,
     SupportRequest,
     TeamRequest,
 )
 from bot.infra.outbox import Effect
-from bot.requests import flows
-from bot.requests.service import AlreadyOpen, RequestForm, seat_holders
+from bot.requests.service import seat_holders
+from bot.requests.teams import _PERSON as PERSON
 
 # The most people one team's outreach reaches. A "team" larger than this is almost surely the
 # wrong channel (a hospital-wide one): nothing is sent, and the caller and supporters are told,
@@ -44,20 +43,12 @@ MAX_MEMBERS = 2000
 FINISH = "team.outreach.finish"
 # How often the finishing timer looks again while notes are still going out.
 FINISH_EVERY = 30
-# Notes fall due this long after the start: the clock's engine sends them (in batches, several
-# at a time), not the one thread that happened to commit the start after a click.
+# Notes (and their updates) fall due this long after the change that implied them: the clock's
+# engine sends them (in batches, several at a time), not the one thread that happened to commit
+# the change after a click.
 NOTES_AFTER = timedelta(seconds=1)
-# The form of a Slack user id; anything else a channel or group listing held is left out.
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,31}$")
-# Personal support a member asks for from their note: gentle defaults, changeable by nobody but
-# the supporter and the member talking.
-TALK_FORM = RequestForm(urgency="today", connection="slack")
-# Where a team's outreach can be answered from: its notes are going out or have gone.
-_ANSWERABLE = (OutreachState.SENDING, OutreachState.SENT)
-
-
-class OutreachError(ValueError):
-    """A click on a note that cannot be done; the message is for the person who clicked."""
+# Where a team's outreach can be answered from, or refreshed: its notes are going out or have.
+ANSWERABLE = (OutreachState.SENDING, OutreachState.SENT)
 
 
 class Start(enum.StrEnum):
@@ -81,34 +72,23 @@ class Started:
 @dataclass(frozen=True)
 class Sources:
     """Where a team's members are read from: the people the caller named, a user group and a
-    channel (any of the three)."""
+    channel (any of the three), and the caller, who must be in the group or channel named."""
 
     people: tuple[str, ...]
     usergroup_id: str | None
     channel_id: str | None
-
-
-@dataclass(frozen=True)
-class OutreachCounts:
-    """What a team's outreach came to, each figure None while below the minimum group."""
-
-    reached: int | None
-    skipped: int | None
-    asked_personal: int | None
-    opted_checkins: int | None
-
-
-@dataclass(frozen=True)
-class Asked:
-    """A member's "Talk to a peer supporter": their request, and whether it is a new one."""
-
-    request: SupportRequest
-    created: bool
+    caller: str | None
 
 
 def note_key(request_id: int, user_id: str) -> str:
     """The outbox key of one member's note."""
     return f"outreach:{request_id}:{user_id}"
+
+
+def update_key(request_id: int, user_id: str, version: int) -> str:
+    """The outbox key of one member's note brought up to date with the group conversation's
+    `version` (its session_version)."""
+    return f"{note_key(request_id, user_id)}:v{version}"
 
 
 def _notes_prefix(request_id: int) -> str:
@@ -123,7 +103,8 @@ def sources(session: Session, request_id: int) -> Sources | None:
     if team is None or request is None or team.outreach_state != OutreachState.WAITING \
             or request.state == RequestState.CANCELLED:
         return None
-    return Sources(tuple(team.people or ()), team.usergroup_id, team.channel_id)
+    return Sources(tuple(team.people or ()), team.usergroup_id, team.channel_id,
+                   request.requester_id)
 
 
 def _move(session: Session, request_id: int, frm: OutreachState, to: OutreachState, *,
@@ -145,7 +126,7 @@ def _to_reach(session: Session, request: SupportRequest, found: Iterable[str],
     request's supporters and anyone who asked for no more notes like this."""
     excluded = {bot_id, request.requester_id, request.supporter_id,
                 *seat_holders(session, request.id)}
-    members = {m for m in found if isinstance(m, str) and _USER_ID.match(m)} - excluded
+    members = {m for m in found if isinstance(m, str) and PERSON.match(m)} - excluded
     if not members:
         return []
     # The opt-outs are a short list: read whole rather than matched against thousands of ids.
@@ -215,9 +196,11 @@ def opted_out(session: Session, user_id: str) -> bool:
     return session.get(OutreachOptOut, user_id) is not None
 
 
-def _bump(session: Session, request_id: int, column: str) -> None:
+def count_one(session: Session, request_id: int, column: str) -> None:
+    """One more in one of the team's counts (reached, skipped, asked_personal, opted_checkins),
+    in the transaction of what it counts."""
     # One UPDATE adding one: exact whatever else runs at the same time, and undone with the
-    # delivery's transaction if that fails.
+    # delivery's (or the click's) transaction if that fails.
     field = getattr(TeamRequest, column)
     session.execute(update(TeamRequest).where(TeamRequest.request_id == request_id)
                     .values({column: field + 1}).execution_options(synchronize_session=False))
@@ -225,83 +208,52 @@ def _bump(session: Session, request_id: int, column: str) -> None:
 
 def reached(session: Session, request_id: int) -> None:
     """Count one note delivered (in the delivery's transaction)."""
-    _bump(session, request_id, "reached")
+    count_one(session, request_id, "reached")
 
 
 def skipped(session: Session, request_id: int) -> None:
     """Count one member not sent a note: deactivated, a bot, unreachable or opted out."""
-    _bump(session, request_id, "skipped")
+    count_one(session, request_id, "skipped")
 
 
-# -- what members choose, known only as counts ---------------------------------------------------
+# -- who was sent a note, and bringing the notes up to date -----------------------------------
 
-def _answerable(session: Session, request_id: int | None, user_id: str) -> TeamRequest:
-    """The team request a note's button names, if its notes went out and the clicker could have
-    been sent one."""
-    team = session.get(TeamRequest, request_id) if request_id is not None else None
-    request = session.get(SupportRequest, request_id) if team is not None else None
-    if team is None or request is None or request.kind != RequestKind.TEAM \
-            or team.outreach_state not in _ANSWERABLE:
-        raise OutreachError("This note is no longer active. You can still ask for support at "
-                            "any time: type `/peersupport`.")
-    if user_id in (request.requester_id, request.supporter_id) or \
-            user_id in seat_holders(session, request.id):
-        raise OutreachError("This note was meant for a member of the team.")
-    return team
+def noted_members(session: Session, request_id: int) -> list[str]:
+    """Everyone a note of this team was recorded for, while its outbox row is kept (a week after
+    delivery): the only record of who was sent one."""
+    prefix = _notes_prefix(request_id)
+    return sorted(key[len(prefix):] for key in
+                  outbox.keys_like(session, Effect.TEAM_OUTREACH.value, prefix)
+                  if PERSON.match(key[len(prefix):]))
 
 
-def ask_personal(services: flows.Needs, session: Session, request_id: int | None,
-                 user_id: str) -> Asked:
-    """A member asks to talk with a peer supporter: a personal request of their own, placed as
-    any other, linked to the team only by one more in its count. Someone with a request open
-    already (a repeated click too) is shown theirs, and counted once."""
-    _answerable(session, request_id, user_id)
-    assert request_id is not None
-    try:
-        request = flows.create(services, session, user_id, TALK_FORM, source_key=None)
-    except AlreadyOpen as existing:
-        return Asked(existing.request, created=False)
-    _bump(session, request_id, "asked_personal")
-    return Asked(request, created=True)
+def noted(session: Session, request_id: int, user_id: str) -> bool:
+    """Whether a note of this team was recorded for `user_id` (while its row is kept)."""
+    key = note_key(request_id, user_id)
+    return key in outbox.keys_like(session, Effect.TEAM_OUTREACH.value, key)
 
 
-def plan_checkins(session: Session, request_id: int | None, user_id: str, *, now: datetime,
-                  offsets_days: tuple[float, ...], default_tz: str) -> bool:
-    """A member opts in to a few check-ins: True when they were planned now, False when the
-    member had them planned already (counted once)."""
-    _answerable(session, request_id, user_id)
-    assert request_id is not None
-    # Take the team's row first: two clicks at once then plan (and count) once, the second
-    # finding the first's plan.
-    session.execute(update(TeamRequest).where(TeamRequest.request_id == request_id)
-                    .values(opted_checkins=TeamRequest.opted_checkins)
-                    .execution_options(synchronize_session=False))
-    planned = checkins.plan_person(session, request_id, user_id, now=now,
-                                   offsets_days=offsets_days, default_tz=default_tz)
-    if not planned:
-        return False
-    _bump(session, request_id, "opted_checkins")
-    return True
+def refresh_notes(session: Session, request_id: int, now: datetime) -> int:
+    """Bring every member's note of this team up to date with its group conversation, after a
+    time is picked, moved or called off: one update each, recorded in the caller's transaction
+    and keyed by the team's session_version, whose delivery finds the member's note in their DM
+    and replaces it in place (never a second message; a note never delivered is left alone).
+    Returns how many were recorded.
 
+    Members are found from their notes' outbox rows, which are kept a week after delivery like
+    every delivery's (bot.infra.duework.FINISHED_RETENTION), since nothing else records who was
+    sent a note: once those rows are gone, the notes are no longer refreshed."""
+    team = session.scalars(select(TeamRequest).where(TeamRequest.request_id == request_id)
+                           .execution_options(populate_existing=True)).first()
+    if team is None or not team.group or team.outreach_state not in ANSWERABLE:
+        return 0  # no note mentions a group conversation, or none was recorded
+    members = noted_members(session, request_id)
+    if members:
+        version = team.session_version
+        outbox.record_many(session, [
+            (Effect.TEAM_OUTREACH.value, {"request_id": request_id, "user_id": member,
+                                          "update": True, "version": version},
+             update_key(request_id, member, version)) for member in members],
+            now=now + NOTES_AFTER)
+    return len(members)
 
-def opt_out(session: Session, user_id: str, *, now: datetime) -> bool:
-    """The person asks for no more notes like this; True the first time (a repeat is a no-op)."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    added = session.execute(insert(OutreachOptOut).values(user_id=user_id, created_at=now)
-                            .on_conflict_do_nothing().returning(OutreachOptOut.user_id)).first()
-    return added is not None
-
-
-def opt_in(session: Session, user_id: str) -> bool:
-    """The person wants team notes again after all; True when they had opted out."""
-    return session.execute(delete(OutreachOptOut).where(OutreachOptOut.user_id == user_id)
-                           .execution_options(synchronize_session=False)).rowcount > 0
-
-
-def counts(team: TeamRequest, minimum: int) -> OutreachCounts:
-    """The outreach's figures for others to show, each hidden (None) below the minimum group."""
-    figures = suppress({"reached": team.reached or 0, "skipped": team.skipped or 0,
-                        "asked_personal": team.asked_personal or 0,
-                        "opted_checkins": team.opted_checkins or 0}, minimum,
-                       with_total=False).groups
-    return OutreachCounts(**figures)

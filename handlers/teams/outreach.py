@@ -10,8 +10,8 @@ from slack_bolt import Ack, App, Respond
 from sqlalchemy.orm import Session
 
 from bot.infra.duework import JobRegistry
-from bot.requests import outreach
-from bot.requests.outreach import OutreachError
+from bot.requests import outreach_answers as answers
+from bot.requests.outreach_answers import OutreachError
 from bot.requests.service import RequestError
 from handlers.common.blockkit import notice
 from handlers.common.ids import Action
@@ -37,7 +37,8 @@ def register(app: App) -> None:
 
 
 def register_jobs(jobs: JobRegistry, services: Services) -> None:
-    """Register the outreach's deliveries: its start, each member's note, its finishing."""
+    """Register the outreach's deliveries: its start, each member's note (and its updates), its
+    finishing."""
     register_effects(jobs, services)
 
 
@@ -51,8 +52,8 @@ def on_talk(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Res
     """The "Talk to a peer supporter" button: a personal request of the member's own, at once."""
     services: Services = context["services"]
     try:
-        result = outreach.ask_personal(services, db, whole_number(action.get("value")),
-                                       body["user"]["id"])
+        result = answers.ask_personal(services, db, whole_number(action.get("value")),
+                                      body["user"]["id"])
     except (OutreachError, RequestError) as error:
         ack()
         reply_privately(respond, str(error))
@@ -66,13 +67,12 @@ def on_talk(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Res
 @transactional
 def on_checkins(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
                 context: dict[str, Any], db: Session) -> None:
-    """The "Send me a few check-ins" button: the member's own check-ins, planned once."""
+    """The "Send me a few check-ins" button: the member's own check-ins, planned once (and moved
+    to their own time zone once committed)."""
     services: Services = context["services"]
     try:
-        planned = outreach.plan_checkins(
-            db, whole_number(action.get("value")), body["user"]["id"],
-            now=services.clock.now(), offsets_days=services.settings.checkin_days,
-            default_tz=services.settings.program_timezone)
+        planned = answers.plan_checkins(services, db, whole_number(action.get("value")),
+                                        body["user"]["id"])
     except OutreachError as error:
         ack()
         reply_privately(respond, str(error))
@@ -86,7 +86,7 @@ def on_checkins(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond:
 def on_opt_out(ack: Ack, body: dict[str, Any], respond: Respond, context: dict[str, Any],
                db: Session) -> None:
     """The "Don't send me notes like this" button: kept for every team's notes to come."""
-    outreach.opt_out(db, body["user"]["id"], now=context["services"].clock.now())
+    answers.opt_out(db, body["user"]["id"], now=context["services"].clock.now())
     db.commit()
     ack()
     _privately(respond, opted_out())
@@ -95,7 +95,7 @@ def on_opt_out(ack: Ack, body: dict[str, Any], respond: Respond, context: dict[s
 @transactional
 def on_opt_in(ack: Ack, body: dict[str, Any], respond: Respond, db: Session) -> None:
     """"Send them to me after all": the opt-out is undone, for every team's notes to come."""
-    outreach.opt_in(db, body["user"]["id"])
+    answers.opt_in(db, body["user"]["id"])
     db.commit()
     ack()
     _privately(respond, notice(OPTED_IN))

@@ -6,6 +6,8 @@ anyone else; its answers are seen by the person who clicked alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
@@ -23,6 +25,11 @@ from handlers.common.ids import Action
 from handlers.library.blocks import surfacing_blocks
 from handlers.requests.blocks import requester_status
 
+# A note whose team asked for a group conversation, when it has no time: sent so (the notes
+# went before a time was picked), or brought up to date after a time was moved or set aside.
+ARRANGING = "A group conversation for the team is being arranged."
+REARRANGED = "The team's group conversation has no time set at the moment."
+CALLED_OFF = "The team's group conversation will not go ahead as planned."
 PRIVATE = ("Only you can see this. Nobody on your team, and nobody who arranged this, is told "
            "whether or how you answer.")
 
@@ -31,24 +38,40 @@ def _section(text: str) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=text))
 
 
-def _session_line(team: TeamRequest) -> str | None:
-    if team.session_state != SessionState.SET or team.session_at is None:
+def _session_line(team: TeamRequest, *, updated: bool) -> str | None:
+    """What the note says of the team's group conversation as it stands now: its time (and
+    place) when set; that a time is being found (to a note that may have shown one: that it no
+    longer stands); that it is called off, to a note that may have spoken of it; nothing when
+    there is none to speak of."""
+    if team.session_state == SessionState.SET and team.session_at is not None:
+        where = f", {escape(team.session_place)}" if team.session_place else ""
+        return (f"*The team is meeting for a group conversation {date_token(team.session_at)}"
+                f"{where}.* Coming is entirely voluntary. It is a time to look after each "
+                "other, not to go over the event, and you are welcome just to listen.")
+    if not team.group:
         return None
-    where = f", {escape(team.session_place)}" if team.session_place else ""
-    return (f"*The team is meeting for a group conversation {date_token(team.session_at)}"
-            f"{where}.* Coming is entirely voluntary. It is a time to look after each other, "
-            "not to go over the event, and you are welcome just to listen.")
+    if team.session_state in (SessionState.NONE, SessionState.PROPOSED):
+        if updated:
+            return (f"*{REARRANGED}* Any time shared before no longer stands, and a new one is "
+                    "being found. Coming will be entirely voluntary.")
+        return (f"*{ARRANGING}* Its time will be shared with the team once it is set. Coming "
+                "will be entirely voluntary.")
+    if team.session_state == SessionState.CANCELLED and updated:
+        return (f"*{CALLED_OFF}* Nobody needs to do anything. Peer support is still here for "
+                "you, whenever you would like it.")
+    return None
 
 
-def member_note(team: TeamRequest, surfacing: Surfacing) -> dict:
-    """One member's private note: peer support is there for them, the group conversation's time
-    when one is set, a way to talk, a few check-ins, the resources, and a way to say no more."""
+def member_note(team: TeamRequest, surfacing: Surfacing, *, updated: bool = False) -> dict:
+    """One member's private note: peer support is there for them, the group conversation as it
+    stands, a way to talk, a few check-ins, the resources, and a way to say no more. `updated`:
+    the note replaces one already sent, which may have shown a time since called off."""
     unit = escape(team.unit)
     lines = [f"Hello. Your team, *{unit}*, has been through something hard recently. However "
              "you are feeling about it, peer support is here for you: a trained colleague to "
              "talk with, in confidence. There is nothing you need to explain."]
     blocks: list[Block] = [_section("\n\n".join(lines))]
-    session = _session_line(team)
+    session = _session_line(team, updated=updated)
     if session is not None:
         blocks.append(_section(session))
     value = str(team.request_id)
@@ -65,7 +88,7 @@ def member_note(team: TeamRequest, surfacing: Surfacing) -> dict:
         surfacing, resources_heading="Some people find these helpful")
     content += to_dicts([ActionsBlock(elements=[ButtonElement(
         text="Don't send me notes like this", action_id=Action.OUTREACH_OPT_OUT, value=value)])])
-    return {"text": f"Your team, {team.unit}, has been through something hard. Peer support is "
+    return {"text": f"Your team, {unit}, has been through something hard. Peer support is "
                     "here for you if you would like it.", "blocks": content}
 
 
@@ -113,10 +136,26 @@ def too_large(team: TeamRequest, members: int) -> dict:
         "support, ask again for the team naming a smaller group, channel or list of people.")
 
 
-def unreadable(team: TeamRequest, what: str, *, others: bool) -> dict:
-    """The team's channel or group could not be read: its members were not sent notes."""
-    rest = " Everyone else named for the team is sent their note." if others else ""
-    return notice(
-        f"The private notes for *{escape(team.unit)}* could not reach the members of the team's "
-        f"{what}: the app cannot see it (a private channel needs the app added to it first)."
-        + rest)
+UNREADABLE = "the app cannot see it (a private channel needs the app added to it first)"
+# Told to the caller, and to the supporters: notes go only where the caller is a member, so a
+# mistaken choice (a hospital-wide channel) never reaches people outside the team.
+NOT_YOURS = ("you are not a member of it, and notes only go to a group or channel you are in, "
+             "so that none reach the wrong people by mistake")
+NOT_THEIRS = ("the person who asked for the team's support is not a member of it, and notes "
+              "only go to a group or channel they are in, so that none reach the wrong people "
+              "by mistake")
+
+
+def not_used(team: TeamRequest, unused: Sequence[tuple[str, bool]], *, others: bool,
+             to_caller: bool) -> dict:
+    """The team's channel or group was not used, each given as (what, whether the app could
+    read it), with its reason told plainly: its members were not sent notes."""
+    theirs = NOT_YOURS if to_caller else NOT_THEIRS
+    reasons = [f"the team's {what}: {theirs if readable else UNREADABLE}."
+               for what, readable in unused]
+    lead = f"The private notes for *{escape(team.unit)}* could not reach the members of "
+    rest = "Everyone else named for the team is sent their note." if others else ""
+    if len(reasons) == 1:
+        return notice(" ".join(part for part in (lead + reasons[0], rest) if part))
+    return notice("\n".join([lead.rstrip() + ":", *(f"• {reason}" for reason in reasons),
+                             *([rest] if rest else [])]))

@@ -12,9 +12,10 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from bot.infra import outbox
 from bot.infra.db import make_sessions
@@ -33,13 +34,14 @@ from bot.infra.models import (
 )
 from bot.infra.outbox import Effect
 from bot.library import Moment, load_library
-from bot.requests import flows, outreach, teams
+from bot.requests import flows, outreach, sessions, teams
 from bot.requests import service as domain
 from bot.requests.outreach import Start
+from bot.requests.outreach_answers import NOT_SENT_TO_YOU
 from bot.requests.teams import TeamForm
 from bot.sandbox.slack_api import FakeSlack
 from handlers.common.ids import Action
-from handlers.teams.outreach_blocks import member_note
+from handlers.teams.outreach_blocks import ARRANGING, CALLED_OFF, REARRANGED, member_note
 from tests.blockkit import assert_within_limits
 from tests.conftest import LEADER, AppServer, Database, eventually, run_together
 from tests.requests.test_requests_http import add_supporters, tick
@@ -196,7 +198,7 @@ def test_people_a_group_and_a_channel_that_overlap_reach_each_person_once(
     for person in (a, b, c, d, e, f):
         fake.add_user(person)
     fake.add_usergroup("S0TEAM0001", "ward7", [b, c, d, e, CALLER])
-    fake.set_members(CHANNEL, [c, e, f, SUPPORTER, fake.bot_user_id])
+    fake.set_members(CHANNEL, [c, e, f, CALLER, SUPPORTER, fake.bot_user_id])
     request_id = place(app_server, team_form(people=(a, b, c), usergroup="S0TEAM0001"))
     run_out(app_server, request_id)
     assert notes_to(fake, request_id) == Counter({p: 1 for p in (a, b, c, d, e, f)})
@@ -217,6 +219,49 @@ def test_a_channel_that_cannot_be_read_is_told_and_the_others_are_reached(
         told = [m for m in fake.messages.get(fake.dm_channel([person]) or "", [])
                 if "could not reach the members" in m["text"]]
         assert len(told) == 1, person
+
+
+def test_a_channel_or_group_the_caller_is_not_in_sends_nobody_a_note(
+        app_server: AppServer) -> None:
+    fake = app_server.slack.fake
+    named = ["UNAMED0001", "UNAMED0002"]
+    hospital = [f"UHOSP{n:05d}" for n in range(40)]  # a hospital-wide channel chosen by mistake
+    nights = ["UNIGHT0001", "UNIGHT0002"]
+    for person in (*named, *hospital, *nights):
+        fake.add_user(person)
+    fake.set_members(CHANNEL, [*hospital, SUPPORTER, fake.bot_user_id])  # not the caller's
+    fake.add_usergroup("S0NIGHTS1", "nights", nights)  # nor is this group
+    request_id = place(app_server, team_form(people=tuple(named), usergroup="S0NIGHTS1"))
+    run_out(app_server, request_id)
+    assert notes_to(fake, request_id) == Counter({p: 1 for p in named}), \
+        "the people named are reached; nobody in a group or channel the caller is not in"
+    assert team_of(app_server, request_id).reached == len(named)
+    for person, reason in ((CALLER, "you are not a member of it"),
+                           (SUPPORTER, "the person who asked for the team's support is not a "
+                                       "member of it")):
+        told = [m for m in fake.messages.get(fake.dm_channel([person]) or "", [])
+                if "could not reach the members" in m["text"]]
+        assert len(told) == 1, person
+        text = told[0]["text"]
+        assert "channel" in text and "user group" in text and text.count(reason) == 2, text
+        assert "Everyone else named for the team is sent their note" in text
+
+
+def test_a_group_the_caller_is_in_is_used_when_their_channel_is_not(
+        app_server: AppServer) -> None:
+    fake = app_server.slack.fake
+    ward = ["UWARD00001", "UWARD00002", "UWARD00003"]
+    for person in (*ward, "UOTHER0001"):
+        fake.add_user(person)
+    fake.set_members(CHANNEL, ["UOTHER0001", fake.bot_user_id])
+    fake.add_usergroup("S0WARD001", "ward", [*ward, CALLER])
+    request_id = place(app_server, team_form(usergroup="S0WARD001"))
+    run_out(app_server, request_id)
+    assert notes_to(fake, request_id) == Counter({p: 1 for p in ward})
+    told = [m for m in fake.messages.get(fake.dm_channel([CALLER]) or "", [])
+            if "could not reach the members" in m["text"]]
+    assert len(told) == 1 and "the team's channel: you are not a member of it" in told[0]["text"]
+    assert "user group" not in told[0]["text"]
 
 
 def test_a_crash_after_posting_and_a_second_start_never_send_or_count_twice(
@@ -406,17 +451,176 @@ def test_clicks_that_cannot_be_answered_change_nothing(app_server: AppServer) ->
     assert "meant for a member of the team" in seen_by(fake, CALLER)
 
 
-# -- counts shown to others -------------------------------------------------------------------
+def test_a_click_from_someone_not_sent_a_note_changes_nothing(app_server: AppServer) -> None:
+    fake = app_server.slack.fake
+    members = MEMBERS[:6]
+    workspace(fake, members)
+    outsider = "UOUTSIDE01"  # on no team: a click no note of this team could carry
+    fake.add_user(outsider)
+    request_id = place(app_server, team_form())
+    run_out(app_server, request_id)
+    # A member's note whose record is gone (a week after delivery, nothing says who got one).
+    with app_server.runtime.sessions.begin() as session:
+        session.execute(delete(DueWork).where(
+            DueWork.key == outreach.note_key(request_id, members[5])))
+    planned = checkins_planned(app_server)
+    for who in (outsider, members[5]):
+        for action in (Action.TEAM_TALK, Action.TEAM_CHECKINS):
+            click(app_server, who, action, str(request_id))
+    app_server.settle()
+    team = team_of(app_server, request_id)
+    assert (team.asked_personal, team.opted_checkins) == (0, 0)
+    with app_server.runtime.sessions() as session:
+        assert session.scalars(select(SupportRequest).where(
+            SupportRequest.kind == RequestKind.PERSONAL)).all() == []
+    assert checkins_planned(app_server) == planned
+    for who in (outsider, members[5]):
+        assert seen_by(fake, who).count(NOT_SENT_TO_YOU.split(":")[0]) == 2, who
+    click(app_server, members[0], Action.TEAM_TALK, str(request_id))  # a member still can
+    app_server.settle()
+    assert team_of(app_server, request_id).asked_personal == 1
 
 
-def test_counts_are_hidden_below_the_minimum_group() -> None:
-    team = TeamRequest(reached=12, skipped=4, asked_personal=5, opted_checkins=0)
-    assert outreach.counts(team, 5) == outreach.OutreachCounts(
-        reached=12, skipped=None, asked_personal=5, opted_checkins=None)
-    assert outreach.counts(team, 6) == outreach.OutreachCounts(
-        reached=12, skipped=None, asked_personal=None, opted_checkins=None)
-    assert outreach.counts(TeamRequest(reached=5, skipped=5, asked_personal=5,
-                                       opted_checkins=5), 5) == outreach.OutreachCounts(5, 5, 5, 5)
+def test_a_members_checkins_come_inside_their_own_hours(app_server: AppServer) -> None:
+    fake = app_server.slack.fake
+    members = MEMBERS[:6]
+    workspace(fake, members)
+    sydney = ZoneInfo("Australia/Sydney")
+    fake.users[members[0]].tz = "Australia/Sydney"  # the program's zone is UTC
+    request_id = place(app_server, team_form())
+    run_out(app_server, request_id)
+    click(app_server, members[0], Action.TEAM_CHECKINS, str(request_id))
+    app_server.settle()
+    with app_server.runtime.sessions() as session:
+        due = session.scalars(select(CheckIn.due_at).where(
+            CheckIn.request_id == request_id, CheckIn.user_id == members[0])).all()
+    assert len(due) == len(app_server.runtime.settings.checkin_days)
+    local = [at.astimezone(sydney) for at in due]
+    assert all(9 <= at.hour < 18 for at in local), local
+
+
+# -- a note kept up to date with the group conversation --------------------------------------
+
+
+def note_of(fake: FakeSlack, request_id: int, member: str) -> list[dict]:
+    """Every message in the member's DM (there should be one: their note)."""
+    with fake._lock:
+        return [dict(m) for m in fake.messages.get(fake.dm_channel([member]) or "", [])]
+
+
+def change_session(app_server: AppServer, request_id: int,
+                   change: Callable[[Any, TeamRequest, datetime], Any]) -> None:
+    """One change of the group conversation, with the notes' refresh in its transaction (as
+    bot.requests.sessions records it)."""
+    runtime = app_server.runtime
+    now = runtime.clock.now()
+    with runtime.sessions.begin() as session:
+        change(session, session.get(TeamRequest, request_id), now)
+        outreach.refresh_notes(session, request_id, now)
+    app_server.settle()
+
+
+def propose_and_pick(app_server: AppServer, request_id: int, at: datetime) -> None:
+    def both(session: Any, _team: TeamRequest, now: datetime) -> None:
+        [proposal] = sessions.propose(session, request_id, SUPPORTER, [at], "Room 4", now=now)
+        sessions.pick(session, proposal.id, CALLER, now=now)
+
+    change_session(app_server, request_id, both)
+
+
+def test_a_moved_or_called_off_conversation_updates_each_note_in_place(
+        app_server: AppServer) -> None:
+    fake = app_server.slack.fake
+    members = [*ACTIVE[:6], DEACTIVATED[0]]
+    workspace(fake, members)
+    request_id = place(app_server, team_form(group=True))
+    first = app_server.runtime.clock.now() + timedelta(days=2)
+    propose_and_pick(app_server, request_id, first)
+    run_out(app_server, request_id)
+    reached = ACTIVE[:6]
+    assert notes_to(fake, request_id) == Counter({m: 1 for m in reached})
+    token = f"<!date^{int(first.timestamp())}^"
+    assert all(token in json.dumps(note_of(fake, request_id, m)) for m in reached)
+    posts = len(fake.calls_to("chat.postMessage"))
+
+    def notes_say(*words: str) -> None:
+        for member in reached:
+            [note] = note_of(fake, request_id, member)  # still one message: never a second
+            shown = json.dumps(note)
+            assert all(word in shown for word in words), (member, shown)
+            assert Action.TEAM_TALK in shown, "the note's buttons are kept"
+
+    change_session(app_server, request_id, lambda session, team, now: sessions.reschedule(
+        session, request_id, SUPPORTER, team.session_version, now=now))
+    tick(app_server, 2)
+    notes_say(REARRANGED)
+    assert all(token not in json.dumps(note_of(fake, request_id, m)) for m in reached)
+    second = first + timedelta(days=1)
+    propose_and_pick(app_server, request_id, second)
+    tick(app_server, 2)
+    notes_say(f"<!date^{int(second.timestamp())}^", "Room 4")
+    change_session(app_server, request_id, lambda session, team, now: sessions.cancel(
+        session, request_id, CALLER, team.session_version, now=now))
+    tick(app_server, 2)
+    notes_say(CALLED_OFF)
+    assert notes_to(fake, request_id) == Counter({m: 1 for m in reached})
+    assert note_of(fake, request_id, DEACTIVATED[0]) == [], "a note never sent is not sent now"
+    member_posts = [c for c in fake.calls_to("chat.postMessage")[posts:]
+                    if c.args.get("channel") in {fake.dm_channel([m]) for m in members}]
+    assert member_posts == [], "every change updated the note; none posted anew"
+    assert len(fake.calls_to("chat.update")) >= 3 * len(reached)
+    team = team_of(app_server, request_id)
+    assert (team.reached, team.skipped) == (len(reached), 1), "updates count nothing"
+
+
+def test_a_change_before_the_notes_go_out_leaves_one_current_note_each(
+        app_server: AppServer) -> None:
+    fake = app_server.slack.fake
+    members = ACTIVE[:5]
+    workspace(fake, members)
+    request_id = place(app_server, team_form(group=True))
+    first = app_server.runtime.clock.now() + timedelta(days=2)
+    propose_and_pick(app_server, request_id, first)
+    # The notes are recorded but not yet out when the time is moved.
+    assert team_of(app_server, request_id).outreach_state == OutreachState.SENDING
+    change_session(app_server, request_id, lambda session, team, now: sessions.reschedule(
+        session, request_id, SUPPORTER, team.session_version, now=now))
+    run_out(app_server, request_id)
+    tick(app_server, 10)
+    assert notes_to(fake, request_id) == Counter({m: 1 for m in members})
+    for member in members:
+        [note] = note_of(fake, request_id, member)
+        assert REARRANGED in json.dumps(note)
+        assert f"<!date^{int(first.timestamp())}^" not in json.dumps(note)
+
+
+def test_notes_sent_before_a_time_is_picked_show_it_once_picked(app_server: AppServer) -> None:
+    fake = app_server.slack.fake
+    members = ACTIVE[:5]
+    workspace(fake, members)
+    request_id = place(app_server, team_form(group=True))
+    tick(app_server, 25 * 3600)  # nobody picked a time in a day: the notes go without one
+    run_out(app_server, request_id)
+    assert all(ARRANGING in json.dumps(note_of(fake, request_id, m)) for m in members)
+    at = app_server.runtime.clock.now() + timedelta(days=2)
+    propose_and_pick(app_server, request_id, at)
+    tick(app_server, 2)
+    for member in members:
+        [note] = note_of(fake, request_id, member)
+        assert f"<!date^{int(at.timestamp())}^" in json.dumps(note), member
+        assert ARRANGING not in json.dumps(note)
+
+
+def test_refreshing_a_team_with_no_notes_records_nothing(app_server: AppServer) -> None:
+    runtime = app_server.runtime
+    with runtime.sessions.begin() as session:
+        waiting = teams.create_team(session, CALLER, team_form(group=True), seats=1,
+                                    now=NOW).id
+        personal_only = teams.create_team(session, "UCALLER002", team_form(group=False),
+                                          seats=1, now=NOW).id
+        assert outreach.refresh_notes(session, waiting, NOW) == 0
+        assert outreach.refresh_notes(session, personal_only, NOW) == 0
+        assert outreach.refresh_notes(session, 999_999, NOW) == 0
 
 
 # -- the note itself --------------------------------------------------------------------------
@@ -433,6 +637,8 @@ def test_the_note_is_kind_private_and_carries_the_group_time_and_crisis_lines() 
     text = json.dumps(note)
     assert f"<!date^{int(at.timestamp())}^" in text and "Room 4" in text
     assert "voluntary" in text and "Ward 7 &lt;night&gt; &amp; day" in text
+    assert "Ward 7 &lt;night&gt; &amp; day" in note["text"] and "<night>" not in note["text"], \
+        "the notification's text is escaped too"
     assert "<@" not in text, "it never names anyone"
     assert "988" in text, "crisis lines included"
     buttons = {e["action_id"]: e["value"] for b in note["blocks"] if b["type"] == "actions"
@@ -442,6 +648,28 @@ def test_the_note_is_kind_private_and_carries_the_group_time_and_crisis_lines() 
     without = json.dumps(member_note(TeamRequest(request_id=42, unit="ICU",
                                                  session_state=SessionState.PROPOSED), surfacing))
     assert "<!date^" not in without
+
+
+def test_a_note_says_where_the_group_conversation_stands() -> None:
+    surfacing = load_library().for_moment(Moment.REQUEST_WAITING, audience="clinician")
+
+    def says(state: SessionState, *, group: bool = True, updated: bool = False) -> str:
+        team = TeamRequest(request_id=42, unit="ICU", group=group, session_state=state)
+        note = member_note(team, surfacing, updated=updated)
+        assert_within_limits(note["blocks"])
+        return json.dumps(note["blocks"])
+
+    # Sent before a time was picked: one is being arranged; brought up to date: none stands.
+    assert ARRANGING in says(SessionState.NONE) and REARRANGED not in says(SessionState.NONE)
+    assert REARRANGED in says(SessionState.PROPOSED, updated=True)
+    assert ARRANGING not in says(SessionState.PROPOSED, updated=True)
+    # Called off: told only to a note that may have spoken of it.
+    assert CALLED_OFF in says(SessionState.CANCELLED, updated=True)
+    assert CALLED_OFF not in says(SessionState.CANCELLED)
+    for state in SessionState:
+        if state != SessionState.SET:
+            assert all(words not in says(state, group=False, updated=True)
+                       for words in (ARRANGING, REARRANGED, CALLED_OFF)), state
 
 
 # -- concurrency, on PostgreSQL -------------------------------------------------------------------
