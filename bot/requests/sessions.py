@@ -35,6 +35,7 @@ from bot.infra.models import (
     TeamRequest,
 )
 from bot.infra.outbox import Effect
+from bot.requests import outreach
 from bot.requests.service import RequestError, begin_outreach, fits, seat_holders
 
 SESSION_REMINDER = "team_session_reminder"
@@ -296,6 +297,7 @@ def pick(session: Session, proposal_id: int | None, user_id: str, *, now: dateti
                      payload={"request_id": team.request_id, "version": team.session_version},
                      key=reminder_key(team.request_id, team.session_version))
     begin_outreach(session, team.request_id, now)
+    outreach.refresh_notes(session, team.request_id, now)
     return Moved(request, team)
 
 
@@ -342,6 +344,7 @@ def reschedule(session: Session, request_id: int | None, user_id: str, version: 
         raise SessionError(STALE)
     _say(session, team, Change.RESCHEDULED, "group", now, by=user_id)
     _end_invitation(session, team, posted, was, Posting.MOVED, now)
+    outreach.refresh_notes(session, team.request_id, now)
     return Moved(request, team)
 
 
@@ -359,6 +362,7 @@ def cancel(session: Session, request_id: int | None, user_id: str, version: int 
     _say(session, team, Change.CANCELLED, "group", now, by=user_id)
     _end_invitation(session, team, posted, was, Posting.CALLED_OFF, now)
     begin_outreach(session, team.request_id, now)
+    outreach.refresh_notes(session, team.request_id, now)
     return Moved(request, team)
 
 
@@ -383,6 +387,7 @@ def end_with_request(session: Session, request_id: int, now: datetime) -> bool:
     _say(session, team, Change.CANCELLED, "group", now, ended=str(request.state),
          channel=request.intro_channel, posted=posted)
     _end_invitation(session, team, posted, was, Posting.CALLED_OFF, now)
+    outreach.refresh_notes(session, team.request_id, now)
     return True
 
 
@@ -402,6 +407,7 @@ def reset_for_new_supporters(session: Session, request_id: int, now: datetime) -
     _say(session, team, Change.STEPPED_BACK, "group", now, channel=request.intro_channel,
          posted=posted)
     _end_invitation(session, team, posted, was, Posting.MOVED, now)
+    outreach.refresh_notes(session, team.request_id, now)
     return True
 
 

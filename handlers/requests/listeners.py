@@ -445,11 +445,12 @@ def on_team_close_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]
         return value if isinstance(value, str) else ""
 
     try:
-        teams.close_team(
+        request = teams.close_team(
             db, whole_number(view.get("private_metadata")) or 0, body["user"]["id"],
             now=services.clock.now(), people_present=chosen(Block.PEOPLE_PRESENT),
             duration=chosen(Block.DURATION), referred=chosen(Block.REFERRED) == "yes",
             need_met=chosen(Block.NEED_MET))
+        flow.closed(services, db, request)  # a group conversation still ahead is called off
         db.commit()  # the form closes once the answers are kept, not before
     except TeamFormError as error:
         db.rollback()

@@ -510,13 +510,12 @@ def note_of(fake: FakeSlack, request_id: int, member: str) -> list[dict]:
 
 def change_session(app_server: AppServer, request_id: int,
                    change: Callable[[Any, TeamRequest, datetime], Any]) -> None:
-    """One change of the group conversation, with the notes' refresh in its transaction (as
-    bot.requests.sessions records it)."""
+    """One change of the group conversation (bot.requests.sessions records the notes'
+    refresh in the change's own transaction)."""
     runtime = app_server.runtime
     now = runtime.clock.now()
     with runtime.sessions.begin() as session:
         change(session, session.get(TeamRequest, request_id), now)
-        outreach.refresh_notes(session, request_id, now)
     app_server.settle()
 
 

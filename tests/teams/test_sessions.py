@@ -363,16 +363,17 @@ def posted_invitation(server: AppServer) -> dict:
 
 
 def end_request(server: AppServer, request_id: int, ending: str) -> None:
-    """The caller withdraws from their DM, or a seat holder closes it (the close form's
-    listener calls flows.closed after closing, as here)."""
+    """The caller withdraws from their DM, or a seat holder closes it with the close form."""
     if ending == "withdrawn":
         click(server, CALLER, Action.CANCEL_REQUEST, str(request_id))
     else:
-        with server.runtime.sessions.begin() as session:
-            request = requests.close(session, request_id, NY, now=server.runtime.clock.now(),
-                                     duration="30_60", referred=False, need_met="yes",
-                                     people_present="6_15")
-            flows.closed(server.runtime.services, session, request)
+        answers = {Block.PEOPLE_PRESENT: "6_15", Block.DURATION: "30_60", Block.REFERRED: "no",
+                   Block.NEED_MET: "yes"}
+        reply = server.slack.view_submission(
+            NY, Callback.CLOSE_TEAM_REQUEST, {block: {Action.FIELD: {
+                "type": "radio_buttons", "selected_option": {"value": value}}}
+                for block, value in answers.items()}, private_metadata=str(request_id))
+        assert (reply.status, reply.body) == (200, "")
     run_clock_at(server, server.runtime.clock.now())
 
 
