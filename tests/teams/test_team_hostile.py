@@ -58,7 +58,10 @@ BOT = FakeSlack.bot_user_id
 # What a hostile caller types as the unit's name: Slack's mention and link syntax, mrkdwn,
 # an HTML entity, an emoji and right-to-left letters; 78 characters, within the form's 80.
 HOSTILE_UNIT = "<!channel> <@UVICTIM01> <#C0SECRET1> <https://x.test|go> *b* _i_ &amp; 🏥 חדר"
-RAW_MARKUP = ("<!channel>", "<@UVICTIM01>", "<#C0SECRET1>", "<https://x.test|go>")
+# ...and what a supporter types as the group conversation's place.
+HOSTILE_PLACE = "<!here> <@UVICTIM02> Room 4 <https://x.test|join>"
+RAW_MARKUP = ("<!channel>", "<@UVICTIM01>", "<#C0SECRET1>", "<https://x.test|go>", "<!here>",
+              "<@UVICTIM02>", "<https://x.test|join>")
 T1 = START + timedelta(days=2, hours=1)
 T2 = START + timedelta(days=3, hours=1)
 _views = iter(range(1, 100_000))
@@ -308,8 +311,9 @@ def proposals_of(server: AppServer, request_id: int) -> dict:
     return found[0]
 
 
-def picked(server: AppServer, request_id: int, times: list, chosen: int = 0) -> None:
-    assert propose(server, LEAD, request_id, *times) is None
+def picked(server: AppServer, request_id: int, times: list, chosen: int = 0,
+           place: str = "Room 4") -> None:
+    assert propose(server, LEAD, request_id, *times, place=place) is None
     message = proposals_of(server, request_id)
     click(server, request_of(server, request_id).requester_id, Action.PICK_TIME,
           pick_buttons(message)[chosen], message=message,
@@ -580,7 +584,7 @@ def hostile_team_placed(server: AppServer, unit: str = HOSTILE_UNIT) -> tuple[in
         accept(server, offers[supporter])
     assert eventually(lambda: request_of(server, request_id).intro_channel)
     server.runtime.clock.set(START + timedelta(days=1))
-    picked(server, request_id, [T1])
+    picked(server, request_id, [T1], place=HOSTILE_PLACE)
     invitation = next(m for m in dms_to(fake, CALLER) if "invitation" in m["text"])
     value, block_id = button(invitation, Action.POST_INVITATION)
     click(server, CALLER, Action.POST_INVITATION, value, block_id=block_id, message=invitation)
@@ -588,6 +592,8 @@ def hostile_team_placed(server: AppServer, unit: str = HOSTILE_UNIT) -> tuple[in
     for person in (CALLER, LEAD, COORDINATOR):
         server.slack.event({"type": "app_home_opened", "user": person, "tab": "home",
                             "channel": "D0HOME0001", "event_ts": "1.1"})
+    server.settle()
+    server.slack.command(COORDINATOR, "insights")
     server.settle()
     server.runtime.clock.set(T1 - timedelta(hours=1))
     server.runtime.duework().run_until_idle()
@@ -619,12 +625,17 @@ def test_a_hostile_unit_is_escaped_everywhere_it_is_shown(app_server: AppServer,
                           for c in fake.calls_to("chat.postMessage") if _is_note(c)],
         "Homes": [json.dumps(c.args["view"], ensure_ascii=False)
                   for c in fake.calls_to("views.publish")],
+        "insights": [text for text in (json.dumps(r, ensure_ascii=False)
+                                       for r in fake.wait_for_response())
+                     if "By unit" in text],
     }
     for surface, texts in shown.items():
         assert texts, f"no {surface} was sent"
         assert all(escaped(unit) in text for text in texts), surface
     assert len(shown["Homes"]) == 3 and len(shown["member's note"]) == 2
-    # Nothing sent anywhere carries the unit's markup raw.
+    for surface in ("invitation", "channel post", "reminder", "member's note"):
+        assert all(escaped(HOSTILE_PLACE) in text for text in shown[surface]), surface
+    # Nothing sent anywhere carries the unit's or the place's markup raw.
     sent = everything_sent(fake)
     assert [raw for raw in (*RAW_MARKUP, unit) if raw in sent] == []
 
@@ -1426,3 +1437,78 @@ def test_a_forged_for_me_or_my_team_switch_changes_no_form(app_server: AppServer
     fake = app_server.slack.fake
     assert fake.calls_to("views.update") == [] and fake.calls_to("views.open") == []
     nothing_created(app_server)
+
+
+THIRD = "USUPHOST03"
+
+
+def test_the_old_group_conversations_buttons_after_a_hand_back_change_nothing(
+        app_server: AppServer) -> None:
+    server, fake = app_server, app_server.slack.fake
+    request_id = place(server)
+    picked(server, request_id, [T1, T2])
+    old_dm = request_of(server, request_id).intro_channel
+    old_set = [m for m in messages_in(fake, old_dm) if "is set* for" in json.dumps(m["blocks"])][-1]
+    old_invitation = next(m for m in dms_to(fake, CALLER) if "invitation" in m["text"])
+    old_case = next(m for m in dms_to(fake, LEAD) if m["text"] == "You are supporting a team")
+    old_proposals = proposals_of_any(server, request_id)
+    add_supporters(server, THIRD)
+    click(server, LEAD, Action.HAND_BACK, str(request_id))
+    tick(server, 1)
+    accept(server, offer_ids(server, request_id)[THIRD])
+    tick(server, 1)
+    assert read(server, lambda s: domain.seat_holders(s, request_id)) == [SECOND, THIRD]
+    new_dm = fake.dm_channel([CALLER, SECOND, THIRD])
+    assert new_dm and request_of(server, request_id).intro_channel == new_dm
+    before = team_of(server, request_id)
+    assert before.session_state == SessionState.NONE
+    posts = len(fake.calls_to("chat.postMessage"))
+    off, off_block = button(old_set, Action.CANCEL_SESSION)
+    again, again_block = button(old_set, Action.RESCHEDULE_SESSION)
+    post, post_block = button(old_invitation, Action.POST_INVITATION)
+    for who, action, value, block_id, message in (
+            (LEAD, Action.CANCEL_SESSION, off, off_block, old_set),  # no longer on it
+            (LEAD, Action.PROPOSE_TIMES, button(old_case, Action.PROPOSE_TIMES)[0], "actions",
+             old_case),
+            (CALLER, Action.CANCEL_SESSION, off, off_block, old_set),  # an older version
+            (SECOND, Action.RESCHEDULE_SESSION, again, again_block, old_set),
+            (CALLER, Action.PICK_TIME, old_proposals[1], "actions", None),
+            (CALLER, Action.POST_INVITATION, post, post_block, old_invitation)):
+        heard = len(told(fake, who))
+        click(server, who, action, value, block_id=block_id, message=message,
+              channel=old_dm if message is old_set else None)
+        assert len(told(fake, who)) == heard + 1, f"{who} is told why {action} did nothing"
+    tick(server, 60)
+    after = team_of(server, request_id)
+    assert (after.session_state, after.session_version, after.session_at) == (
+        before.session_state, before.session_version, None)
+    assert len(fake.calls_to("chat.postMessage")) == posts, "nothing more is said"
+    assert fake.calls_to("views.open") == []
+    # The newcomer's own buttons work: times proposed in the new group DM, none in the old.
+    assert propose(server, THIRD, request_id, T2) is None
+    assert len(with_action(messages_in(fake, new_dm), Action.PICK_TIME)) == 1
+    assert with_action(messages_in(fake, old_dm), Action.PICK_TIME) == []
+
+
+def test_many_waiting_teams_with_the_longest_units_still_fit_every_screen(
+        app_server: AppServer) -> None:
+    from handlers import bootstrap_jobs
+
+    server, fake = app_server, app_server.slack.fake
+    fake.add_user(CALLER)
+    for number in range(30):  # nobody on the roster: every one waits for a coordinator
+        unit = LONGEST_UNIT[:-2] + f"{number:02d}"
+        assert call_team(server, unit_typed=unit).json()["response_action"] == "update"
+    bootstrap_jobs(server.runtime)
+    tick(server, 18 * 3600)
+    for person in (CALLER, COORDINATOR):
+        server.slack.event({"type": "app_home_opened", "user": person, "tab": "home",
+                            "channel": "D0HOME0001", "event_ts": "1.1"})
+    server.settle()
+    homes = {c.args["user_id"]: json.dumps(c.args["view"]) for c in fake.calls_to("views.publish")}
+    assert set(homes) == {CALLER, COORDINATOR}
+    digest = _posts(fake, fake.dm_channel([COORDINATOR]), having="still without a supporter")
+    for text in (homes[CALLER], homes[COORDINATOR], *digest):
+        assert escaped(LONGEST_UNIT[:-2]) in text and LONGEST_UNIT[:-2] not in text
+    assert len(digest) == 1
+    # (every view and message is checked against Slack's limits after the test)
