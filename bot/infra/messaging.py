@@ -294,8 +294,14 @@ class Messenger:
                 return members
 
     def open_view(self, trigger_id: str, view: dict) -> dict[str, Any]:
-        """Open a modal in answer to a click or command."""
-        return self._call("views.open", trigger_id=trigger_id, view=view)
+        """Open a modal in answer to a click or command. TriggerExpired when it cannot open now:
+        its trigger expired, or Slack limited us past the trigger's three seconds."""
+        try:
+            return self._call("views.open", trigger_id=trigger_id, view=view)
+        except SlackApiError as error:
+            if error.response.get("error") == "ratelimited":
+                raise TriggerExpired("ratelimited") from None
+            raise
 
     def update_view(self, view_id: str, view: dict) -> dict[str, Any]:
         """Replace an open modal."""

@@ -638,6 +638,7 @@ def cancel(session: Session, request_id: int, user_id: str, *, now: datetime
     if not apply(session, request, Event.CANCEL, expect={"requester_id": user_id},
                  closed_at=now):
         raise RequestError("That request is already " + request.state + ".")
+    helping = _still_helping(session, request, helping)
     withdrawn = _end_offers(session, request, OfferState.WITHDRAWN, "withdrawn", now=now)
     _ended(session, request, helping, "withdrawn", now)
     record_status(session, request, now)
@@ -651,6 +652,14 @@ def _helping(session: Session, request: SupportRequest) -> list[str]:
         return seat_holders(session, request.id)
     return [request.supporter_id] if request.state == RequestState.ASSIGNED and \
         request.supporter_id else []
+
+
+def _still_helping(session: Session, request: SupportRequest, before: list[str]) -> list[str]:
+    """Who to tell a team request ended, read again after its guarded write: on SQLite a seat
+    can be taken between the first read and the write, and that supporter must be told too."""
+    if request.kind != RequestKind.TEAM:
+        return before
+    return seat_holders(session, request.id)
 
 
 def _ended(session: Session, request: SupportRequest, helping: Sequence[str], notice: str,
@@ -682,6 +691,7 @@ def expire(session: Session, requester_id: str, *, now: datetime) -> SupportRequ
     helping = _helping(session, request)
     if not apply(session, request, Event.EXPIRE, closed_at=now):
         return None
+    helping = _still_helping(session, request, helping)
     _end_offers(session, request, OfferState.WITHDRAWN, "withdrawn", now=now)
     _ended(session, request, helping, "withdrawn", now)
     _resolve_alerts(session, request, now)
@@ -713,11 +723,21 @@ def supports(session: Session, request: SupportRequest, user_id: str) -> bool:
 
 def _assigned_to(session: Session, request_id: int, user_id: str) -> SupportRequest:
     request = _lock(session, request_id)
+    if request is not None and request.state != RequestState.ASSIGNED \
+            and request.kind == RequestKind.TEAM and _held_a_seat(session, request.id, user_id):
+        # A colleague closed it a moment ago (the seats are freed with it): say so.
+        raise RequestError("That request is already " + request.state + ".")
     if request is None or not supports(session, request, user_id):
         raise RequestError("That request is not with you.")
     if request.state != RequestState.ASSIGNED:
         raise RequestError("That request is already " + request.state + ".")
     return request
+
+
+def _held_a_seat(session: Session, request_id: int, user_id: str) -> bool:
+    """Whether `user_id` ever held a seat on the team request (so may hear how it stands)."""
+    return session.scalars(select(Seat.id).where(
+        Seat.request_id == request_id, Seat.supporter_id == user_id)).first() is not None
 
 
 def hand_back(session: Session, request_id: int, user_id: str, *, now: datetime

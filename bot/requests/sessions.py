@@ -289,7 +289,11 @@ def pick(session: Session, proposal_id: int | None, user_id: str, *, now: dateti
         raise SessionError("That time has passed. Choose another, or use Ask for other times.")
     if not _move(session, team, (SessionState.PROPOSED,), session_state=SessionState.SET,
                  session_at=proposal.starts_at, invitation_posted=False):
-        raise SessionError("The time is already set: it is in your group conversation.")
+        # Another change won meanwhile (SQLite reads without the row lock): say which.
+        session.refresh(team)
+        if team.session_state == SessionState.SET:
+            raise SessionError("The time is already set: it is in your group conversation.")
+        raise SessionError(GONE + " " + _where_it_stands(team))
     _say(session, team, Change.SET, "group", now)
     _say(session, team, Change.INVITATION, f"{user_id}:invitation", now, user_id=user_id)
     due = max(now, proposal.starts_at - REMIND_BEFORE)

@@ -9,6 +9,7 @@ would help: never what happened, any patient, or who on the team is affected.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -71,6 +72,12 @@ class TeamForm:
     people: tuple[str, ...] = ()  # who is on the team, when the caller named them
     usergroup: str | None = None  # ...or a user group whose members are the team
     channel: str | None = None  # ...or a channel whose members are the team
+
+    def __post_init__(self) -> None:
+        # A name pasted from elsewhere may hold a no-break or thin space the caller cannot see:
+        # it is kept with plain ones, as typed. Control characters are still refused by check().
+        plain = "".join(" " if unicodedata.category(c) == "Zs" else c for c in self.unit)
+        object.__setattr__(self, "unit", " ".join(part for part in plain.split(" ") if part))
 
     def check(self) -> None:
         """Refuse values the form could not have sent, naming the question each is about."""
