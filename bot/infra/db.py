@@ -12,6 +12,10 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -109,3 +113,10 @@ def run_after_commit(session: Session) -> None:
 def discard_after_commit(session: Session) -> None:
     """Forget registered work (the transaction rolled back, so it must not happen)."""
     session.info.pop("after_commit", None)
+
+
+def insert_for(session: Session, table: Any) -> PgInsert | SqliteInsert:
+    """An INSERT into `table` in the session's own dialect, so ON CONFLICT (DO NOTHING, DO
+    UPDATE) and RETURNING can be used alike on PostgreSQL and SQLite."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    return insert(table)

@@ -31,13 +31,11 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.infra import metrics
 from bot.infra.clock import Clock, zone
-from bot.infra.db import discard_after_commit, run_after_commit
+from bot.infra.db import discard_after_commit, insert_for, run_after_commit
 from bot.infra.logs import ContextPool, correlated
 from bot.infra.models import DueWork, WorkState
 
@@ -162,9 +160,7 @@ def _row(kind: str, due_at: datetime, now: datetime, payload: Mapping[str, Any] 
 
 
 def _insert(session: Session, rows: list[dict[str, Any]], *, keyed: bool) -> int:
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(DueWork).values(rows)
+    statement = insert_for(session, DueWork).values(rows)
     if keyed:
         # One statement, so two processes scheduling the same key at once cannot both arm it:
         # PostgreSQL re-checks the WHERE on the row the other one just re-armed.

@@ -12,12 +12,10 @@ from typing import Any, Literal
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bot.infra import outbox
-from bot.infra.db import alembic_config
+from bot.infra.db import alembic_config, insert_for
 from bot.infra.models import ClockHeartbeat, DueWork
 from bot.infra.settings import Settings
 
@@ -77,14 +75,9 @@ def clock_status(session: Session | Connection, *, now: datetime,
                        stale=is_stale(since, now, limit), told=row.stop_told_at is not None)
 
 
-def _insert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(ClockHeartbeat)
-
-
 def beat(session: Session, process: str, now: datetime) -> None:
     """Record that `process` (a clock) ticked at `now`."""
-    statement = _insert(session).values(id=ROW, ticked_at=now, process=process[:100],
+    statement = insert_for(session, ClockHeartbeat).values(id=ROW, ticked_at=now, process=process[:100],
                                         created_at=now, stops=0)
     session.execute(statement.on_conflict_do_update(
         index_elements=["id"], set_={"ticked_at": now, "process": process[:100]}))
@@ -101,8 +94,9 @@ def watch_clock(session: Session, *, now: datetime, limit: timedelta,
     changes it; the others find it already changed. `stopped` and `back` word the message.
     """
     # Until some process made the row, nobody knew since when to wait for a tick.
-    session.execute(_insert(session).values(id=ROW, ticked_at=None, process="", created_at=now,
-                                            stops=0).on_conflict_do_nothing(index_elements=["id"]))
+    session.execute(insert_for(session, ClockHeartbeat).values(
+        id=ROW, ticked_at=None, process="", created_at=now, stops=0)
+        .on_conflict_do_nothing(index_elements=["id"]))
     status = clock_status(session, now=now, limit=limit)
     since = func.coalesce(ClockHeartbeat.ticked_at, ClockHeartbeat.created_at)
     if status.stale and not status.told:

@@ -21,6 +21,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
+from slack_sdk.web import SlackResponse
 
 from bot.infra import metrics
 from bot.infra.duework import JobContext, RetryLater
@@ -175,6 +176,12 @@ class Messenger:
         return list(self._pool.map(call, items))
 
     def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._respond(method, **kwargs)
+        return dict(response.data) if isinstance(response.data, dict) else {}
+
+    def _respond(self, method: str, **kwargs: Any) -> SlackResponse:
+        """One Web API call, counted, with Slack's failures turned into the app's exceptions;
+        the whole response (its headers too)."""
         if method not in METHODS_USED:
             raise ValueError(f"{method} is not in METHODS_USED; add it there and to manifest.yml")
         # slack_sdk's named methods know which HTTP verb and encoding each method wants.
@@ -202,7 +209,7 @@ class Messenger:
             metrics.count_slack_call(method, "transport_error")  # timed out, connection lost
             raise
         metrics.count_slack_call(method, "ok")
-        return dict(response.data) if isinstance(response.data, dict) else {}
+        return response
 
     def auth_test(self) -> dict[str, Any]:
         """Check the bot token and learn the bot's own ids."""
@@ -337,14 +344,7 @@ class Messenger:
 
     def granted_scopes(self) -> set[str]:
         """The scopes Slack granted the bot token: auth.test's x-oauth-scopes header."""
-        try:
-            response = self.client.auth_test()
-        except SlackApiError as error:
-            code = str(error.response.get("error", "unknown_error"))
-            log.warning("slack auth.test failed: %s", code)
-            if code in APP_PROBLEMS:
-                raise SlackAppProblem(code, error.response.get("needed")) from None
-            raise
+        response = self._respond("auth.test")
         headers = {str(name).lower(): value for name, value in (response.headers or {}).items()}
         value = headers.get("x-oauth-scopes") or ""
         text = ",".join(value) if isinstance(value, list) else str(value)

@@ -9,13 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bot.infra import duework
 from bot.infra.aggregate import suppress
 from bot.infra.clock import zone
+from bot.infra.db import insert_for
 from bot.infra.models import Pulse, PulseAnswer, PulseRun
 from bot.pulses.timers import PULSE_CLOSE, PULSE_OPEN, close_key, open_key
 
@@ -149,8 +148,7 @@ def answer(session: Session, run_id: int, user_id: str, choice: int, *, secret: 
         raise PulseError("That is not one of the answers.")
     values = {"run_id": run_id, "responder": responder_key(secret, run_id, user_id),
               "choice": choice, "day": now.date()}
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(PulseAnswer).values(**values).on_conflict_do_update(
+    session.execute(insert_for(session, PulseAnswer).values(**values).on_conflict_do_update(
         index_elements=["run_id", "responder"], set_={"choice": choice, "day": now.date()}))
     return run
 

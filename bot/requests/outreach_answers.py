@@ -14,13 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bot.checkins import flows as checkin_flows
 from bot.checkins import service as checkins
-from bot.infra.db import after_commit
+from bot.infra.db import after_commit, insert_for
 from bot.infra.models import OutreachOptOut, RequestKind, SupportRequest, TeamRequest
 from bot.requests import flows, outreach
 from bot.requests.service import AlreadyOpen, RequestForm, seat_holders
@@ -104,8 +102,7 @@ def plan_checkins(services: flows.Needs, session: Session, request_id: int | Non
 
 def opt_out(session: Session, user_id: str, *, now: datetime) -> bool:
     """The person asks for no more notes like this; True the first time (a repeat is a no-op)."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    added = session.execute(insert(OutreachOptOut).values(user_id=user_id, created_at=now)
+    added = session.execute(insert_for(session, OutreachOptOut).values(user_id=user_id, created_at=now)
                             .on_conflict_do_nothing().returning(OutreachOptOut.user_id)).first()
     return added is not None
 

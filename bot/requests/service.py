@@ -13,11 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased, lazyload
 
 from bot.infra import outbox
+from bot.infra.db import insert_for
 from bot.infra.models import (
     ACTIVE_STATES,
     UNASSIGNED_STATES,
@@ -118,8 +117,7 @@ def create(session: Session, requester_id: str, form: RequestForm, *, now: datet
         same_role=form.same_role, requester_department=form.department,
         requester_role=form.role, followups=form.followups, crisis=form.crisis,
         state=RequestState.OPEN, wave=0, version=1, escalations=0, created_at=now)
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    new_id = session.execute(insert(SupportRequest).values(**values).on_conflict_do_nothing()
+    new_id = session.execute(insert_for(session, SupportRequest).values(**values).on_conflict_do_nothing()
                              .returning(SupportRequest.id)).scalar()
     if new_id is None:
         seen = session.scalars(select(SupportRequest).where(

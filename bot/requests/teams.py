@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from bot.infra.db import insert_for
 from bot.infra.models import (
     ACTIVE_STATES,
     OutreachState,
@@ -119,8 +118,7 @@ def create_team(session: Session, caller_id: str, form: TeamForm, *, seats: int,
     form.check()
     if seats not in (1, 2):
         raise RequestError("A team request is answered by one or two supporters.")
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    new_id = session.execute(insert(SupportRequest).values(
+    new_id = session.execute(insert_for(session, SupportRequest).values(
         source_key=source_key, requester_id=caller_id, urgency=form.urgency, connection="team",
         requester_department=form.unit.strip(), kind=RequestKind.TEAM, seats=seats, filled=0,
         state=RequestState.OPEN, wave=0, version=1, escalations=0, created_at=now,
