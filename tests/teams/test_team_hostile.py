@@ -234,6 +234,9 @@ def place(server: AppServer, *, caller: str = CALLER, unit: str = "Ward 9", size
         accept(server, offers[supporter])
     placed = request_of(server, request_id)
     assert placed.state == RequestState.ASSIGNED, placed.state
+    if not request_of(server, request_id).intro_channel:
+        # On a busy machine the introduction may wait for the clock's next tick.
+        tick(server, 5)
     assert eventually(lambda: request_of(server, request_id).intro_channel)
     server.settle()
     return request_id
@@ -582,6 +585,9 @@ def hostile_team_placed(server: AppServer, unit: str = HOSTILE_UNIT) -> tuple[in
     offers = offer_ids(server, request_id)
     for supporter in (LEAD, SECOND):
         accept(server, offers[supporter])
+    if not request_of(server, request_id).intro_channel:
+        # On a busy machine the introduction may wait for the clock's next tick.
+        tick(server, 5)
     assert eventually(lambda: request_of(server, request_id).intro_channel)
     server.runtime.clock.set(START + timedelta(days=1))
     picked(server, request_id, [T1], place=HOSTILE_PLACE)
