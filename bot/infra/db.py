@@ -94,10 +94,15 @@ def _file_lock(database: str | None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def after_commit(session: Session, work: Callable[[], None]) -> None:
+def after_commit(session: Session, work: Callable[[], None], *, first: bool = False) -> None:
     """Run `work` once this session's transaction has committed (Slack calls that must not
-    happen before the rows they refer to are visible to every process)."""
-    session.info.setdefault("after_commit", []).append(work)
+    happen before the rows they refer to are visible to every process); `first` puts it before
+    the work registered so far."""
+    queued = session.info.setdefault("after_commit", [])
+    if first:
+        queued.insert(0, work)
+    else:
+        queued.append(work)
 
 
 def run_after_commit(session: Session) -> None:

@@ -349,8 +349,10 @@ class DueWorkEngine:
             else:
                 singles.append(item)
         # Single items first: they include the ones that must never wait (escalations, offer
-        # timeouts), and a batch of check-ins can take a while.
-        self._run_singles(singles, token, report)
+        # timeouts), and a batch of check-ins can take a while. They start in the order they
+        # were recorded, so a message's update never starts before (and waits on) its own post
+        # queued behind it in the same claim.
+        self._run_singles(sorted(singles, key=lambda item: item.id), token, report)
         for name, batch in batches.items():
             self._run_batch(self.registry.kinds[name], batch, token, report)
         if report.claimed:

@@ -59,8 +59,9 @@ _KEYS = "outbox_keys"
 MESSAGE = Effect.MESSAGE.value  # the kind handlers/requests/effects.py delivers as a prepared DM
 # Every kind of effect: named in full, so counting them uses the (kind, state) index.
 KINDS = tuple(effect.value for effect in Effect)
-# Effects delivered before the others of the same commit: a person is waiting on them.
-URGENT = frozenset({Effect.OFFER_POST.value, Effect.ALERT.value})
+# Effects delivered before the others of the same commit: a person is waiting on them (a
+# supporter for an offer, a coordinator for an alert, both people for their introduction).
+URGENT = frozenset({Effect.OFFER_POST.value, Effect.ALERT.value, Effect.INTRO.value})
 UNFINISHED = (WorkState.PENDING, WorkState.RUNNING)
 
 
@@ -100,7 +101,9 @@ def _committed(session: Session) -> None:
     if not keys or deliver is None:
         return  # nothing recorded, or no process to deliver at once (the clock will)
     if session.info.get(DEFER):
-        after_commit(session, lambda: deliver(keys))
+        # Messages someone is waiting on go before housekeeping the transaction also left
+        # (a time zone looked up for check-ins days away must not delay an introduction).
+        after_commit(session, lambda: deliver(keys), first=True)
         return
     try:
         deliver(keys)
@@ -128,6 +131,16 @@ def earlier_unfinished(session: Session | Connection, kind: str, key_prefix: str
     return session.scalar(select(func.count()).select_from(DueWork).where(
         DueWork.kind == kind, DueWork.state.in_(UNFINISHED), DueWork.id < item_id,
         DueWork.key.like(_escaped(key_prefix) + "%", escape="\\"))) > 0
+
+
+def handed_back_until(session: Session | Connection, kind: str, key_prefix: str,
+                      item_id: int, *, now: datetime) -> datetime | None:
+    """When the latest earlier effect of `kind` under `key_prefix` that was handed to a later
+    tick is next due, if one was; None when every unfinished one is running or due now (so it
+    is about to finish, and waiting for it in place makes sense)."""
+    return session.scalar(select(func.max(DueWork.due_at)).where(
+        DueWork.kind == kind, DueWork.state == WorkState.PENDING, DueWork.id < item_id,
+        DueWork.due_at > now, DueWork.key.like(_escaped(key_prefix) + "%", escape="\\")))
 
 
 def keys_like(session: Session, kind: str, key_prefix: str) -> list[str]:

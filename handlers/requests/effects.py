@@ -9,7 +9,9 @@ status DM, an alert) waits for any earlier effect of the same message, so two ne
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -53,9 +55,11 @@ from handlers.requests.blocks import (
 
 log = logging.getLogger(__name__)
 MARK = "peersupport_effect"
-# How long a delivery waits in place for an earlier one of the same message before handing
-# itself back to the clock: usually that one is a Slack round trip from done.
-WAIT_FOR_EARLIER = (0.05, 0.1, 0.2, 0.4, 0.8)
+# How long a delivery waits in place for an earlier one of the same message that is going out
+# now (usually a Slack round trip from done; longer on a busy machine or a slow Slack) before
+# handing itself back to the clock, and how often it looks.
+WAIT_FOR_EARLIER = 10.0
+WAIT_FOR_EARLIER_POLL = (0.02, 0.05, 0.1, 0.2)
 # Failures (not rate limits) a message may have before it is shown to coordinators as refused:
 # with the engine's doubling pause, about three hours of Slack failing.
 MAX_ATTEMPTS = 10
@@ -93,12 +97,21 @@ def dm_once(services: Services, ctx: JobContext, user_id: str, content: dict[str
 def wait_for_earlier(ctx: JobContext, kind: Effect, prefix: str) -> None:
     """Return once no earlier effect of `kind` under `prefix` is unfinished; else hand back to
     the clock."""
-    for pause in (0.0, *WAIT_FOR_EARLIER):
-        time.sleep(pause)
+    deadline = time.monotonic() + WAIT_FOR_EARLIER
+    pauses = itertools.chain(WAIT_FOR_EARLIER_POLL, itertools.repeat(WAIT_FOR_EARLIER_POLL[-1]))
+    while True:
         with ctx.session.get_bind().connect() as fresh:  # sees what others committed meanwhile
             if not outbox.earlier_unfinished(fresh, kind.value, prefix, ctx.item_id):
                 return
-    raise RetryLater(1, "waiting for the message's first post")
+            later = outbox.handed_back_until(fresh, kind.value, prefix, ctx.item_id,
+                                             now=ctx.now)
+        if later is not None:
+            # The earlier one waits for a later tick: waiting here would only hold a thread.
+            seconds = max(1, math.ceil((later - ctx.now).total_seconds()))
+            raise RetryLater(seconds, "waiting for the message's first post")
+        if time.monotonic() >= deadline:
+            raise RetryLater(1, "waiting for the message's first post")
+        time.sleep(next(pauses))
 
 
 def _slack_trouble(error: Exception) -> Exception:

@@ -94,6 +94,21 @@ def test_items_run_in_due_order_in_batches(database: Database, clock: ManualCloc
     assert [p["label"] for p in recorder.payloads] == ["a", "b", "c"]
 
 
+def test_one_claim_starts_its_items_in_the_order_they_were_recorded(
+        database: Database, clock: ManualClock) -> None:
+    """A message's post recorded first but handed to a later tick, and its update recorded
+    after it but due sooner, meet in one claim: the post starts first, so the update never
+    waits on a post queued behind it."""
+    recorder = Recorder()
+    engine = make_engine(database, clock, JobKind("ping", recorder))
+    for seconds, label in [(30, "post"), (10, "update"), (20, "other")]:
+        add(database, clock, "ping", seconds, payload={"label": label})
+    clock.advance(30)
+
+    assert engine.tick().claimed == 3
+    assert [p["label"] for p in recorder.payloads] == ["post", "update", "other"]
+
+
 def test_retry_later_runs_again_after_the_delay(database: Database, clock: ManualClock) -> None:
     calls: list[int] = []
 
