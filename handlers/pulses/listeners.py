@@ -236,9 +236,10 @@ def on_pulse_answer(ack: Ack, body: dict[str, Any], action: dict[str, Any], resp
         reply_privately(respond, str(error))
         return
     pulse = db.get(Pulse, run.pulse_id)
-    reply_privately(respond, (
-        f"Thank you: your answer “{pulse.options[choice]}” is recorded anonymously. You can "
-        f"change it until the prompt closes."))
+    thanks = (f"Thank you: your answer “{pulse.options[choice]}” is recorded anonymously. You "
+              f"can change it until the prompt closes.")
+    # Only once it is: a commit that fails must not leave someone told their answer counts.
+    after_commit(db, lambda: reply_privately(respond, thanks))
 
 
 @transactional

@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from bot.app.runtime import Runtime
@@ -325,6 +325,32 @@ def test_a_prompt_is_posted_answered_anonymously_and_reported(leader_server: App
     assert b"UNURSE" not in csv_file["content"]
     png = next(f for f in uploads.values() if f["filename"].endswith(".png"))
     assert png["content"].startswith(b"\x89PNG")
+
+
+def test_an_answer_whose_commit_fails_is_never_confirmed(leader_server: AppServer) -> None:
+    server = leader_server
+    submit_prompt(server)
+    post_due_prompts(server)
+    fake = server.slack.fake
+    prompt = fake.wait_for("chat.postMessage", lambda c: c.args["channel"] == "C0ICU0001")[0]
+    run_id = json.dumps(prompt.args["blocks"]).split('"value": "')[1].split('"')[0]
+
+    def refuse(session: Session) -> None:
+        # The transaction that holds the answer cannot commit (it sees its own insert).
+        if session.scalars(select(PulseAnswer.id)).first() is not None:
+            raise RuntimeError("the database went away")
+
+    event.listen(server.runtime.sessions, "before_commit", refuse)
+    try:
+        reply = server.slack.block_action("UNURSE0001", f"{Action.PULSE_ANSWER}:1", run_id,
+                                          channel_id="C0ICU0001")
+        assert reply.status == 200
+        server.settle()
+    finally:
+        event.remove(server.runtime.sessions, "before_commit", refuse)
+    assert not any("recorded anonymously" in r.get("text", "") for r in fake.responses)
+    with server.runtime.sessions() as session:
+        assert session.scalars(select(PulseAnswer)).all() == []
 
 
 def note_when_posting_fails(server: AppServer, channel: str, error: str, words: str) -> str:
