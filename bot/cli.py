@@ -362,6 +362,7 @@ def _run_socket_mode(runtime: Runtime, bolt: App, scheduler: BackgroundScheduler
                      engine: DueWorkEngine) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
+    from bot.app.runtime import SWEEP_SECONDS
     from bot.app.scheduler import StopSignal, Watch, stop_scheduler
     from bot.infra.metrics import start_clock_metrics
 
@@ -369,12 +370,14 @@ def _run_socket_mode(runtime: Runtime, bolt: App, scheduler: BackgroundScheduler
     start_clock_metrics(runtime.settings, runtime.sessions, runtime.clock)
     scheduler.start()
     watch = Watch(runtime.watch_clock).start()
+    sweep = Watch(runtime.sweep_outbox, SWEEP_SECONDS, "outbox-sweep").start()
     log.info("connecting to Slack over Socket Mode")
     handler = SocketModeHandler(bolt, runtime.settings.slack_app_token)
     handler.connect()  # not start(): that would block this thread past any stop signal
     stop.wait()
     log.info("stopping: finishing the due work already started")
     watch.stop()
+    sweep.stop()
     stop_scheduler(scheduler, engine)
     handler.close()
     return 0
@@ -401,8 +404,11 @@ def _clock(settings: Settings) -> int:
     runtime = build_runtime(settings)
     bootstrap_jobs(runtime.services)
     start_clock_metrics(settings, runtime.sessions, runtime.clock)
-    log.info("clock started: ticking every %.1f s", settings.tick_seconds)
-    run_clock(runtime.duework(), settings.tick_seconds)  # until SIGTERM or SIGINT
+    listens = runtime.listens()
+    log.info("clock started: ticking every %.1f s%s", settings.tick_seconds,
+             "; sending messages as soon as they are committed" if listens else "")
+    run_clock(runtime.duework(), settings.tick_seconds,  # until SIGTERM or SIGINT
+              listen=runtime.listen if listens else None)
     return 0
 
 
@@ -410,14 +416,15 @@ def _socket(settings: Settings) -> int:
     settings.require_slack(transport="socket")
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.app.runtime import build_runtime
+    from bot.app.runtime import SWEEP_SECONDS, build_runtime
     from bot.app.scheduler import Watch
     from bot.app.slack_app import create_app
     from bot.infra.metrics import start_clock_metrics
 
     runtime = build_runtime(settings)
     start_clock_metrics(settings, runtime.sessions, runtime.clock)
-    Watch(runtime.watch_clock).start()  # a daemon thread: it ends with the process
+    Watch(runtime.watch_clock).start()  # daemon threads: they end with the process
+    Watch(runtime.sweep_outbox, SWEEP_SECONDS, "outbox-sweep").start()
     SocketModeHandler(create_app(runtime), settings.slack_app_token).start()
     return 0
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -12,7 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 import handlers
-from bot.infra import health, outbox
+from bot.infra import health, outbox, wakeup
 from bot.infra.clock import Clock, SystemClock
 from bot.infra.db import make_engine, make_sessions, migrate
 from bot.infra.duework import DueWorkEngine, JobRegistry
@@ -23,6 +28,13 @@ from bot.library import Library, load_library
 from handlers.home.health_blocks import clock_back_message, clock_stopped_message
 
 log = logging.getLogger(__name__)
+
+LISTENING_KEPT = 1.0  # seconds a process trusts its last look at whether a clock listens
+DELIVER_ROUND = 500  # messages one delivery round takes at most
+# Messages handed to a listener and still untaken this long after they fell due are swept up by
+# a web process (the listener died): longer than a woken listener ever takes to claim them.
+SWEEP_AFTER = timedelta(seconds=5)
+SWEEP_SECONDS = 5.0  # how often a web process looks
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,12 @@ class Runtime:
     roles: RoleResolver
     jobs: JobRegistry = field(default_factory=JobRegistry)
     _now_engine: DueWorkEngine | None = field(default=None, repr=False)
+    _deliverer: DueWorkEngine | None = field(default=None, repr=False)
+    _urgent: ThreadPoolExecutor | None = field(default=None, repr=False)
+    listening_kept: float = LISTENING_KEPT
+    # Whether a listener was found listening, and until when (monotonic) that answer is kept.
+    _listening: tuple[bool, float] = field(default=(False, 0.0), repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def services(self) -> Services:
@@ -74,9 +92,26 @@ class Runtime:
         )
 
 
+    def hands_over(self) -> bool:
+        """True when messages this process records are sent by a listening clock instead
+        (bot.infra.wakeup): on PostgreSQL, unless PEERSUPPORT_DELIVERY=web, while one listens.
+        The answer is kept for a second, so a busy process asks the database once a second."""
+        if not self.listens():
+            return False
+        found, until = self._listening
+        if time.monotonic() < until:
+            return found
+        with self.sessions() as session:
+            found = wakeup.listening(session, now=self.clock.now())
+        self._listening = (found, time.monotonic() + self.listening_kept)
+        return found
+
     def deliver_now(self, keys: Sequence[str]) -> None:
-        """Deliver the effects just committed under `keys` in this thread (bot.infra.outbox); what
-        fails here is retried by the clock like any due work."""
+        """Deliver the effects just committed under `keys` in this thread (bot.infra.outbox),
+        unless a listening clock was woken to send them; what fails here is retried by the
+        clock like any due work."""
+        if self.hands_over():
+            return
         with self.sessions() as session:
             groups = outbox.due_ids(session, keys)
         if not groups:
@@ -89,6 +124,56 @@ class Runtime:
             self._now_engine = engine
         for ids in groups:
             self._now_engine.run_now(ids)
+
+    def deliver_due(self, *, older_than: timedelta = timedelta(0)) -> int:
+        """Send every message due (for at least `older_than`) that nobody has taken: those a
+        person waits on (offers, alerts, introductions) beside the rest, each group with the
+        clock's threads. Returns how many were taken."""
+        taken = 0
+        while True:
+            with self.sessions() as session:
+                groups = outbox.due_now(session, now=self.clock.now() - older_than,
+                                        limit=DELIVER_ROUND)
+            if not groups:
+                return taken
+            engine = self._delivery_engine()
+            urgent = self._urgent_pool().submit(engine.run_now, groups[0]) \
+                if len(groups) > 1 else None
+            claimed = engine.run_now(groups[-1]).claimed
+            if urgent is not None:
+                claimed += urgent.result().claimed
+            taken += claimed
+            if claimed == 0 or sum(map(len, groups)) < DELIVER_ROUND:
+                return taken
+
+    def sweep_outbox(self) -> int:
+        """Send messages that were handed to a listener that then went quiet (a clock killed
+        mid-way): a web process's regular look, which does nothing while one listens."""
+        if self.hands_over():
+            return 0
+        return self.deliver_due(older_than=SWEEP_AFTER)
+
+    def listens(self) -> bool:
+        """True when this process should listen for committed messages (a clock): on
+        PostgreSQL, unless PEERSUPPORT_DELIVERY=web."""
+        return self.settings.delivery != "web" and self.engine.dialect.name == "postgresql"
+
+    def listen(self) -> wakeup.Listener:
+        """Start sending messages the moment PostgreSQL says they were committed (a clock)."""
+        return wakeup.Listener(self.engine, self.sessions, self.clock, self.deliver_due).start()
+
+    def _delivery_engine(self) -> DueWorkEngine:
+        with self._lock:
+            if self._deliverer is None:
+                self._deliverer = self.duework(worker_id=f"deliver:{socket.gethostname()}:"
+                                                         f"{os.getpid()}")
+            return self._deliverer
+
+    def _urgent_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._urgent is None:
+                self._urgent = ThreadPoolExecutor(1, thread_name_prefix="deliver-urgent")
+            return self._urgent
 
     def watch_clock(self) -> health.Change | None:
         """Tell every coordinator once when no clock has ticked for too long, and once when one

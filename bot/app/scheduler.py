@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
+from typing import Protocol
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -33,6 +34,10 @@ JOB_ID = "due-work"
 WATCH_SECONDS = 60.0  # how often a web process looks at the clock's heartbeat
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 SignalHandler = Callable[[int, FrameType | None], object]
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
 
 
 def build_scheduler(engine: DueWorkEngine, tick_seconds: float) -> BackgroundScheduler:
@@ -66,15 +71,17 @@ class Watch:
     """A daemon thread that runs `check` at once and then every `every` seconds until stopped:
     a web process's look at whether a clock still ticks."""
 
-    def __init__(self, check: Callable[[], object], every: float = WATCH_SECONDS):
+    def __init__(self, check: Callable[[], object], every: float = WATCH_SECONDS,
+                 name: str = "clock-watch"):
         self.check = check
         self.every = every
+        self.name = name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> Watch:
         """Start watching (after a server's fork, never before)."""
-        self._thread = threading.Thread(target=self._run, name="clock-watch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
         return self
 
@@ -92,7 +99,7 @@ class Watch:
             try:
                 self.check()
             except Exception as error:  # noqa: BLE001 - the next look tries again
-                log.warning("could not look at the clock's heartbeat: %s", type(error).__name__)
+                log.warning("%s: could not look (%s)", self.name, type(error).__name__)
             self._stop.wait(self.every)
 
 
@@ -131,14 +138,19 @@ class StopSignal:
         return self.received
 
 
-def run_clock(engine: DueWorkEngine, tick_seconds: float) -> None:
-    """The clock process: tick `engine` until SIGTERM or SIGINT, then stop cleanly."""
+def run_clock(engine: DueWorkEngine, tick_seconds: float,
+              listen: Callable[[], Stoppable] | None = None) -> None:
+    """The clock process: tick `engine` (and, with `listen`, send messages the moment they are
+    committed) until SIGTERM or SIGINT, then stop cleanly."""
     stop = StopSignal()
     scheduler = build_scheduler(engine, tick_seconds)
     scheduler.start()
+    listener = listen() if listen is not None else None
     number = stop.wait()
     log.info("clock stopping (%s): finishing the items already started",
              signal.Signals(number).name)
+    if listener is not None:
+        listener.stop()
     stop_scheduler(scheduler, engine)
     log.info("clock stopped")
 

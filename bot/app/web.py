@@ -14,7 +14,7 @@ from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.app.runtime import Runtime
+from bot.app.runtime import SWEEP_SECONDS, Runtime
 from bot.app.scheduler import Watch
 from bot.infra import health, metrics
 from bot.infra.envelope import malformed, too_deep
@@ -169,6 +169,8 @@ def serve(runtime: Runtime, bolt: App, *, workers: int,
     def post_worker_init(_worker: Any) -> None:
         # Every worker watches the clock; the database decides which one tells coordinators.
         Watch(runtime.watch_clock).start()
+        # Messages handed to a clock that died before sending them are sent from here.
+        Watch(runtime.sweep_outbox, SWEEP_SECONDS, "outbox-sweep").start()
         if in_worker is not None:
             in_worker()
 

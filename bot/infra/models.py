@@ -478,3 +478,5 @@ class ClockHeartbeat(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     stop_told_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # set while told stopped
     stops: Mapped[int] = mapped_column(default=0)  # stops told so far; names each episode
+    # When a clock last said it listens for messages to send (bot.infra.wakeup); None: none does.
+    listener_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.infra import duework
+from bot.infra import duework, wakeup
 from bot.infra.db import after_commit
 from bot.infra.models import DueWork, WorkState
 
@@ -81,6 +81,7 @@ def record_many(session: Session, effects: Sequence[tuple[str, Mapping[str, Any]
     duework.schedule_many(session, [duework.Timer(kind, now, key, dict(payload))
                                     for kind, payload, key in effects], now=now)
     session.info.setdefault(_KEYS, []).extend(key for _kind, _payload, key in effects)
+    wakeup.notify(session)
 
 
 def deliver_on_commit(sessions: sessionmaker[Session]) -> None:
@@ -96,6 +97,7 @@ def deliver_on_commit(sessions: sessionmaker[Session]) -> None:
 
 
 def _committed(session: Session) -> None:
+    session.info.pop(wakeup.NOTIFIED, None)
     keys = session.info.pop(_KEYS, None)
     deliver = session.info.get(DELIVER_NOW)
     if not keys or deliver is None:
@@ -114,6 +116,7 @@ def _committed(session: Session) -> None:
 
 def _rolled_back(session: Session) -> None:
     session.info.pop(_KEYS, None)
+    session.info.pop(wakeup.NOTIFIED, None)
 
 
 def message(session: Session, user_id: str, content: Mapping[str, Any], *, key: str,
@@ -160,6 +163,17 @@ def due_ids(session: Session, keys: Sequence[str]) -> list[list[int]]:
         return []
     rows = session.execute(select(DueWork.id, DueWork.kind).where(
         DueWork.key.in_(list(keys)), DueWork.state == WorkState.PENDING)).all()
+    first = [item_id for item_id, kind in rows if kind in URGENT]
+    rest = [item_id for item_id, kind in rows if kind not in URGENT]
+    return [ids for ids in (first, rest) if ids]
+
+
+def due_now(session: Session, *, now: datetime, limit: int) -> list[list[int]]:
+    """The ids of up to `limit` effects due by `now` and not yet taken, oldest first, as
+    due_ids groups them (urgent ones first)."""
+    rows = session.execute(select(DueWork.id, DueWork.kind).where(
+        DueWork.kind.in_(KINDS), DueWork.state == WorkState.PENDING, DueWork.due_at <= now)
+        .order_by(DueWork.due_at, DueWork.id).limit(limit)).all()
     first = [item_id for item_id, kind in rows if kind in URGENT]
     rest = [item_id for item_id, kind in rows if kind not in URGENT]
     return [ids for ids in (first, rest) if ids]

@@ -223,6 +223,11 @@ class Settings(BaseSettings):
         "INFO", alias="LOG_LEVEL")
     # text: one readable line per record; json: one JSON object per line, for log collectors.
     log_format: Annotated[str, _lower_choice("text", "json")] = Field("text", alias="LOG_FORMAT")
+    # Who sends the messages a click or a form leads to: "auto" hands them to a clock process
+    # that PostgreSQL wakes at once (when one listens), so acknowledging processes only commit;
+    # "web" has the process that recorded them send them itself, as it always does on SQLite.
+    delivery: Annotated[str, _lower_choice("auto", "web")] = Field(
+        "auto", alias="PEERSUPPORT_DELIVERY")
     # Metrics (/metrics) are served only to a scraper presenting this token, as a bearer token.
     metrics_token: Annotated[str | None, PlainValidator(_secret)] = Field(
         None, alias="PEERSUPPORT_METRICS_TOKEN")

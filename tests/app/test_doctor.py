@@ -76,7 +76,7 @@ def test_a_healthy_deployment_passes_every_check(healthy: Runtime) -> None:
     lines = [check.line for check in checks.values()]
     assert lines[0] == "ok    token works (bot peersupport in Hospital)"
     assert lines[1] == f"ok    scopes: all {len(health.SLACK_SCOPES)} that manifest.yml asks for are granted"
-    assert lines[2] == "ok    database reachable, at the newest migration (0011)"
+    assert lines[2] == "ok    database reachable, at the newest migration (0012)"
     assert lines[4:] == [
         "ok    prompt secret: not needed (no wellbeing prompts)",
         "ok    coordinators: 1, each active in Slack",
@@ -112,11 +112,11 @@ def test_no_token_at_all(healthy: Runtime) -> None:
 
 
 def test_a_database_one_migration_behind(healthy: Runtime) -> None:
-    command.downgrade(alembic_config(healthy.engine), "0010")
+    command.downgrade(alembic_config(healthy.engine), "0011")
     checks = examine(healthy)
     assert checks["database"].line == (
-        "FAIL  database: at migration 0010, the newest is 0011; run 'python -m bot migrate' (if "
-        "0010 is newer, this code is older than the database: deploy the new release)")
+        "FAIL  database: at migration 0011, the newest is 0012; run 'python -m bot migrate' (if "
+        "0011 is newer, this code is older than the database: deploy the new release)")
     assert failing(checks) == ["database", "prompt secret", "roster", "clock", "outbox"]
     assert checks["clock"].text == "not checked, since the database is not ready"
     migrate(healthy.engine)

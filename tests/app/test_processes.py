@@ -16,16 +16,21 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from bench import seeds
+from bench.fanout import _form
+from bot.infra import wakeup
 from bot.infra.clock import SystemClock
 from bot.infra.db import make_engine, make_sessions, migrate
 from bot.infra.duework import schedule
-from bot.infra.models import DueWork, WorkState
+from bot.infra.models import DueWork, Offer, WorkState
 from bot.sandbox.driver import SlackDriver
 from bot.sandbox.slack_api import FakeSlack
-from tests.conftest import SIGNING_SECRET
+from handlers.common.ids import Action, Callback
+from tests.conftest import SIGNING_SECRET, Database, eventually
 from tests.socket_mode_server import SocketModeServer
 
 ROOT = Path(__file__).resolve().parents[2]
+FORM = _form()  # a request for anyone, now, over Slack
 
 
 def free_port() -> int:
@@ -151,3 +156,47 @@ def test_run_process_over_socket_mode_answers_and_ticks(tmp_path: Path,
     assert item.last_error == "unknown kind"
     opened = fake_slack.calls_to("apps.connections.open")
     assert opened and opened[0].token == "xapp-1-test"
+
+
+def test_the_clock_sends_what_the_web_commits_and_a_killed_clock_loses_nothing(
+        tmp_path: Path, fake_slack: FakeSlack, pg_database: Database) -> None:
+    """On PostgreSQL the web process commits and answers; the clock, woken by NOTIFY, sends the
+    offers. Killed outright, the clock leaves nothing unsent: the web process sees it went
+    quiet and sends the next request's offers (and any it had handed over) itself."""
+    seeds.supporters(pg_database.engine, fake_slack, 3)
+    url = pg_database.process_url
+    sessions = make_sessions(pg_database.engine)
+
+    def offers_out(requester: int) -> list[str]:
+        with sessions() as session:
+            offers = session.scalars(select(Offer).where(Offer.request_id == requester)).all()
+            return [o.ts for o in offers if o.ts]
+
+    def senders() -> set[str]:
+        with sessions() as session:
+            return {(token or "").split(":")[0] for token in session.scalars(
+                select(DueWork.claim_token).where(DueWork.kind == "effect.offer.post"))}
+
+    with process(tmp_path, "clock", fake_slack, url, PEERSUPPORT_TICK_SECONDS="300") as clock:
+        with sessions() as session:
+            assert eventually(lambda: wakeup.listening(session, now=SystemClock().now()),
+                              timeout=30), (tmp_path / "clock.log").read_text()
+        port = free_port()
+        with process(tmp_path, "web", fake_slack, url, PORT=str(port)) as web:
+            wait_healthy(port, web, tmp_path / "web.log")
+            driver = SlackDriver(f"http://127.0.0.1:{port}/slack/events", SIGNING_SECRET,
+                                 fake_slack)
+            assert driver.view_submission("UCLIN00001", Callback.REQUEST, FORM,
+                                          view_id="VPROC0001").status == 200
+            assert eventually(lambda: len(offers_out(1)) == 3, timeout=20)
+            assert senders() == {"deliver"}, "the clock's listener sent them"
+
+            os.killpg(clock.pid, signal.SIGKILL)  # no clean stop: it still counts as listening
+            clock.wait()
+            assert driver.view_submission("UCLIN00002", Callback.REQUEST, FORM,
+                                          view_id="VPROC0002").status == 200
+            assert eventually(lambda: len(offers_out(2)) == 3, timeout=40), \
+                (tmp_path / "web.log").read_text()
+    offers = fake_slack.calls_to("chat.postMessage")
+    accept_posts = [c for c in offers if Action.ACCEPT_OFFER in json.dumps(c.args.get("blocks"))]
+    assert len(accept_posts) == 6, "every offer posted exactly once"
