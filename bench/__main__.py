@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import ack, duework, fanout, insights
+from bench import ack, duework, fanout, insights, paths, prompts
 from bench.common import Report, Row, machine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,8 +18,8 @@ RESULTS = ROOT / "bench" / "results"  # the latest full-size report of each benc
 
 
 def _full() -> dict[str, Callable[[], Report]]:
-    return {"ack": ack.run, "fanout": fanout.run, "duework": duework.run,
-            "insights": insights.run}
+    return {"ack": ack.run, "prompts": prompts.run, "paths": paths.run, "fanout": fanout.run,
+            "duework": duework.run, "insights": insights.run}
 
 
 def quick() -> dict[str, Callable[[], Report]]:
@@ -27,6 +27,9 @@ def quick() -> dict[str, Callable[[], Report]]:
     return {
         "ack": lambda: ack.run(ack.Settings(clients=(4,), seconds=0.5, warmup=0.2,
                                             supporters=20, seeds_per_run=200)),
+        "prompts": lambda: prompts.run(prompts.TINY),
+        "paths": lambda: paths.run(paths.Settings(latency=0.02, supporters=10, wave=3,
+                                                  requests=2)),
         "fanout": lambda: fanout.run(fanout.Settings(supporters=30, wave=10, latency=0.01,
                                                      requests=1)),
         "duework": lambda: duework.run(duework.Settings(checkins=40)),

@@ -26,7 +26,8 @@ CHECKIN_ANSWER = f"{Action.CHECKIN_ANSWER}:better"
 
 @dataclass
 class Scenario:
-    """What to send: `kind` is command, accept or checkin; `items` the ids each request uses."""
+    """What to send: `kind` is command, accept, checkin or prompt; `items` the ids each request
+    uses."""
 
     kind: str
     items: list[tuple[Any, ...]]
@@ -40,6 +41,7 @@ class LoadResult:
     seconds: float
     errors: int
     statuses: dict[int, int]
+    answered: int = 0  # every request answered, warm-up included
 
     @property
     def per_second(self) -> float:
@@ -74,6 +76,9 @@ def body_maker(scenario: Scenario, secret: str, respond_to: str
             return bodies.block_action(item[1], ACCEPT, str(item[0]), block_id="offer")
         if scenario.kind == "checkin":
             return bodies.block_action(item[1], CHECKIN_ANSWER, str(item[0]), block_id="checkin")
+        if scenario.kind == "prompt":  # (run id, who answers, which answer)
+            return bodies.block_action(item[1], f"{Action.PULSE_ANSWER}:{item[2]}", str(item[0]),
+                                       block_id="pulse")
         raise ValueError(f"unknown scenario {scenario.kind!r}")
 
     return make
@@ -91,6 +96,7 @@ def drive(url: str, secret: str, respond_to: str, scenario: Scenario, clients: i
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     errors = [0]
+    answered = [0]
     lock = threading.Lock()
 
     def client() -> None:
@@ -114,6 +120,8 @@ def drive(url: str, secret: str, respond_to: str, scenario: Scenario, clients: i
                     errors[0] += 1
                 continue
             done = time.monotonic()
+            with lock:
+                answered[0] += 1
             if sent >= measure_from and done <= stop_at:
                 mine.append(done - sent)
                 with lock:
@@ -137,7 +145,7 @@ def drive(url: str, secret: str, respond_to: str, scenario: Scenario, clients: i
         thread.join()
     if failures:
         raise failures[0]
-    return LoadResult(latencies, seconds, errors[0], statuses)
+    return LoadResult(latencies, seconds, errors[0], statuses, answered[0])
 
 
 def drive_elsewhere(url: str, secret: str, respond_to: str, scenario: Scenario, clients: int,
@@ -152,7 +160,8 @@ def drive_elsewhere(url: str, secret: str, respond_to: str, scenario: Scenario, 
         raise RuntimeError(f"the load generator failed: {done.stderr.strip()[-500:]}")
     result = json.loads(done.stdout)
     return LoadResult(result["latencies"], result["seconds"], result["errors"],
-                      {int(status): n for status, n in result["statuses"].items()})
+                      {int(status): n for status, n in result["statuses"].items()},
+                      result["answered"])
 
 
 def main() -> None:
@@ -162,7 +171,7 @@ def main() -> None:
                    Scenario(order["kind"], [tuple(item) for item in order["items"]]),
                    order["clients"], order["seconds"], order["warmup"])
     json.dump({"latencies": result.latencies, "seconds": result.seconds, "errors": result.errors,
-               "statuses": result.statuses}, sys.stdout)
+               "statuses": result.statuses, "answered": result.answered}, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,33 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGNING_SECRET = "bench-signing-secret"
+
+
+_masters: dict[str, int] = {}  # each running server's URL and its process id
+
+
+def server_pids(url: str) -> Callable[[], set[int]]:
+    """A function giving the process ids serving `url` now: the server and its children (a
+    gunicorn master and its workers)."""
+    master = _masters[url]
+
+    def pids() -> set[int]:
+        found = {master}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                    if parent == master:
+                        found.add(int(entry.name))
+        return found
+
+    return pids
 
 
 def free_port() -> int:
@@ -52,9 +74,11 @@ def server(module: str, args: list[str], env: dict[str, str],
     log = tempfile.TemporaryFile()
     process = subprocess.Popen([sys.executable, "-m", module, *args], env=full_env, cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=log)
+    url = f"http://127.0.0.1:{port}/slack/events"
+    _masters[url] = process.pid
     try:
         _wait_until_listening(port, process)
-        yield f"http://127.0.0.1:{port}/slack/events"
+        yield url
     finally:
         process.terminate()
         try:
@@ -62,13 +86,48 @@ def server(module: str, args: list[str], env: dict[str, str],
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        log.seek(0)
-        lines = log.read().decode(errors="replace").splitlines()
-        log.close()
-        errors = [n for n, line in enumerate(lines) if "Traceback" in line or "ERROR" in line]
-        if errors:
-            first = "\n    ".join(lines[errors[0]:errors[0] + 30])
-            print(f"  {module}: {len(errors)} errors in its log; the first:\n    {first}",
-                  file=sys.stderr)
-            if problems is not None:
-                problems.extend(lines[n] for n in errors)
+        _report(log, module, problems)
+
+
+def _report(log: IO[bytes], name: str, problems: list[str] | None) -> None:
+    """Print the first error a server's log showed, add every error line to `problems`, and
+    close the log."""
+    log.seek(0)
+    lines = log.read().decode(errors="replace").splitlines()
+    log.close()
+    errors = [n for n, line in enumerate(lines) if "Traceback" in line or "ERROR" in line]
+    if errors:
+        first = "\n    ".join(lines[errors[0]:errors[0] + 30])
+        print(f"  {name}: {len(errors)} errors in its log; the first:\n    {first}",
+              file=sys.stderr)
+        if problems is not None:
+            problems.extend(lines[n] for n in errors)
+
+
+@contextlib.contextmanager
+def clock(env: dict[str, str], problems: list[str] | None = None,
+          ready: Callable[[], bool] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `python -m bot clock` with `env` added until the block ends; wait until `ready()`
+    says it is working (for example, listening) when given; add its log's errors to
+    `problems`."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                **env}
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen([sys.executable, "-m", "bot", "clock"], env=full_env, cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while ready is not None and not ready():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the clock did not start")
+            time.sleep(0.1)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        _report(log, "clock", problems)

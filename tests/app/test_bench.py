@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from bench import cpu
+from bench import cpu, prompts
 from bench.__main__ import markdown, quick
 from tests.conftest import PG_URL
 
@@ -33,13 +33,22 @@ def test_every_figure_is_measured(reports) -> None:  # noqa: ANN001
 def test_ack_drives_both_apps_with_no_failures(reports) -> None:  # noqa: ANN001
     rows = figures(reports["ack"])
     throughputs = {key: value for key, value in rows.items() if key[1].endswith("requests/s")}
-    assert len(throughputs) == 6  # three kinds of request, ours and the bare app
+    # Four kinds of click; the bare app, ours sending its messages, ours handing them over.
+    assert len(throughputs) == 12
     assert all(value > 0 for value in throughputs.values())
-    assert all(value == 0 for key, value in rows.items() if key[1] == "ours: failed or non-200")
-    # Where the processors went, per request, for each load: our server, PostgreSQL, Slack.
+    failed = [value for key, value in rows.items() if key[1].endswith("failed or non-200")]
+    assert len(failed) == 8 and not any(failed)
+    assert rows[("all loads", "errors in our servers' and clock's logs")] == 0
+    # Where the processors went, per request, for each load: our server, the clock that sends
+    # what it handed over, PostgreSQL, Slack.
     spent = {key[1] for key in rows if key[1].endswith("CPU per request")}
-    assert spent == {"bare Bolt: server CPU per request", "ours: server CPU per request",
-                     "ours: PostgreSQL CPU per request", "ours: Slack stand-in CPU per request"}
+    assert spent == {"bare Bolt: server CPU per request"} | {
+        f"ours, {who} sends: {group} CPU per request" for who in ("web", "clock")
+        for group in ("server", "clock", "PostgreSQL", "Slack stand-in")}
+    # An Accept records its messages in the outbox whichever process sends them.
+    recorded = [value for key, value in rows.items()
+                if key[1].endswith("outbox messages per request")]
+    assert len(recorded) == 2 and all(value > 0 for value in recorded)
 
 
 def test_cpu_is_counted_per_group_over_the_window_only() -> None:
@@ -47,6 +56,26 @@ def test_cpu_is_counted_per_group_over_the_window_only() -> None:
     after = {1: ("server", 10.5), 2: ("server", 5.25), 3: ("PostgreSQL", 1.0),
              4: ("load generator", 3.0)}  # started in between: its start-up is not the load's
     assert cpu.spent(before, after) == {"server": 0.75, "PostgreSQL": 0.0}
+
+
+def test_prompt_burst_counts_every_answer_once_double_clicks_included(reports) -> None:  # noqa: ANN001
+    rows = {figure: value for (_case, figure), value in figures(reports["prompts"]).items()}
+    people = rows["distinct people who answered"]
+    assert people == prompts.TINY.answers
+    assert rows["answer clicks sent"] > people, "some people clicked twice"
+    assert rows["answers stored"] == people
+    assert rows["answers counted wrongly"] == rows["stored answer not the last one sent"] == 0
+    assert rows["failed or non-200"] == rows["clicks without a private confirmation"] == 0
+    assert rows["errors in the server's and clock's logs"] == 0
+
+
+def test_paths_are_timed_against_their_floor_both_ways(reports) -> None:  # noqa: ANN001
+    rows = figures(reports["paths"])
+    ratios = {case: value for (case, figure), value in rows.items()
+              if figure == "median / floor"}
+    assert len(ratios) == 4, "two paths, each sent by the web and handed to the clock"
+    # Nothing is posted before its round trips could have happened.
+    assert all(value >= 1 for value in ratios.values())
 
 
 def test_fanout_times_the_whole_wave(reports) -> None:  # noqa: ANN001
