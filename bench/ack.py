@@ -49,7 +49,7 @@ class Settings:
     clients: tuple[int, ...] = (16, 64)
     seconds: float = 5.0
     warmup: float = 1.0
-    supporters: int = 200
+    supporters: int = 1000  # enough that no run of Accepts meets their case caps
     offers_per_request: int = 5
     seeds_per_run: int = 8000
 
