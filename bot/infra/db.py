@@ -94,21 +94,21 @@ def _file_lock(database: str | None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+_AFTER = "after_commit"  # in a session's info: work to run once it has committed
+_FIRST = "after_commit_first"  # the same, run before the rest
+
+
 def after_commit(session: Session, work: Callable[[], None], *, first: bool = False) -> None:
     """Run `work` once this session's transaction has committed (Slack calls that must not
-    happen before the rows they refer to are visible to every process); `first` puts it before
-    the work registered so far."""
-    queued = session.info.setdefault("after_commit", [])
-    if first:
-        queued.insert(0, work)
-    else:
-        queued.append(work)
+    happen before the rows they refer to are visible to every process); `first` runs it before
+    every work registered without it (still in the order such work was registered)."""
+    session.info.setdefault(_FIRST if first else _AFTER, []).append(work)
 
 
 def run_after_commit(session: Session) -> None:
     """Run and forget the work registered with after_commit, in order; one failure is logged
     and does not stop the rest (whatever it left undone is retried by its own timers)."""
-    for work in session.info.pop("after_commit", []):
+    for work in [*session.info.pop(_FIRST, []), *session.info.pop(_AFTER, [])]:
         try:
             work()
         except Exception as error:  # noqa: BLE001
@@ -117,7 +117,8 @@ def run_after_commit(session: Session) -> None:
 
 def discard_after_commit(session: Session) -> None:
     """Forget registered work (the transaction rolled back, so it must not happen)."""
-    session.info.pop("after_commit", None)
+    session.info.pop(_FIRST, None)
+    session.info.pop(_AFTER, None)
 
 
 def insert_for(session: Session, table: Any) -> PgInsert | SqliteInsert:

@@ -5,6 +5,7 @@ died before sending it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -154,3 +155,17 @@ def test_a_burst_of_commits_is_sent_once_each(
     finally:
         listener.stop()
     assert posted(fake_slack) == 40
+
+
+def test_a_listener_clock_far_ahead_counts_as_nobody(
+        web: Runtime, clock: ManualClock, fake_slack: FakeSlack) -> None:
+    """Hosts whose clocks disagree by more than the freshness window must not leave messages
+    handed to a listener that may be long gone: the web sends its own."""
+    with web.sessions.begin() as session:
+        wakeup.say_listening(session, clock.now() + wakeup.FRESH + timedelta(seconds=1))
+    assert not web.hands_over()
+    record_message(web, "note:1")
+    assert item(web, "note:1").state == WorkState.DONE
+    with web.sessions.begin() as session:
+        wakeup.say_listening(session, clock.now() + timedelta(seconds=2))  # a little ahead
+    assert web.hands_over()

@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from bot.infra.clock import ManualClock
+from bot.infra.db import after_commit, run_after_commit
 from bot.infra.duework import DueWorkEngine, JobContext, JobKind, JobRegistry, schedule
 from bot.infra.models import DueWork, WorkState
 from bot.infra.outbox import Effect
@@ -126,3 +127,19 @@ def test_after_an_accept_the_introduction_goes_out_before_anything_else(
     methods = [(call.method, str(call.args.get("channel", ""))[:1]) for call in after]
     intro = methods.index(("chat.postMessage", "G"))
     assert methods[:intro] == [("conversations.open", "")], methods
+
+
+def test_what_commits_send_runs_before_housekeeping_and_in_commit_order(
+        database: Database) -> None:
+    """A listener that commits twice sends the first commit's messages first (the second's
+    updates wait on the first's posts), and both before work such as a time-zone look-up."""
+    ran: list[str] = []
+    session = database.sessions()
+    after_commit(session, lambda: ran.append("first commit's messages"), first=True)
+    after_commit(session, lambda: ran.append("time zone look-up"))
+    after_commit(session, lambda: ran.append("second commit's messages"), first=True)
+    run_after_commit(session)
+    assert ran == ["first commit's messages", "second commit's messages", "time zone look-up"]
+    run_after_commit(session)
+    assert len(ran) == 3, "run once"
+    session.close()
