@@ -31,10 +31,10 @@ log = logging.getLogger(__name__)
 
 LISTENING_KEPT = 1.0  # seconds a process trusts its last look at whether a clock listens
 DELIVER_ROUND = 500  # messages one delivery round takes at most
-# Messages handed to a listener and still untaken this long after they fell due are swept up by
-# a web process (the listener died): longer than a woken listener ever takes to claim them.
-SWEEP_AFTER = timedelta(seconds=5)
-SWEEP_SECONDS = 5.0  # how often a web process looks
+# Messages still untaken this long after they fell due are swept up by a web process (a
+# listener killed before it claimed them): far longer than a woken listener takes to claim.
+SWEEP_AFTER = timedelta(seconds=3)
+SWEEP_SECONDS = 1.0  # how often a web process looks (one indexed query)
 
 
 @dataclass(frozen=True)
@@ -147,10 +147,9 @@ class Runtime:
                 return taken
 
     def sweep_outbox(self) -> int:
-        """Send messages that were handed to a listener that then went quiet (a clock killed
-        mid-way): a web process's regular look, which does nothing while one listens."""
-        if self.hands_over():
-            return 0
+        """Send messages nobody took within SWEEP_AFTER of falling due (handed to a clock killed
+        before it claimed them): a web process's regular look, so a killed clock delays them
+        by seconds, not until its heartbeat is found stale."""
         return self.deliver_due(older_than=SWEEP_AFTER)
 
     def listens(self) -> bool:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.infra.db import make_sessions
 from bot.infra.models import (
@@ -36,7 +37,7 @@ from handlers.checkins.blocks import METADATA_TYPE
 from handlers.common.ids import Action, Block, Callback
 from handlers.requests.blocks import NOT_SAFE, WELCOME
 from tests.app.test_processes import free_port, process, wait_healthy
-from tests.conftest import SIGNING_SECRET, Database
+from tests.conftest import SIGNING_SECRET, Database, eventually
 
 SECRET = "p" * 40
 REQUESTERS = [f"UREQUEST{i:02d}" for i in range(12)]
@@ -156,6 +157,11 @@ def check_invariants(db: Database, fake: FakeSlack) -> None:
     assert set(checkin_posts) >= set(sent), "every check-in marked sent was posted"
 
 
+def checkins_sent(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return len(session.scalars(select(CheckIn).where(CheckIn.sent_at.is_not(None))).all())
+
+
 def test_two_web_processes_and_a_killed_clock_keep_every_promise(
         pg_database: Database, fake_slack: FakeSlack, tmp_path: Path) -> None:
     zone = daytime_zone()
@@ -175,7 +181,9 @@ def test_two_web_processes_and_a_killed_clock_keep_every_promise(
     env = {"PEERSUPPORT_PULSE_SECRET": SECRET, "PEERSUPPORT_CHECKIN_DAYS": "0.00005",
            "PEERSUPPORT_OFFER_TIMEOUT": "10", "PEERSUPPORT_TICK_SECONDS": "0.2",
            "PEERSUPPORT_COORDINATORS": "UCOORD0001", "PEERSUPPORT_LEADERS": "ULEADER001",
-           "WEB_CONCURRENCY": "1", "PEERSUPPORT_DEFAULT_COOLDOWN_HOURS": "0"}
+           "WEB_CONCURRENCY": "1", "PEERSUPPORT_DEFAULT_COOLDOWN_HOURS": "0",
+           # What the killed clock held is retaken by the next once its lease runs out.
+           "PEERSUPPORT_DUEWORK_LEASE_SECONDS": "10"}
     url = pg_database.process_url
     ports = [free_port(), free_port()]
     with process(tmp_path / "a", "web", fake_slack, url, PORT=str(ports[0]), **env) as web_a, \
@@ -198,7 +206,10 @@ def test_two_web_processes_and_a_killed_clock_keep_every_promise(
         check_invariants(pg_database, fake_slack)
         with process(tmp_path / "c2", "clock", fake_slack, url, **env):
             traffic(drivers, fake_slack, run_id, TRAFFIC_SECONDS / 2, seed=99)
-            time.sleep(3)  # let the new clock pick up what the dead one left
+            # Let the new clock pick up what the dead one left, including check-ins it held
+            # when it was killed (their lease runs out first).
+            eventually(lambda: checkins_sent(sessions) > 0, timeout=25)
+            time.sleep(3)
         check_invariants(pg_database, fake_slack)
     with sessions() as session:
         states = Counter(r.state for r in session.scalars(select(SupportRequest)))
