@@ -80,6 +80,9 @@ def sandbox_settings(fake: FakeSlack, database_url: str, **overrides: str) -> Se
         "DATABASE_URL": database_url,
         "PEERSUPPORT_COORDINATORS": "UCOORD0001",
         "PEERSUPPORT_LISTENER_THREADS": "8",
+        # One process plays every part here, with no clock process to hand messages to: each
+        # is sent by the process that saved it, at once (tests of the hand-over ask for it).
+        "PEERSUPPORT_DELIVERY": "web",
     }
     values.update(overrides)
     return Settings.from_mapping(values)

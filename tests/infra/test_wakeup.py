@@ -25,7 +25,8 @@ PERSON = "UCLIN00001"
 def a_runtime(database: Database, fake: FakeSlack, clock: ManualClock, **settings: str
               ) -> Runtime:
     """A process's runtime on the shared database (as a web process or a clock has)."""
-    config = sandbox_settings(fake, database.url).model_copy(update=settings)
+    config = sandbox_settings(fake, database.url).model_copy(
+        update={"delivery": "auto", **settings})
     runtime = build_runtime(config, clock=clock, client=build_client(config, timeout=5),
                             engine=database.new_engine(), run_migrations=False)
     runtime.listening_kept = 0.0  # look every time: the tests change who listens
