@@ -111,6 +111,7 @@ class Runtime:
         unless a listening clock was woken to send them; what fails here is retried by the
         clock like any due work."""
         if self.hands_over():
+            wakeup.wake(self.engine)
             return
         with self.sessions() as session:
             groups = outbox.due_ids(session, keys)

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.infra import duework, wakeup
+from bot.infra import duework
 from bot.infra.db import after_commit
 from bot.infra.models import DueWork, WorkState
 
@@ -81,7 +81,6 @@ def record_many(session: Session, effects: Sequence[tuple[str, Mapping[str, Any]
     duework.schedule_many(session, [duework.Timer(kind, now, key, dict(payload))
                                     for kind, payload, key in effects], now=now)
     session.info.setdefault(_KEYS, []).extend(key for _kind, _payload, key in effects)
-    wakeup.notify(session)
 
 
 def deliver_on_commit(sessions: sessionmaker[Session]) -> None:
@@ -97,7 +96,6 @@ def deliver_on_commit(sessions: sessionmaker[Session]) -> None:
 
 
 def _committed(session: Session) -> None:
-    session.info.pop(wakeup.NOTIFIED, None)
     keys = session.info.pop(_KEYS, None)
     deliver = session.info.get(DELIVER_NOW)
     if not keys or deliver is None:
@@ -116,7 +114,6 @@ def _committed(session: Session) -> None:
 
 def _rolled_back(session: Session) -> None:
     session.info.pop(_KEYS, None)
-    session.info.pop(wakeup.NOTIFIED, None)
 
 
 def message(session: Session, user_id: str, content: Mapping[str, Any], *, key: str,

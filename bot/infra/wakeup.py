@@ -1,8 +1,8 @@
 """Waking whoever sends the outbox's messages the moment they are committed: PostgreSQL's
 LISTEN/NOTIFY.
 
-A transaction that records messages also sends NOTIFY, which PostgreSQL passes on only if the
-transaction commits. A clock process listens and sends them at once, so the processes that
+A process that committed messages and hands them over sends NOTIFY right after the commit. A
+clock process listens and sends them at once, so the processes that
 acknowledge Slack only commit and answer. A process hands its messages over only while a
 listener has said recently that it listens (`listening`); otherwise (SQLite, no clock, a clock
 that stopped) it sends them itself, and a web process's sweep sends any that were handed to a
@@ -29,17 +29,16 @@ log = logging.getLogger(__name__)
 CHANNEL = "peersupport_outbox"
 BEAT_SECONDS = 3.0  # how often a listener says it still listens
 FRESH = timedelta(seconds=10)  # a listener silent for longer is taken for gone
-NOTIFIED = "outbox_notified"  # in a session's info: this transaction already sent NOTIFY
 ROW = 1  # the clock heartbeat's single row (bot.infra.health)
 
 
-def notify(session: Session) -> None:
-    """Ask PostgreSQL to wake the listener once this transaction commits (once per
-    transaction; nothing on SQLite, where nobody listens)."""
-    if session.info.get(NOTIFIED) or session.get_bind().dialect.name != "postgresql":
-        return
-    session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
-    session.info[NOTIFIED] = True
+def wake(engine: Engine) -> None:
+    """Wake the listener: called by a process that just committed messages and hands them
+    over (a NOTIFY of its own, so no transaction of a process that sends its own ever runs
+    one)."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        connection.commit()
 
 
 def listening(session: Session, *, now: datetime) -> bool:
