@@ -19,11 +19,10 @@ from bench import cpu, seeds
 from bench.common import Report, percentile, scratch_database
 from bench.load import LoadResult, Scenario, drive_elsewhere
 from bench.seeds import NOW
-from bench.servers import SIGNING_SECRET, clock, server, server_pids
+from bench.servers import SIGNING_SECRET, clock, clock_listening, server, server_pids
 from bot.infra.models import (
     CheckIn,
     CheckInState,
-    ClockHeartbeat,
     DueWork,
     Offer,
     OfferState,
@@ -136,7 +135,7 @@ def run(settings: Settings | None = None) -> Report:
                    "DATABASE_URL": database.url, "PEERSUPPORT_PULSE_SECRET": PULSE_SECRET}
             respond_to = fake.base_url + "respond/1"
             problems: list[str] = []
-            with clock(env, problems, ready=lambda: _listening(database.engine)), \
+            with clock(env, problems, ready=lambda: clock_listening(database.engine)), \
                     server("bot", ["web"], {**env, "PEERSUPPORT_DELIVERY": "web"},
                            problems) as web, \
                     server("bot", ["web"], env, problems) as handing_over, \
@@ -198,11 +197,6 @@ def run(settings: Settings | None = None) -> Report:
         "design, so there is no Accept without the outbox to compare: the two ways of sending "
         "show what recording costs the acknowledging process and what sending costs.")
     return report
-
-
-def _listening(engine: Engine) -> bool:
-    with engine.connect() as connection:
-        return connection.scalar(select(ClockHeartbeat.listener_at)) is not None
 
 
 def _effects(engine: Engine) -> int:

@@ -16,8 +16,8 @@ from sqlalchemy import Engine, select
 from bench import seeds
 from bench.common import Report, scratch_database
 from bench.fanout import _form
-from bench.servers import SIGNING_SECRET, clock, server
-from bot.infra.models import ClockHeartbeat, Offer
+from bench.servers import SIGNING_SECRET, clock, clock_listening, server
+from bot.infra.models import Offer
 from bot.sandbox.driver import SlackDriver
 from bot.sandbox.slack_api import FakeSlack
 from handlers.common.ids import Action, Callback
@@ -53,13 +53,6 @@ def _first(fake: FakeSlack, since: float, match: Callable[[dict], bool],
     raise RuntimeError("the message was not posted within 30 s")
 
 
-def _listening(engine: Engine) -> Callable[[], bool]:
-    def check() -> bool:
-        with engine.connect() as connection:
-            return connection.scalar(select(ClockHeartbeat.listener_at)) is not None
-    return check
-
-
 def _offer_for(engine: Engine, requester_number: int) -> tuple[int, str]:
     with engine.connect() as connection:
         return connection.execute(select(Offer.id, Offer.supporter_id).where(
@@ -81,7 +74,7 @@ def run(settings: Settings | None = None) -> Report:
                 env = {**base, **extra}
                 listens = extra["PEERSUPPORT_DELIVERY"] == "auto"
                 forms, accepts = [], []
-                with clock(env, ready=_listening(database.engine) if listens else None), \
+                with clock(env, ready=(lambda: clock_listening(database.engine)) if listens else None), \
                         server("bot", ["web"], env) as url:
                     driver = SlackDriver(url, SIGNING_SECRET, fake)
                     warm = False

@@ -14,6 +14,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+from sqlalchemy import Engine, select
+
+from bot.infra.models import ClockHeartbeat
+
 ROOT = Path(__file__).resolve().parent.parent
 SIGNING_SECRET = "bench-signing-secret"
 
@@ -80,13 +84,26 @@ def server(module: str, args: list[str], env: dict[str, str],
         _wait_until_listening(port, process)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
         _report(log, module, problems)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as a supervisor stops it; SIGKILL if it has not stopped within 30 s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def clock_listening(engine: Engine) -> bool:
+    """True once a clock on this database has said it listens (the `ready` check for clock)."""
+    with engine.connect() as connection:
+        return connection.scalar(select(ClockHeartbeat.listener_at)) is not None
 
 
 def _report(log: IO[bytes], name: str, problems: list[str] | None) -> None:
@@ -123,11 +140,5 @@ def clock(env: dict[str, str], problems: list[str] | None = None,
             time.sleep(0.1)
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        _stop(process)
         _report(log, "clock", problems)
