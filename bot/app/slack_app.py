@@ -10,11 +10,11 @@ import uuid
 from typing import Any
 
 from slack_bolt import App, BoltRequest, BoltResponse
-from sqlalchemy import event
 
 import handlers
 from bot.app.runtime import Runtime
 from bot.infra import metrics, outbox
+from bot.infra.db import listen_once
 from bot.infra.deliveries import delivery_key
 from bot.infra.logs import ContextPool, correlated, traceback_without_messages
 from handlers.common.middleware import DELIVERY, WORK_SLOTS, check_delivery
@@ -70,8 +70,7 @@ def create_app(runtime: Runtime, *, verify_token: bool = True) -> App:
         logger=logging.getLogger("peersupport.bolt"),
     )
 
-    if not event.contains(runtime.sessions, "after_begin", check_delivery):
-        event.listen(runtime.sessions, "after_begin", check_delivery)
+    listen_once(runtime.sessions, "after_begin", check_delivery)
 
     @app.use
     def provide_runtime(context: dict[str, Any], body: dict[str, Any],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,26 @@ def _file_lock(database: str | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# The session hooks each sessionmaker was given (listen_once); weak, so a sessionmaker that is
+# gone takes its entry with it.
+_HOOKED: weakref.WeakKeyDictionary[sessionmaker[Session], set[tuple[str, Callable[..., Any]]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def listen_once(sessions: sessionmaker[Session], identifier: str,
+                hook: Callable[..., Any]) -> None:
+    """Give every session of `sessions` the event hook `hook`, once however often it is asked.
+
+    sqlalchemy.event.contains cannot answer this: it keys on the target's id(), so a new
+    sessionmaker at the address of one already collected passes for hooked, and its sessions
+    would silently go without (no message delivered after a commit)."""
+    hooked = _HOOKED.setdefault(sessions, set())
+    if (identifier, hook) in hooked:
+        return
+    event.listen(sessions, identifier, hook)
+    hooked.add((identifier, hook))
 
 
 _AFTER = "after_commit"  # in a session's info: work to run once it has committed

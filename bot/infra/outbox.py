@@ -21,11 +21,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, event, func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.infra import duework
-from bot.infra.db import after_commit
+from bot.infra.db import after_commit, listen_once
 from bot.infra.models import DueWork, WorkState
 
 log = logging.getLogger(__name__)
@@ -89,10 +89,8 @@ def deliver_on_commit(sessions: sessionmaker[Session]) -> None:
     A session whose info has DEFER (a Slack request's) delivers after its listener has
     returned and Slack has its answer (bot.infra.db.run_after_commit) instead of inside the commit.
     """
-    if event.contains(sessions, "after_commit", _committed):
-        return
-    event.listen(sessions, "after_commit", _committed)
-    event.listen(sessions, "after_rollback", _rolled_back)
+    listen_once(sessions, "after_commit", _committed)
+    listen_once(sessions, "after_rollback", _rolled_back)
 
 
 def _committed(session: Session) -> None:
