@@ -160,15 +160,19 @@ def _row(kind: str, due_at: datetime, now: datetime, payload: Mapping[str, Any] 
 
 
 def _insert(session: Session, rows: list[dict[str, Any]], *, keyed: bool) -> int:
-    statement = insert_for(session, DueWork).values(rows)
+    # The rows go as parameters of one statement that is the same every time, so SQLAlchemy
+    # compiles it once per process (rows inlined with .values() made every call a new one).
+    statement = insert_for(session, DueWork)
     if keyed:
         # One statement, so two processes scheduling the same key at once cannot both arm it:
         # PostgreSQL re-checks the WHERE on the row the other one just re-armed.
         rearm = {name: statement.excluded[name] for name in rows[0] if name != "key"}
         rearm.update(claim_token=None, lease_until=None, last_error=None, finished_at=None)
         statement = statement.on_conflict_do_update(
-            index_elements=["key"], set_=rearm, where=DueWork.state.in_(FINISHED_STATES))
-    return len(session.execute(statement.returning(DueWork.id)).all())
+            index_elements=["key"], set_=rearm,
+            # Spelled out: IN's expanding parameter cannot be used with many rows of parameters.
+            where=or_(*(DueWork.state == state for state in FINISHED_STATES)))
+    return len(session.execute(statement.returning(DueWork.id), rows).all())
 
 
 def cancel(session: Session, *, now: datetime, key: str | None = None, kind: str | None = None,
