@@ -14,7 +14,7 @@ from handlers import teams
 from handlers.checkins import jobs as checkin_jobs
 from handlers.checkins import listeners as checkins
 from handlers.commands import listeners as commands
-from handlers.common import fallback
+from handlers.common import fallback, handover
 from handlers.common.services import Services
 from handlers.dm import listeners as dm
 from handlers.home import listeners as home
@@ -47,6 +47,7 @@ def register_jobs(jobs: JobRegistry, services: Services) -> None:
     checkin_jobs.register_jobs(jobs, services)
     pulse_jobs.register_jobs(jobs, services)
     roster_jobs.register_jobs(jobs, services)
+    handover.register_jobs(jobs, services)
 
 
 def bootstrap_jobs(services: Services) -> None:

@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -48,6 +48,7 @@ class Services:
     library: Library
     roles: RoleResolver
     sessions: sessionmaker[Session]
+    hands_over: Callable[[], bool]
 
 
 @dataclass
@@ -69,13 +70,15 @@ class Runtime:
     listening_kept: float = LISTENING_KEPT
     # Whether a listener was found listening, and until when (monotonic) that answer is kept.
     _listening: tuple[bool, float] = field(default=(False, 0.0), repr=False)
+    _listens_here: bool = field(default=False, repr=False)  # this process is the listener
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def services(self) -> Services:
         """What listeners and jobs may use, and nothing more."""
         return Services(settings=self.settings, clock=self.clock, messenger=self.messenger,
-                        library=self.library, roles=self.roles, sessions=self.sessions)
+                        library=self.library, roles=self.roles, sessions=self.sessions,
+                        hands_over=self.hands_over)
 
     def duework(self, worker_id: str | None = None) -> DueWorkEngine:
         """A due-work engine configured from settings."""
@@ -95,8 +98,9 @@ class Runtime:
     def hands_over(self) -> bool:
         """True when messages this process records are sent by a listening clock instead
         (bot.infra.wakeup): on PostgreSQL, unless PEERSUPPORT_DELIVERY=web, while one listens.
-        The answer is kept for a second, so a busy process asks the database once a second."""
-        if not self.listens():
+        The answer is kept for a second, so a busy process asks the database once a second.
+        The listening process itself sends what it records, without waking itself."""
+        if self._listens_here or not self.listens():
             return False
         found, until = self._listening
         if time.monotonic() < until:
@@ -160,6 +164,7 @@ class Runtime:
 
     def listen(self) -> wakeup.Listener:
         """Start sending messages the moment PostgreSQL says they were committed (a clock)."""
+        self._listens_here = True
         return wakeup.Listener(self.engine, self.sessions, self.clock, self.deliver_due).start()
 
     def _delivery_engine(self) -> DueWorkEngine:

@@ -22,6 +22,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 from slack_sdk.web import SlackResponse
+from slack_sdk.webhook import WebhookClient, WebhookResponse
 
 from bot.infra import metrics
 from bot.infra.duework import JobContext, RetryLater
@@ -210,6 +211,13 @@ class Messenger:
             raise
         metrics.count_slack_call(method, "ok")
         return response
+
+    def responder(self, response_url: str) -> Callable[..., WebhookResponse]:
+        """Answer a click through its response_url, as Bolt's `respond` does, from wherever the
+        click is applied (a clock it was handed to, after its listener returned)."""
+        webhook = WebhookClient(response_url, timeout=self.client.timeout,
+                                retry_handlers=self.client.retry_handlers)
+        return webhook.send
 
     def auth_test(self) -> dict[str, Any]:
         """Check the bot token and learn the bot's own ids."""

@@ -47,6 +47,9 @@ class Effect(enum.StrEnum):
     TEAM_INVITATION = "effect.team.invitation"  # the invitation, posted in the team's channel
     TEAM_OUTREACH_START = "effect.team.outreach.start"  # resolve the members, record their notes
     TEAM_OUTREACH = "effect.team.outreach"  # one member's private note
+    # A click handed to the clock to apply (handlers/common/handover.py): what it changes and
+    # the messages that follow come from there.
+    CLICK = "effect.click"
 
 
 # Every effect kind starts with this, so coordinators' views can tell messages from timers.
@@ -60,8 +63,10 @@ MESSAGE = Effect.MESSAGE.value  # the kind handlers/requests/effects.py delivers
 # Every kind of effect: named in full, so counting them uses the (kind, state) index.
 KINDS = tuple(effect.value for effect in Effect)
 # Effects delivered before the others of the same commit: a person is waiting on them (a
-# supporter for an offer, a coordinator for an alert, both people for their introduction).
-URGENT = frozenset({Effect.OFFER_POST.value, Effect.ALERT.value, Effect.INTRO.value})
+# supporter for an offer, a coordinator for an alert, both people for their introduction, the
+# clicker for their click).
+URGENT = frozenset({Effect.OFFER_POST.value, Effect.ALERT.value, Effect.INTRO.value,
+                    Effect.CLICK.value})
 UNFINISHED = (WorkState.PENDING, WorkState.RUNNING)
 
 

@@ -25,6 +25,7 @@ from handlers.checkins.blocks import (
     struggling_note,
 )
 from handlers.common.blockkit import notice
+from handlers.common.handover import to_the_clock
 from handlers.common.ids import CHECKIN_ANSWERS, Action, Block, Callback
 from handlers.common.interaction import reply_privately, submitted, whole_number
 from handlers.common.invocation import Invocation
@@ -58,6 +59,7 @@ def checkins_command(call: Invocation) -> None:
 
 
 @transactional
+@to_the_clock
 def on_answer(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
               context: dict[str, Any], db: Session) -> None:
     """One click answers the check-in; the message changes to show what the answer brings."""

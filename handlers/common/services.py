@@ -7,6 +7,7 @@ reach the engine, the Slack client or the job registry: those stay with the comp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,3 +28,5 @@ class Services(Protocol):
     library: Library
     roles: RoleResolver
     sessions: sessionmaker[Session]
+    # True while a listening clock sends this process's messages (and applies its clicks).
+    hands_over: Callable[[], bool]

@@ -19,6 +19,7 @@ from bot.pulses import service as pulses
 from bot.pulses.charts import describe, distribution_chart, prompt_distribution, series_chart
 from bot.pulses.service import PulseError, PulseSpec
 from handlers.common.blockkit import notice
+from handlers.common.handover import to_the_clock
 from handlers.common.ids import PULSE_ANSWERS, Action, Block, Callback
 from handlers.common.interaction import reply_privately, submitted, whole_number
 from handlers.common.invocation import Invocation
@@ -220,6 +221,7 @@ def on_pulse_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
 
 
 @transactional
+@to_the_clock
 def on_pulse_answer(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
                     context: dict[str, Any], db: Session) -> None:
     """Record an anonymous answer and confirm it privately."""

@@ -21,6 +21,7 @@ from bot.requests import service as domain
 from bot.requests import teams
 from bot.requests.service import AlreadyOpen, Outcome, RequestError, RequestForm
 from bot.requests.teams import TeamForm, TeamFormError
+from handlers.common.handover import to_the_clock
 from handlers.common.ids import Action, Block, Callback
 from handlers.common.interaction import reply_privately, submitted, whole_number
 from handlers.common.middleware import transactional
@@ -335,6 +336,7 @@ def _answer_offer(answer: Callable[..., domain.AcceptResult], ack: Ack, body: di
 
 
 @transactional
+@to_the_clock
 def on_accept(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
               context: dict[str, Any], db: Session) -> None:
     """First accept wins; everyone else is thanked."""
@@ -350,6 +352,7 @@ def on_accept(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: R
 
 
 @transactional
+@to_the_clock
 def on_decline(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
                context: dict[str, Any], db: Session) -> None:
     """A supporter cannot take it."""

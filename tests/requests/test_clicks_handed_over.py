@@ -1,0 +1,221 @@
+"""Clicks a web process hands to a listening clock: acknowledged and recorded by the web, applied
+by the clock with the same rules (first accept wins, refusals answered privately), swept up by
+the web when the clock died first, and applied by the web itself when nobody listens."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.app.runtime import SWEEP_AFTER, Runtime
+from bot.infra import wakeup
+from bot.infra.clock import ManualClock
+from bot.infra.models import (
+    CheckInState,
+    DueWork,
+    OfferState,
+    Pulse,
+    PulseAnswer,
+    PulseRun,
+    RequestState,
+    WorkState,
+)
+from bot.infra.outbox import Effect
+from bot.sandbox.slack_api import FakeSlack
+from handlers.common.ids import Action
+from tests.checkins.test_checkins import connect_with_checkins, first_checkin, run_to_first
+from tests.conftest import AppServer, Database, eventually, run_together
+from tests.infra.test_wakeup import a_runtime
+from tests.requests.test_requests_http import (
+    REQUESTER,
+    SUPPORTERS,
+    add_supporters,
+    ask,
+    current,
+    offer_value,
+    offers,
+    posted_offers,
+    request_row,
+)
+
+
+@pytest.fixture
+def web(pg_database: Database, fake_slack: FakeSlack, clock: ManualClock
+        ) -> Iterator[AppServer]:
+    """A web process on PostgreSQL that hands over to a clock whenever one listens."""
+    server = AppServer(a_runtime(pg_database, fake_slack, clock), fake_slack)
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.runtime.engine.dispose()
+
+
+@pytest.fixture
+def listening(pg_database: Database, fake_slack: FakeSlack, clock: ManualClock,
+              web: AppServer) -> Iterator[Runtime]:
+    """A clock process listening beside the web process."""
+    clock_process = a_runtime(pg_database, fake_slack, clock)
+    listener = clock_process.listen()
+    try:
+        assert eventually(web.runtime.hands_over), "the web process sees the clock listening"
+        yield clock_process
+    finally:
+        listener.stop()
+        clock_process.engine.dispose()
+
+
+def clicks(runtime: Runtime) -> list[DueWork]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(DueWork).where(DueWork.kind == Effect.CLICK)
+                                    .order_by(DueWork.id)))
+
+
+def test_an_accept_is_applied_by_the_clock_and_introduces_the_two(
+        web: AppServer, listening: Runtime) -> None:
+    add_supporters(web, *SUPPORTERS[:3])
+    ask(web)
+    posted_offers(web, 3)
+    winner = SUPPORTERS[1]
+    reply = web.slack.block_action(winner, Action.ACCEPT_OFFER, offer_value(web, winner))
+    assert reply.status == 200
+    fake = web.slack.fake
+    intro = fake.wait_for("chat.postMessage", lambda c: c.args["channel"].startswith("G"))
+    assert len(intro) == 1
+    fake.wait_for("chat.update", lambda c: "already taken" in c.args["text"], count=2)
+    request = eventually(lambda: (r := request_row(web)) and r.intro_channel and r)
+    assert (request.state, request.supporter_id) == (RequestState.ASSIGNED, winner)
+    [click] = clicks(web.runtime)
+    assert click.state == WorkState.DONE
+    assert (click.claim_token or "").startswith("deliver:"), "the clock applied it, not the web"
+    stored = json.dumps(click.payload)
+    assert winner in stored and "blocks" not in stored, "who clicked what; no message kept"
+
+
+def test_concurrent_accepts_handed_over_assign_one_and_tell_the_others(
+        web: AppServer, listening: Runtime) -> None:
+    add_supporters(web, *SUPPORTERS)
+    ask(web)
+    posted_offers(web, 3)
+    request = request_row(web)
+    clickers = [o.supporter_id for o in offers(web, request.id)]
+    values = {s: offer_value(web, s) for s in clickers}
+
+    def click(supporter: str, go) -> None:  # noqa: ANN001
+        go()
+        web.slack.block_action(supporter, Action.ACCEPT_OFFER, values[supporter])
+        web.slack.block_action(supporter, Action.ACCEPT_OFFER, values[supporter])  # twice
+
+    run_together(click, clickers)
+    assert eventually(lambda: all(c.state == WorkState.DONE for c in clicks(web.runtime))
+                      and len(clicks(web.runtime)) == 2 * len(clickers))
+    accepted = [o for o in offers(web, request.id) if o.state == OfferState.ACCEPTED]
+    assert len(accepted) == 1 and current(web, "state") == RequestState.ASSIGNED
+    intros = web.slack.fake.wait_for("chat.postMessage",
+                                     lambda c: c.args["channel"].startswith("G"))
+    assert len(intros) == 1, "one introduction however many clicks"
+    notes = [r for r in web.slack.fake.responses if not r.get("replace_original")]
+    # Each of the others clicked twice, and is told twice; nobody is told nothing.
+    assert sum("already taken" in r.get("text", "") for r in notes) == 2 * (len(clickers) - 1)
+
+
+def test_a_bad_offer_value_handed_over_is_refused_privately(
+        web: AppServer, listening: Runtime) -> None:
+    add_supporters(web, SUPPORTERS[0])
+    ask(web)
+    posted_offers(web, 1)
+    web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER, "999999")
+    assert web.slack.fake.wait_for_response()[0]["text"] == "This offer no longer exists."
+    assert request_row(web).state == RequestState.OPEN
+
+
+def test_a_click_left_by_a_clock_that_died_is_applied_by_the_web(
+        web: AppServer, clock: ManualClock) -> None:
+    runtime = web.runtime
+    # A clock said it listens, then was killed: nobody is woken, and for a few seconds more it
+    # still counts as listening, so the web hands over what nobody will take.
+    with runtime.sessions.begin() as session:
+        wakeup.say_listening(session, clock.now())
+    add_supporters(web, SUPPORTERS[0])
+    ask(web)
+    web.settle()
+    clock.advance(SWEEP_AFTER.total_seconds())
+    assert runtime.sweep_outbox() >= 1
+    posted_offers(web, 1)
+    web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER, offer_value(web, SUPPORTERS[0]))
+    web.settle()
+    [click] = clicks(runtime)
+    assert click.state == WorkState.PENDING and request_row(web).state == RequestState.OPEN
+    assert runtime.sweep_outbox() == 0, "a woken clock would take it within moments"
+    clock.advance(SWEEP_AFTER.total_seconds())
+    assert runtime.sweep_outbox() >= 1
+    assert request_row(web).state == RequestState.ASSIGNED
+    assert [c.state for c in clicks(runtime)] == [WorkState.DONE]
+
+
+def test_with_no_clock_listening_the_web_applies_the_click_itself(web: AppServer) -> None:
+    add_supporters(web, SUPPORTERS[0])
+    ask(web, REQUESTER)
+    posted_offers(web, 1)
+    web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER, offer_value(web, SUPPORTERS[0]))
+    assert eventually(lambda: current(web, "state") == RequestState.ASSIGNED)
+    assert clicks(web.runtime) == [], "nothing handed over"
+
+
+def test_a_check_in_answer_is_applied_by_the_clock_and_replaces_the_message(
+        web: AppServer, listening: Runtime) -> None:
+    connect_with_checkins(web)
+    checkin = run_to_first(web)
+    # The jump to the check-in's time left the clock's last word hours behind: until it next
+    # says it listens (every few seconds), the web applies clicks itself.
+    assert eventually(web.runtime.hands_over)
+    web.slack.block_action(REQUESTER, f"{Action.CHECKIN_ANSWER}:better", str(checkin.id))
+    [reply] = web.slack.fake.wait_for_response()
+    assert reply["replace_original"] is True and "Doing better" in reply["text"]
+    assert eventually(lambda: first_checkin(web).state == CheckInState.ANSWERED)
+    assert [c.state for c in clicks(web.runtime)] == [WorkState.DONE] * 2  # Accept, answer
+
+
+def test_a_prompt_answer_is_counted_once_by_the_clock_and_thanked(
+        pg_database: Database, fake_slack: FakeSlack, clock: ManualClock) -> None:
+    server = AppServer(a_runtime(pg_database, fake_slack, clock, pulse_secret="s" * 40),
+                       fake_slack)
+    clock_process = a_runtime(pg_database, fake_slack, clock, pulse_secret="s" * 40)
+    listener = clock_process.listen()
+    try:
+        assert eventually(server.runtime.hands_over)
+        now = clock.now()
+        with server.runtime.sessions.begin() as session:
+            pulse = Pulse(leader_id="ULEAD00001", question="How are you holding up?",
+                          scale="five_point", options=["1", "2", "3", "4", "5"],
+                          channel_id="C0ICU0001", recurrence="once", open_hours=24, active=True,
+                          created_at=now)
+            session.add(pulse)
+            session.flush()
+            run = PulseRun(pulse_id=pulse.id, state="open", opened_at=now,
+                           closes_at=now + timedelta(days=1))
+            session.add(run)
+            session.flush()
+            run_id = run.id
+        for choice in (2, 4):  # an answer, then a change of mind
+            server.slack.block_action("UNURSE0001", f"{Action.PULSE_ANSWER}:{choice}",
+                                      str(run_id), channel_id="C0ICU0001")
+            server.settle()
+        thanks = fake_slack.wait_for_response(count=2)
+        assert all("recorded anonymously" in t["text"] for t in thanks)
+
+        def answers() -> list[int]:
+            with server.runtime.sessions() as session:
+                return list(session.scalars(select(PulseAnswer.choice)))
+
+        assert eventually(lambda: answers() == [4]), "one answer per person, the latest"
+        assert [c.state for c in clicks(server.runtime)] == [WorkState.DONE] * 2
+    finally:
+        listener.stop()
+        server.stop()
+        server.runtime.engine.dispose()
+        clock_process.engine.dispose()
