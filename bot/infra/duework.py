@@ -302,17 +302,16 @@ class DueWorkEngine:
         """Atomically mark due rows as ours and return them, with the claim's token.
 
         Without `ids`: up to batch_size due rows, and rows whose lease expired. With `ids`: those
-        of them still pending and due, however many.
+        of them still pending and due, or whose lease expired, however many.
         """
         now = self.clock.now()
         token = f"{self.worker_id}:{uuid.uuid4().hex[:12]}"
         due = and_(DueWork.state == WorkState.PENDING, DueWork.due_at <= now)
+        expired = and_(DueWork.state == WorkState.RUNNING, DueWork.lease_until < now)
         if ids is None:
-            claimable = or_(due, and_(DueWork.state == WorkState.RUNNING,
-                                      DueWork.lease_until < now))
-            limit = self.batch_size
+            claimable, limit = or_(due, expired), self.batch_size
         else:
-            claimable, limit = and_(DueWork.id.in_(list(ids)), due), len(ids)
+            claimable, limit = and_(DueWork.id.in_(list(ids)), or_(due, expired)), len(ids)
         # SKIP LOCKED lets two PostgreSQL clocks take disjoint batches without waiting;
         # SQLite ignores it and serialises the single UPDATE statement instead.
         chosen = (

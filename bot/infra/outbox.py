@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.infra import duework
@@ -169,10 +169,13 @@ def due_ids(session: Session, keys: Sequence[str]) -> list[list[int]]:
 
 
 def due_now(session: Session, *, now: datetime, limit: int) -> list[list[int]]:
-    """The ids of up to `limit` effects due by `now` and not yet taken, oldest first, as
-    due_ids groups them (urgent ones first)."""
+    """The ids of up to `limit` effects due by `now` and not yet taken (or taken by a process
+    whose lease ran out by `now`: it died), oldest first, as due_ids groups them (urgent ones
+    first)."""
     rows = session.execute(select(DueWork.id, DueWork.kind).where(
-        DueWork.kind.in_(KINDS), DueWork.state == WorkState.PENDING, DueWork.due_at <= now)
+        DueWork.kind.in_(KINDS), or_(
+            and_(DueWork.state == WorkState.PENDING, DueWork.due_at <= now),
+            and_(DueWork.state == WorkState.RUNNING, DueWork.lease_until < now)))
         .order_by(DueWork.due_at, DueWork.id).limit(limit)).all()
     first = [item_id for item_id, kind in rows if kind in URGENT]
     rest = [item_id for item_id, kind in rows if kind not in URGENT]

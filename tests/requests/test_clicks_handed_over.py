@@ -219,3 +219,30 @@ def test_a_prompt_answer_is_counted_once_by_the_clock_and_thanked(
         server.stop()
         server.runtime.engine.dispose()
         clock_process.engine.dispose()
+
+
+def test_a_click_a_clock_died_applying_is_applied_once_its_lease_runs_out(
+        web: AppServer, clock: ManualClock) -> None:
+    runtime = web.runtime
+    with runtime.sessions.begin() as session:
+        wakeup.say_listening(session, clock.now())
+    add_supporters(web, SUPPORTERS[0])
+    ask(web)
+    web.settle()
+    clock.advance(SWEEP_AFTER.total_seconds())
+    runtime.sweep_outbox()
+    posted_offers(web, 1)
+    web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER, offer_value(web, SUPPORTERS[0]))
+    web.settle()
+    [click] = clicks(runtime)
+    # A clock claimed it, then was killed before it could apply it.
+    _token, taken = runtime.duework(worker_id="killed-clock").claim([click.id])
+    assert [item.id for item in taken] == [click.id]
+    clock.advance(SWEEP_AFTER.total_seconds())
+    assert runtime.sweep_outbox() == 0, "its claimant may still be at work: left to it"
+    assert request_row(web).state == RequestState.OPEN
+    clock.advance(runtime.settings.duework_lease_seconds + SWEEP_AFTER.total_seconds())
+    assert runtime.sweep_outbox() == 1, "its lease ran out: the claimant died"
+    assert request_row(web).state == RequestState.ASSIGNED
+    assert [c.state for c in clicks(runtime)] == [WorkState.DONE]
+    assert runtime.sweep_outbox() == 0
