@@ -35,18 +35,20 @@ _ACTION_FIELDS = ("type", "action_id", "block_id", "value", "action_ts", "select
 
 def to_the_clock(listener: Listener) -> Listener:
     """Let a block-action listener be applied by the listening clock (see the module's
-    docstring); put it under @transactional, whose transaction records the click."""
+    docstring); put it under @transactional, whose transaction records the click. The click is
+    acknowledged first, so asking whether a clock listens (a database read, once a second)
+    never delays the answer; the listener's own ack() then does nothing."""
     name = f"{listener.__module__}.{listener.__name__}"
     _LISTENERS[name] = listener
 
     @functools.wraps(listener)
     def run(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
             context: dict[str, Any], db: Session) -> Any:
+        ack()
         services: Services = context["services"]
         if not services.hands_over():
-            return listener(ack=ack, body=body, action=action, respond=respond,
+            return listener(ack=_acked, body=body, action=action, respond=respond,
                             context=context, db=db)
-        ack()
         click = _kept(body, action)
         outbox.record(db, outbox.Effect.CLICK, {"listener": name, "body": click},
                       key=f"click:{uuid.uuid4().hex}", now=services.clock.now())
@@ -72,7 +74,8 @@ def _kept(body: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
 
 
 def _acked(*_args: Any, **_kwargs: Any) -> None:
-    """The web process acknowledged the click before handing it over."""
+    """The listener's ack(), and respond() for a click without a response_url: the click was
+    already acknowledged (by to_the_clock), and there is nowhere to answer."""
 
 
 def register_jobs(jobs: JobRegistry, services: Services) -> None:

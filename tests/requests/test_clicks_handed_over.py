@@ -75,6 +75,25 @@ def clicks(runtime: Runtime) -> list[DueWork]:
                                     .order_by(DueWork.id)))
 
 
+def accept_handed_to_a_dead_clock(web: AppServer, clock: ManualClock) -> DueWork:
+    """A request whose offer was swept out by the web, and its Accept, recorded for a clock
+    that said it listens and was then killed: nobody is woken, and for a few seconds more it
+    still counts as listening, so the web hands over what nobody will take."""
+    runtime = web.runtime
+    with runtime.sessions.begin() as session:
+        wakeup.say_listening(session, clock.now())
+    add_supporters(web, SUPPORTERS[0])
+    ask(web)
+    web.settle()
+    clock.advance(SWEEP_AFTER.total_seconds())
+    assert runtime.sweep_outbox() >= 1, "the offer, left by the dead clock, sent by the web"
+    posted_offers(web, 1)
+    web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER, offer_value(web, SUPPORTERS[0]))
+    web.settle()
+    [click] = clicks(runtime)
+    return click
+
+
 def test_an_accept_is_applied_by_the_clock_and_introduces_the_two(
         web: AppServer, listening: Runtime) -> None:
     add_supporters(web, *SUPPORTERS[:3])
@@ -136,19 +155,7 @@ def test_a_bad_offer_value_handed_over_is_refused_privately(
 def test_a_click_left_by_a_clock_that_died_is_applied_by_the_web(
         web: AppServer, clock: ManualClock) -> None:
     runtime = web.runtime
-    # A clock said it listens, then was killed: nobody is woken, and for a few seconds more it
-    # still counts as listening, so the web hands over what nobody will take.
-    with runtime.sessions.begin() as session:
-        wakeup.say_listening(session, clock.now())
-    add_supporters(web, SUPPORTERS[0])
-    ask(web)
-    web.settle()
-    clock.advance(SWEEP_AFTER.total_seconds())
-    assert runtime.sweep_outbox() >= 1
-    posted_offers(web, 1)
-    web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER, offer_value(web, SUPPORTERS[0]))
-    web.settle()
-    [click] = clicks(runtime)
+    click = accept_handed_to_a_dead_clock(web, clock)
     assert click.state == WorkState.PENDING and request_row(web).state == RequestState.OPEN
     assert runtime.sweep_outbox() == 0, "a woken clock would take it within moments"
     clock.advance(SWEEP_AFTER.total_seconds())
@@ -224,17 +231,7 @@ def test_a_prompt_answer_is_counted_once_by_the_clock_and_thanked(
 def test_a_click_a_clock_died_applying_is_applied_once_its_lease_runs_out(
         web: AppServer, clock: ManualClock) -> None:
     runtime = web.runtime
-    with runtime.sessions.begin() as session:
-        wakeup.say_listening(session, clock.now())
-    add_supporters(web, SUPPORTERS[0])
-    ask(web)
-    web.settle()
-    clock.advance(SWEEP_AFTER.total_seconds())
-    runtime.sweep_outbox()
-    posted_offers(web, 1)
-    web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER, offer_value(web, SUPPORTERS[0]))
-    web.settle()
-    [click] = clicks(runtime)
+    click = accept_handed_to_a_dead_clock(web, clock)
     # A clock claimed it, then was killed before it could apply it.
     _token, taken = runtime.duework(worker_id="killed-clock").claim([click.id])
     assert [item.id for item in taken] == [click.id]
