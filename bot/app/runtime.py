@@ -72,6 +72,7 @@ class Runtime:
     _listening: tuple[bool, float] = field(default=(False, 0.0), repr=False)
     _listens_here: bool = field(default=False, repr=False)  # this process is the listener
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _asking: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def services(self) -> Services:
@@ -103,12 +104,23 @@ class Runtime:
         if self._listens_here or not self.listens():
             return False
         found, until = self._listening
-        if time.monotonic() < until:
-            return found
-        with self.sessions() as session:
-            found = wakeup.listening(session, now=self.clock.now())
-        self._listening = (found, time.monotonic() + self.listening_kept)
+        if time.monotonic() < until or not self._asking.acquire(blocking=False):
+            return found  # fresh, or another thread is asking: the last answer stands meanwhile
+        try:
+            with self.sessions() as session:
+                found = wakeup.listening(session, now=self.clock.now())
+            self._listening = (found, time.monotonic() + self.listening_kept)
+        finally:
+            self._asking.release()
         return found
+
+    def wake_in(self, session: Session) -> bool:
+        """When this process hands its messages over, wake the listener as `session` commits;
+        True if so (bot.infra.outbox asks once per transaction that records messages)."""
+        if not self.hands_over():
+            return False
+        wakeup.wake_at_commit(session)
+        return True
 
     def deliver_now(self, keys: Sequence[str]) -> None:
         """Deliver the effects just committed under `keys` in this thread (bot.infra.outbox),
@@ -216,7 +228,8 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None,
         roles=build_roles(settings, messenger, clock),
     )
     # Every session knows how to deliver at once what its transaction recorded in the outbox.
-    runtime.sessions.configure(info={outbox.DELIVER_NOW: runtime.deliver_now})
+    runtime.sessions.configure(info={outbox.DELIVER_NOW: runtime.deliver_now,
+                                     outbox.WAKE_IN: runtime.wake_in})
     outbox.deliver_on_commit(runtime.sessions)
     handlers.register_jobs(runtime.jobs, runtime.services)
     return runtime

@@ -56,6 +56,11 @@ class Effect(enum.StrEnum):
 PREFIX = "effect."
 # The key, in a session's info, of the function that delivers effects right after commit.
 DELIVER_NOW = "outbox_deliver_now"
+# The key, in a session's info, of the function that, when the messages are handed to a
+# listening clock, wakes it from inside the recording transaction (NOTIFY is sent at commit)
+# and says so: the commit then needs no connection of its own to wake it.
+WAKE_IN = "outbox_wake_in"
+_WOKEN = "outbox_woken"
 # The key, in a session's info, that defers delivery until bot.infra.db.run_after_commit.
 DEFER = "outbox_defer"
 _KEYS = "outbox_keys"
@@ -86,6 +91,9 @@ def record_many(session: Session, effects: Sequence[tuple[str, Mapping[str, Any]
     duework.schedule_many(session, [duework.Timer(kind, now, key, dict(payload))
                                     for kind, payload, key in effects], now=now)
     session.info.setdefault(_KEYS, []).extend(key for _kind, _payload, key in effects)
+    wake_in = session.info.get(WAKE_IN)
+    if wake_in is not None and _WOKEN not in session.info:
+        session.info[_WOKEN] = wake_in(session)
 
 
 def deliver_on_commit(sessions: sessionmaker[Session]) -> None:
@@ -101,8 +109,9 @@ def deliver_on_commit(sessions: sessionmaker[Session]) -> None:
 def _committed(session: Session) -> None:
     keys = session.info.pop(_KEYS, None)
     deliver = session.info.get(DELIVER_NOW)
-    if not keys or deliver is None:
-        return  # nothing recorded, or no process to deliver at once (the clock will)
+    if session.info.pop(_WOKEN, False) or not keys or deliver is None:
+        return  # a listening clock was woken by this commit, nothing was recorded, or no
+        # process delivers at once (the clock will)
     if session.info.get(DEFER):
         # Messages someone is waiting on go before housekeeping the transaction also left
         # (a time zone looked up for check-ins days away must not delay an introduction).
@@ -117,6 +126,7 @@ def _committed(session: Session) -> None:
 
 def _rolled_back(session: Session) -> None:
     session.info.pop(_KEYS, None)
+    session.info.pop(_WOKEN, None)
 
 
 def message(session: Session, user_id: str, content: Mapping[str, Any], *, key: str,

@@ -1,12 +1,12 @@
 """Waking whoever sends the outbox's messages the moment they are committed: PostgreSQL's
 LISTEN/NOTIFY.
 
-A process that committed messages and hands them over sends NOTIFY right after the commit. A
-clock process listens and sends them at once, so the processes that
-acknowledge Slack only commit and answer. A process hands its messages over only while a
-listener has said recently that it listens (`listening`); otherwise (SQLite, no clock, a clock
-that stopped) it sends them itself, and a web process's sweep sends any that were handed to a
-listener that died before it could.
+A process that records messages and hands them over sends NOTIFY in the same transaction, so
+PostgreSQL wakes the listener as it commits. A clock process listens and sends them at once, so
+the processes that acknowledge Slack only commit and answer. A process hands its messages over
+only while a listener has said recently that it listens (`listening`); otherwise (SQLite, no
+clock, a clock that stopped) it sends them itself, and a web process's sweep sends any that were
+handed to a listener that died before it could.
 """
 
 from __future__ import annotations
@@ -32,13 +32,21 @@ FRESH = timedelta(seconds=10)  # a listener silent for longer is taken for gone
 ROW = 1  # the clock heartbeat's single row (bot.infra.health)
 
 
+_NOTIFY = text("SELECT pg_notify(:channel, '')")
+
+
 def wake(engine: Engine) -> None:
-    """Wake the listener: called by a process that just committed messages and hands them
-    over (a NOTIFY of its own, so no transaction of a process that sends its own ever runs
-    one)."""
+    """Wake the listener from a connection of its own: for messages committed by a process
+    that found it hands them over only after recording them."""
     with engine.connect() as connection:
-        connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        connection.execute(_NOTIFY, {"channel": CHANNEL})
         connection.commit()
+
+
+def wake_at_commit(session: Session) -> None:
+    """Wake the listener when the session's transaction commits (PostgreSQL sends a NOTIFY
+    then, and never for a transaction that rolls back)."""
+    session.execute(_NOTIFY, {"channel": CHANNEL})
 
 
 def listening(session: Session, *, now: datetime) -> bool:

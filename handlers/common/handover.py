@@ -1,13 +1,14 @@
 """Clicks applied by the process that sends the messages.
 
 A web process that hands its messages to a listening clock (bot.infra.wakeup) hands over the
-busiest clicks too: it acknowledges, records the click as one outbox item in the request's
-transaction, and answers; the clock applies it the moment PostgreSQL wakes it, in its own
-transaction, with the same listener code, and sends what follows. The acknowledging process
-then only answers and records (an Accept costs it a third of the processor time it did).
-Where nobody listens (SQLite, no clock, PEERSUPPORT_DELIVERY=web) the listener runs in the web
-process as before. A click recorded and then left by a clock that died is swept up by a web
-process within seconds, like any message.
+busiest clicks too. A Bolt listener middleware, in the thread that received the click, records
+it as one outbox item and commits (PostgreSQL wakes the clock as it does), then answers Slack;
+the listener itself does not run there, so neither the listener pool nor Bolt's wait for an
+acknowledgement is involved, and the click is safe in the database before Slack hears back. The
+clock applies it in its own transaction with the same listener code and sends what follows.
+Where nobody listens (SQLite, no clock, PEERSUPPORT_DELIVERY=web) the middleware lets the
+listener run in the web process as before. A click recorded and then left by a clock that died
+is swept up by a web process within seconds, like any message.
 
 Only what applying the click needs is kept: who clicked, the action, where the clicked message
 is, and the response_url to answer in (valid for 30 minutes); never a message's text.
@@ -15,46 +16,58 @@ is, and the response_url to answer in (valid for 30 minutes); never a message's 
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from slack_bolt import Ack, Respond
-from sqlalchemy.orm import Session
+from slack_bolt import BoltResponse
 
 from bot.infra import outbox
 from bot.infra.duework import JobContext, JobKind, JobRegistry
+from handlers.common.middleware import in_transaction
 from handlers.common.services import Services
 
-Listener = TypeVar("Listener", bound=Callable[..., Any])
 # The listeners a click may be handed to, by name: the clock looks the handed click's up here.
 _LISTENERS: dict[str, Callable[..., Any]] = {}
 _ACTION_FIELDS = ("type", "action_id", "block_id", "value", "action_ts", "selected_option")
+_MIDDLEWARE: dict[Callable[..., Any], Callable[..., BoltResponse | None]] = {}
+Middleware = Callable[..., BoltResponse | None]
+Listener = TypeVar("Listener", bound=Callable[..., Any])
 
 
 def to_the_clock(listener: Listener) -> Listener:
-    """Let a block-action listener be applied by the listening clock (see the module's
-    docstring); put it under @transactional, whose transaction records the click. The click is
-    acknowledged first, so asking whether a clock listens (a database read, once a second)
-    never delays the answer; the listener's own ack() then does nothing."""
-    name = f"{listener.__module__}.{listener.__name__}"
-    _LISTENERS[name] = listener
+    """Let the listening clock apply `listener`'s clicks (see the module's docstring): put it
+    above @transactional, so the listener is known by name in every process, including the
+    clock, which builds no Bolt app; register it with the middleware `handed_over(listener)`.
+    The listener acknowledges as usual; where the clock applies it, its ack() does nothing."""
+    # The clock runs the listener in its due item's transaction: not @transactional's own.
+    bare = listener.__wrapped__ if getattr(listener, "__transactional__", False) else listener
+    name = f"{bare.__module__}.{bare.__name__}"
+    _LISTENERS[name] = bare
 
-    @functools.wraps(listener)
-    def run(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
-            context: dict[str, Any], db: Session) -> Any:
-        ack()
+    def hand_over(body: dict[str, Any], action: dict[str, Any], context: dict[str, Any],
+                  next: Callable[[], None]) -> BoltResponse | None:  # noqa: A002 - Bolt's name
         services: Services = context["services"]
         if not services.hands_over():
-            return listener(ack=_acked, body=body, action=action, respond=respond,
-                            context=context, db=db)
+            next()
+            return None
         click = _kept(body, action)
-        outbox.record(db, outbox.Effect.CLICK, {"listener": name, "body": click},
-                      key=f"click:{uuid.uuid4().hex}", now=services.clock.now())
-        return None
+        # A repeated delivery records nothing (the delivery check runs with the first insert)
+        # and gets the same empty answer.
+        in_transaction(context["db"], lambda: outbox.record(
+            context["db"], outbox.Effect.CLICK, {"listener": name, "body": click},
+            key=f"click:{uuid.uuid4().hex}", now=services.clock.now()))
+        return BoltResponse(status=200, body="")
 
-    return run  # type: ignore[return-value]
+    hand_over.__name__ = f"hand_over_{bare.__name__}"
+    _MIDDLEWARE[listener] = hand_over
+    return listener
+
+
+def handed_over(listener: Callable[..., Any]) -> Middleware:
+    """The Bolt listener middleware that hands a @to_the_clock listener's clicks over:
+    `app.action(id, middleware=[handed_over(listener)])(listener)`."""
+    return _MIDDLEWARE[listener]
 
 
 def _kept(body: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
@@ -74,8 +87,8 @@ def _kept(body: dict[str, Any], action: dict[str, Any]) -> dict[str, Any]:
 
 
 def _acked(*_args: Any, **_kwargs: Any) -> None:
-    """The listener's ack(), and respond() for a click without a response_url: the click was
-    already acknowledged (by to_the_clock), and there is nowhere to answer."""
+    """The listener's ack(), and respond() for a click without a response_url, in the clock:
+    the web process already answered Slack, and there is nowhere to answer."""
 
 
 def register_jobs(jobs: JobRegistry, services: Services) -> None:

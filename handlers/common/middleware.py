@@ -124,25 +124,9 @@ def transactional(listener: Listener) -> Listener:
         if acked is not None:
             kwargs["ack"] = acked
         try:
-            try:
-                result = listener(*args, **kwargs)
-                db.commit()
-            except RepeatedDelivery:
-                db.rollback()
-                discard_after_commit(db)
-                db.close()
-                log.info("dropped a repeated Slack delivery")
-                if acked is not None:
-                    acked.answer_only()  # empty: the first copy gave (or gives) the real answer
-                return None
-            except BaseException:
-                db.rollback()
-                discard_after_commit(db)
-                _forget_recorded(db)
-                db.close()
-                raise
-            db.close()
-            run_after_commit(db)  # the Slack calls: part of the work the slot bounds
+            done, result = in_transaction(db, lambda: listener(*args, **kwargs))
+            if not done and acked is not None:
+                acked.answer_only()  # empty: the first copy gave (or gives) the real answer
             return result
         finally:
             if acked is not None:
@@ -150,3 +134,27 @@ def transactional(listener: Listener) -> Listener:
 
     run.__transactional__ = True  # type: ignore[attr-defined]
     return run  # type: ignore[return-value]
+
+
+def in_transaction(db: Session, work: Callable[[], Any]) -> tuple[bool, Any]:
+    """Run `work` in the request's session and commit, then run what it left for after the
+    commit; roll back and re-raise if it raises. Returns (False, None) without doing anything
+    when the delivery is a repeat of one already handled, else (True, what `work` returned)."""
+    try:
+        result = work()
+        db.commit()
+    except RepeatedDelivery:
+        db.rollback()
+        discard_after_commit(db)
+        db.close()
+        log.info("dropped a repeated Slack delivery")
+        return False, None
+    except BaseException:
+        db.rollback()
+        discard_after_commit(db)
+        _forget_recorded(db)
+        db.close()
+        raise
+    db.close()
+    run_after_commit(db)  # the Slack calls: part of the work a slot bounds
+    return True, result
