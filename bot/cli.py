@@ -401,6 +401,7 @@ def _clock(settings: Settings) -> int:
     from bot.infra.metrics import start_clock_metrics
     from handlers import bootstrap_jobs
 
+    yield_to_web(settings.clock_nice)
     runtime = build_runtime(settings)
     bootstrap_jobs(runtime.services)
     start_clock_metrics(settings, runtime.sessions, runtime.clock)
@@ -410,6 +411,16 @@ def _clock(settings: Settings) -> int:
     run_clock(runtime.duework(), settings.tick_seconds,  # until SIGTERM or SIGINT
               listen=runtime.listen if listens else None)
     return 0
+
+
+def yield_to_web(niceness: int) -> None:
+    """Lower this process's processor priority to `niceness` (never raise it): a clock sharing
+    a machine with web processes then leaves them the processors first, and still gets them
+    whenever they are idle."""
+    current = os.nice(0)
+    if niceness > current:
+        os.nice(niceness - current)
+        log.info("clock running at niceness %d, below the web processes", niceness)
 
 
 def _socket(settings: Settings) -> int:

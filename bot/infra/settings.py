@@ -239,6 +239,10 @@ class Settings(BaseSettings):
     web_threads: Annotated[int, _whole(1, 256)] = Field(8, alias="PEERSUPPORT_WEB_THREADS")
     listener_threads: Annotated[int, _whole(1, 256)] = Field(16, alias="PEERSUPPORT_LISTENER_THREADS")
     slack_parallel: Annotated[int, _whole(1, 64)] = Field(8, alias="PEERSUPPORT_SLACK_PARALLEL")
+    # The clock's processor priority (Unix niceness, 0 to 19): where it shares a machine with
+    # web processes, acknowledging Slack within its three seconds comes before applying clicks
+    # and sending; 0 leaves it as started.
+    clock_nice: Annotated[int, _whole(0, 19)] = Field(10, alias="PEERSUPPORT_CLOCK_NICE")
     tick_seconds: Annotated[float, _bounded(float, "a number of seconds", 0.05, 3600)] = Field(
         15.0, alias="PEERSUPPORT_TICK_SECONDS")
     duework_batch: Annotated[int, _whole(1, 10000)] = Field(100, alias="PEERSUPPORT_DUEWORK_BATCH")
