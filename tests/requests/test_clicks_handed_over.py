@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from bot.app.runtime import SWEEP_AFTER, Runtime
 from bot.infra import wakeup
@@ -26,6 +27,7 @@ from bot.infra.models import (
 )
 from bot.infra.outbox import Effect
 from bot.sandbox.slack_api import FakeSlack
+from handlers.common import handover
 from handlers.common.ids import Action
 from tests.checkins.test_checkins import connect_with_checkins, first_checkin, run_to_first
 from tests.conftest import AppServer, Database, eventually, run_together
@@ -243,3 +245,31 @@ def test_a_click_a_clock_died_applying_is_applied_once_its_lease_runs_out(
     assert request_row(web).state == RequestState.ASSIGNED
     assert [c.state for c in clicks(runtime)] == [WorkState.DONE]
     assert runtime.sweep_outbox() == 0
+
+
+def test_a_handed_click_is_saved_before_slack_gets_its_answer(
+        web: AppServer, listening: Runtime) -> None:
+    add_supporters(web, SUPPORTERS[0])
+    ask(web)
+    posted_offers(web, 1)
+    reply = web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
+                                   offer_value(web, SUPPORTERS[0]))
+    assert reply.status == 200
+    assert len(clicks(web.runtime)) == 1, "in the database by the time Slack has its answer"
+
+
+def test_a_click_that_cannot_be_saved_is_refused_not_answered_ok(
+        web: AppServer, listening: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_supporters(web, SUPPORTERS[0])
+    ask(web)
+    posted_offers(web, 1)
+
+    def database_gone(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("INSERT", {}, ConnectionError("server closed the connection"))
+
+    monkeypatch.setattr(handover.outbox, "record", database_gone)
+    reply = web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
+                                   offer_value(web, SUPPORTERS[0]))
+    # Slack shows the supporter the click did not go through, so they can click again.
+    assert reply.status == 500
+    assert clicks(web.runtime) == [] and request_row(web).state == RequestState.OPEN
