@@ -30,9 +30,10 @@ from handlers.common.services import Services
 # The listeners a click may be handed to, by name: the clock looks the handed click's up here.
 _LISTENERS: dict[str, Callable[..., Any]] = {}
 _ACTION_FIELDS = ("type", "action_id", "block_id", "value", "action_ts", "selected_option")
-_MIDDLEWARE: dict[Callable[..., Any], Callable[..., BoltResponse | None]] = {}
 Middleware = Callable[..., BoltResponse | None]
 Listener = TypeVar("Listener", bound=Callable[..., Any])
+# Each @to_the_clock listener's hand-over middleware, for handed_over to give its registration.
+_MIDDLEWARE: dict[Callable[..., Any], Middleware] = {}
 
 
 def to_the_clock(listener: Listener) -> Listener:

@@ -156,5 +156,5 @@ def in_transaction(db: Session, work: Callable[[], Any]) -> tuple[bool, Any]:
         db.close()
         raise
     db.close()
-    run_after_commit(db)  # the Slack calls: part of the work a slot bounds
+    run_after_commit(db)  # the Slack calls: part of the work (and of a listener's slot)
     return True, result
