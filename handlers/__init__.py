@@ -27,7 +27,10 @@ from handlers.roster import jobs as roster_jobs
 
 
 def register(app: App) -> None:
-    """Register every listener; the catch-all fallbacks go last so they only see the unmatched."""
+    """Register every listener. Bolt tries them in order, and each tried costs every request
+    behind it: the clicks that come by the thousand (handed to the clock) go first; the
+    catch-all fallbacks go last so they only see the unmatched."""
+    handover.register(app)
     commands.register(app)
     library.register(app)
     home.register(app)

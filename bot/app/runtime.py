@@ -34,6 +34,11 @@ DELIVER_ROUND = 500  # messages one delivery round takes at most
 # Messages still untaken this long after they fell due are swept up by a web process (a
 # listener killed before it claimed them): far longer than a woken listener takes to claim.
 SWEEP_AFTER = timedelta(seconds=3)
+# While a clock says it listens, what it has not taken is a backlog it is working through (a
+# burst), not messages left by a dead one: web processes leave those this long, so the burst's
+# work stays off the processes answering Slack. A killed clock stops saying it listens within
+# wakeup.FRESH, and SWEEP_AFTER applies again.
+SWEEP_BEHIND_LISTENER = timedelta(seconds=60)
 SWEEP_SECONDS = 1.0  # how often a web process looks (one indexed query)
 
 
@@ -165,9 +170,11 @@ class Runtime:
 
     def sweep_outbox(self) -> int:
         """Send messages nobody took within SWEEP_AFTER of falling due (handed to a clock killed
-        before it claimed them): a web process's regular look, so a killed clock delays them
-        by seconds, not until its heartbeat is found stale."""
-        return self.deliver_due(older_than=SWEEP_AFTER)
+        before it claimed them), or within SWEEP_BEHIND_LISTENER while a clock still says it
+        listens: a web process's regular look, so a killed clock delays them by seconds, not
+        until its heartbeat is found stale."""
+        behind = SWEEP_BEHIND_LISTENER if self.hands_over() else SWEEP_AFTER
+        return self.deliver_due(older_than=behind)
 
     def listens(self) -> bool:
         """True when this process should listen for committed messages (a clock): on

@@ -25,7 +25,7 @@ from handlers.checkins.blocks import (
     struggling_note,
 )
 from handlers.common.blockkit import notice
-from handlers.common.handover import handed_over, to_the_clock
+from handlers.common.handover import to_the_clock
 from handlers.common.ids import CHECKIN_ANSWERS, Action, Block, Callback
 from handlers.common.interaction import reply_privately, submitted, whole_number
 from handlers.common.invocation import Invocation
@@ -35,7 +35,6 @@ from handlers.common.services import Services
 
 def register(app: App) -> None:
     """Listen for check-in answers and the check-in list's buttons and modal."""
-    app.action(CHECKIN_ANSWERS, middleware=[handed_over(on_answer)])(on_answer)
     app.action(Action.TALK_AGAIN)(on_talk_again)
     app.action(Action.ANOTHER_SESSION)(on_another_session)
     app.action(Action.CHECKIN_SNOOZE)(on_snooze)
@@ -58,7 +57,7 @@ def checkins_command(call: Invocation) -> None:
                  **_list(call.context["services"], call.context["db"], call.user_id))
 
 
-@to_the_clock
+@to_the_clock(CHECKIN_ANSWERS)
 @transactional
 def on_answer(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
               context: dict[str, Any], db: Session) -> None:

@@ -19,7 +19,7 @@ from bot.pulses import service as pulses
 from bot.pulses.charts import describe, distribution_chart, prompt_distribution, series_chart
 from bot.pulses.service import PulseError, PulseSpec
 from handlers.common.blockkit import notice
-from handlers.common.handover import handed_over, to_the_clock
+from handlers.common.handover import to_the_clock
 from handlers.common.ids import PULSE_ANSWERS, Action, Block, Callback
 from handlers.common.interaction import reply_privately, submitted, whole_number
 from handlers.common.invocation import Invocation
@@ -37,7 +37,6 @@ from handlers.pulses.blocks import (
 def register(app: App) -> None:
     """Listen for the prompt modal and answer buttons."""
     app.view(Callback.PULSE)(on_pulse_submitted)
-    app.action(PULSE_ANSWERS, middleware=[handed_over(on_pulse_answer)])(on_pulse_answer)
     app.action(Action.PULSE_STOP)(on_pulse_stop)
 
 
@@ -220,7 +219,7 @@ def on_pulse_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any],
     after_commit(db, send_guidance)
 
 
-@to_the_clock
+@to_the_clock(PULSE_ANSWERS)
 @transactional
 def on_pulse_answer(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
                     context: dict[str, Any], db: Session) -> None:

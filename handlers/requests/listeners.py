@@ -21,7 +21,7 @@ from bot.requests import service as domain
 from bot.requests import teams
 from bot.requests.service import AlreadyOpen, Outcome, RequestError, RequestForm
 from bot.requests.teams import TeamForm, TeamFormError
-from handlers.common.handover import handed_over, to_the_clock
+from handlers.common.handover import to_the_clock
 from handlers.common.ids import Action, Block, Callback
 from handlers.common.interaction import reply_privately, submitted, whole_number
 from handlers.common.middleware import transactional
@@ -69,8 +69,6 @@ def register(app: App) -> None:
     app.action(Action.REQUEST_FOR)(on_request_for)
     app.view(Callback.REQUEST)(on_request_submitted)
     app.view(Callback.TEAM_REQUEST)(on_team_submitted)
-    app.action(Action.ACCEPT_OFFER, middleware=[handed_over(on_accept)])(on_accept)
-    app.action(Action.DECLINE_OFFER, middleware=[handed_over(on_decline)])(on_decline)
     app.action(Action.CANCEL_REQUEST)(on_cancel)
     app.action(Action.HAND_BACK)(on_hand_back)
     app.action(Action.OPEN_CLOSE)(on_open_close)
@@ -335,7 +333,7 @@ def _answer_offer(answer: Callable[..., domain.AcceptResult], ack: Ack, body: di
     return services, answer(db, offer_id, body["user"]["id"], now=services.clock.now())
 
 
-@to_the_clock
+@to_the_clock(Action.ACCEPT_OFFER)
 @transactional
 def on_accept(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
               context: dict[str, Any], db: Session) -> None:
@@ -351,7 +349,7 @@ def on_accept(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: R
         respond(replace_original=True, **offer_ended(ENDED_AS[result.outcome]))
 
 
-@to_the_clock
+@to_the_clock(Action.DECLINE_OFFER)
 @transactional
 def on_decline(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond,
                context: dict[str, Any], db: Session) -> None:

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.app.runtime import SWEEP_AFTER, Runtime, build_runtime
+from bot.app.runtime import SWEEP_AFTER, SWEEP_BEHIND_LISTENER, Runtime, build_runtime
 from bot.infra import outbox, wakeup
 from bot.infra.clock import ManualClock
 from bot.infra.messaging import build_client
@@ -112,10 +112,27 @@ def test_a_message_handed_to_a_clock_that_died_is_swept_up_by_the_web(
 
     clock.advance(SWEEP_AFTER.total_seconds())
     assert web.hands_over(), "the dead clock still counts as listening"
-    assert web.sweep_outbox() == 1, "yet what it never took is sent from here"
+    assert web.sweep_outbox() == 0, "a listening clock may just be behind: left to it"
+    clock.advance(wakeup.FRESH.total_seconds() - SWEEP_AFTER.total_seconds())
+    assert not web.hands_over(), "it has not said it listens for too long"
+    assert web.sweep_outbox() == 1, "so what it never took is sent from here"
     assert item(web, "note:1").state == WorkState.DONE
     assert posted(fake_slack) == 1
     assert web.sweep_outbox() == 0, "sent once"
+
+
+def test_a_listening_clock_far_behind_gets_help_from_the_web(
+        web: Runtime, clock: ManualClock, fake_slack: FakeSlack) -> None:
+    with web.sessions.begin() as session:
+        wakeup.say_listening(session, clock.now())
+    record_message(web, "note:1")
+    clock.advance(SWEEP_BEHIND_LISTENER.total_seconds() - 1)
+    with web.sessions.begin() as session:
+        wakeup.say_listening(session, clock.now())  # alive, still working through a burst
+    assert web.sweep_outbox() == 0
+    clock.advance(1)
+    assert web.hands_over() and web.sweep_outbox() == 1, "a minute behind: the web sends it"
+    assert posted(fake_slack) == 1
 
 
 def test_the_sweep_leaves_a_message_just_committed_to_whoever_sends_it(

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from unittest import mock
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
 from bot.app.runtime import SWEEP_AFTER, Runtime
@@ -27,7 +28,6 @@ from bot.infra.models import (
 )
 from bot.infra.outbox import Effect
 from bot.sandbox.slack_api import FakeSlack
-from handlers.common import handover
 from handlers.common.ids import Action
 from tests.checkins.test_checkins import connect_with_checkins, first_checkin, run_to_first
 from tests.conftest import AppServer, Database, eventually, run_together
@@ -78,7 +78,7 @@ def clicks(runtime: Runtime) -> list[DueWork]:
 
 
 def accept_handed_to_a_dead_clock(web: AppServer, clock: ManualClock) -> DueWork:
-    """A request whose offer was swept out by the web, and its Accept, recorded for a clock
+    """A request whose offer went out, and its Accept, recorded for a clock
     that said it listens and was then killed: nobody is woken, and for a few seconds more it
     still counts as listening, so the web hands over what nobody will take."""
     runtime = web.runtime
@@ -87,8 +87,7 @@ def accept_handed_to_a_dead_clock(web: AppServer, clock: ManualClock) -> DueWork
     add_supporters(web, SUPPORTERS[0])
     ask(web)
     web.settle()
-    clock.advance(SWEEP_AFTER.total_seconds())
-    assert runtime.sweep_outbox() >= 1, "the offer, left by the dead clock, sent by the web"
+    assert runtime.deliver_due() >= 1, "the offer, sent as the clock would have"
     posted_offers(web, 1)
     web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER, offer_value(web, SUPPORTERS[0]))
     web.settle()
@@ -161,7 +160,9 @@ def test_a_click_left_by_a_clock_that_died_is_applied_by_the_web(
     assert click.state == WorkState.PENDING and request_row(web).state == RequestState.OPEN
     assert runtime.sweep_outbox() == 0, "a woken clock would take it within moments"
     clock.advance(SWEEP_AFTER.total_seconds())
-    assert runtime.sweep_outbox() >= 1
+    assert runtime.sweep_outbox() == 0, "a clock saying it listens may just be behind"
+    clock.advance(wakeup.FRESH.total_seconds())
+    assert runtime.sweep_outbox() >= 1, "it stopped saying so: the web applies the click"
     assert request_row(web).state == RequestState.ASSIGNED
     assert [c.state for c in clicks(runtime)] == [WorkState.DONE]
 
@@ -259,17 +260,57 @@ def test_a_handed_click_is_saved_before_slack_gets_its_answer(
 
 
 def test_a_click_that_cannot_be_saved_is_refused_not_answered_ok(
-        web: AppServer, listening: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+        web: AppServer, listening: Runtime) -> None:
     add_supporters(web, SUPPORTERS[0])
     ask(web)
     posted_offers(web, 1)
 
-    def database_gone(*_args: object, **_kwargs: object) -> None:
-        raise OperationalError("INSERT", {}, ConnectionError("server closed the connection"))
+    def database_gone(_connection: object, _cursor: object, statement: str,
+                      *_args: object) -> None:
+        if "due_work" in statement:
+            raise OperationalError("INSERT", {}, ConnectionError("server closed the connection"))
 
-    monkeypatch.setattr(handover.outbox, "record", database_gone)
-    reply = web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
-                                   offer_value(web, SUPPORTERS[0]))
+    event.listen(web.runtime.engine, "before_cursor_execute", database_gone)
+    try:
+        reply = web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
+                                       offer_value(web, SUPPORTERS[0]))
+    finally:
+        event.remove(web.runtime.engine, "before_cursor_execute", database_gone)
     # Slack shows the supporter the click did not go through, so they can click again.
     assert reply.status == 500
     assert clicks(web.runtime) == [] and request_row(web).state == RequestState.OPEN
+
+
+def test_a_copy_of_a_handed_click_is_answered_empty_and_recorded_once(
+        web: AppServer, listening: Runtime) -> None:
+    add_supporters(web, SUPPORTERS[0])
+    ask(web)
+    posted_offers(web, 1)
+    first = web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
+                                   offer_value(web, SUPPORTERS[0]))
+    # A proxy replays the same delivery (same trigger_id), signed again.
+    copy = web.slack.post_raw(web.slack.sent[-1], "application/x-www-form-urlencoded")
+    assert (first.status, copy.status, copy.body) == (200, 200, "")
+    assert len(clicks(web.runtime)) == 1, "the copy records nothing"
+    assert eventually(lambda: current(web, "state") == RequestState.ASSIGNED)
+
+
+def test_copies_of_a_handed_click_arriving_together_are_recorded_once(
+        web: AppServer, listening: Runtime) -> None:
+    add_supporters(web, SUPPORTERS[0])
+    ask(web)
+    posted_offers(web, 1)
+    with mock.patch.object(web.slack, "post_raw", lambda body, _type: body):
+        body = web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
+                                      offer_value(web, SUPPORTERS[0]))
+
+    def send(_n: int, go) -> int:  # noqa: ANN001
+        go()
+        return web.slack.post_raw(body, "application/x-www-form-urlencoded").status
+
+    assert run_together(send, range(6)) == [200] * 6
+    assert len(clicks(web.runtime)) == 1, "one copy recorded; the others waited on it and left"
+    assert eventually(lambda: current(web, "state") == RequestState.ASSIGNED)
+    intros = web.slack.fake.wait_for("chat.postMessage",
+                                     lambda c: c.args["channel"].startswith("G"))
+    assert len(intros) == 1
