@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -18,7 +20,8 @@ from bot.app.runtime import SWEEP_SECONDS, Runtime
 from bot.app.scheduler import Watch
 from bot.infra import health, metrics
 from bot.infra.envelope import malformed, too_deep
-from bot.infra.logs import gunicorn_logger
+from bot.infra.logs import gunicorn_logger, traceback_without_messages
+from handlers.common.middleware import AFTER_ANSWER
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
@@ -54,7 +57,15 @@ def create_wsgi_app(runtime: Runtime, bolt: App) -> Flask:
             return Response("malformed body", status=400)
         if malformed(bolt_request.body) is not None:
             return Response("malformed body", status=400)
-        return to_flask_response(dispatch(bolt, bolt_request))
+        after: list[tuple[contextvars.Context, Callable[[], Any]]] = []
+        # Work a listener leaves for after the answer runs when the server closes the response,
+        # once it has been written, in this thread and under the delivery's correlation id.
+        bolt_request.context[AFTER_ANSWER] = lambda work: after.append(
+            (contextvars.copy_context(), work))
+        response = to_flask_response(dispatch(bolt, bolt_request))
+        for context, work in after:
+            response.call_on_close(functools.partial(context.run, run_after_answer, work))
+        return response
 
     @flask.get("/healthz")
     def healthz() -> Response:
@@ -103,6 +114,17 @@ def signed_by_slack(verifier: SignatureVerifier, body: str, headers: Mapping[str
     if _TIMESTAMP.fullmatch(timestamp) is None or _SIGNATURE.fullmatch(signature) is None:
         return False
     return verifier.is_valid(body, timestamp, signature)
+
+
+def run_after_answer(work: Callable[[], Any]) -> None:
+    """Run work left for after Slack's answer; a failure is logged as a listener's is (type and
+    traceback, never a message), since nobody is left to answer."""
+    try:
+        work()
+    except Exception as error:  # noqa: BLE001 - the answer went out; the log is all that is left
+        metrics.count_listener_error(error)
+        log.error("unhandled %s after answering Slack\n%s", type(error).__name__,
+                  traceback_without_messages(error))
 
 
 def dispatch(bolt: App, bolt_request: BoltRequest) -> BoltResponse:

@@ -8,6 +8,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from werkzeug.serving import make_server
+from werkzeug.wsgi import ClosingIterator
 
 from bot.app.runtime import Runtime
 from bot.app.slack_app import create_app
@@ -23,9 +24,10 @@ class AppServer:
         self.runtime = runtime
         self.bolt = create_app(runtime)
         self._pending: set[Future] = set()
+        self._serving = 0  # requests whose handling, work after the answer included, runs
         self._pending_lock = threading.Condition()
         self._track_listeners()
-        self._server = make_server("127.0.0.1", 0, create_wsgi_app(runtime, self.bolt),
+        self._server = make_server("127.0.0.1", 0, self._tracked(create_wsgi_app(runtime, self.bolt)),
                                    threaded=True)
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                         daemon=True)
@@ -48,19 +50,40 @@ class AppServer:
 
         executor.submit = tracked_submit  # type: ignore[method-assign]
 
+    def _tracked(self, app: Any) -> Any:
+        # Work a listener left for after the answer runs as the server closes the response,
+        # after the client has it: counted until then, so settle() waits for it too.
+        def serve(environ: dict, start_response: Any) -> Any:
+            with self._pending_lock:
+                self._serving += 1
+            try:
+                return ClosingIterator(app(environ, start_response), [self._served])
+            except BaseException:
+                self._served()
+                raise
+
+        return serve
+
+    def _served(self) -> None:
+        with self._pending_lock:
+            self._serving -= 1
+            self._pending_lock.notify_all()
+
     def _done(self, future: Future) -> None:
         with self._pending_lock:
             self._pending.discard(future)
             self._pending_lock.notify_all()
 
     def settle(self, timeout: float = 10.0) -> None:
-        """Wait until every listener started by the requests sent so far has finished."""
+        """Wait until every listener started by the requests sent so far has finished, and
+        every request its work after the answer."""
         deadline = time.monotonic() + timeout
         with self._pending_lock:
-            while self._pending:
+            while self._pending or self._serving:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(f"{len(self._pending)} listener(s) still running")
+                    raise TimeoutError(f"{len(self._pending) + self._serving} listener(s) or "
+                                       "request(s) still running")
                 self._pending_lock.wait(remaining)
 
     def stop(self) -> None:

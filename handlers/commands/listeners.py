@@ -6,13 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltResponse, Respond
 
 from handlers.checkins.listeners import checkins_command
 from handlers.commands.help import help_message
 from handlers.common.ids import PEERSUPPORT_COMMAND
 from handlers.common.invocation import Invocation
-from handlers.common.middleware import transactional
+from handlers.common.middleware import AFTER_ANSWER, in_transaction, transactional
 from handlers.library.blocks import library_page
 from handlers.pulses.listeners import insights_command, pulse_command, results_command
 from handlers.requests.listeners import open_request, open_team_request
@@ -86,7 +86,24 @@ def _listing() -> list[tuple[str, str]]:
 
 def register(app: App) -> None:
     """Listen for /peersupport."""
-    app.command(PEERSUPPORT_COMMAND)(on_peersupport)
+    app.command(PEERSUPPORT_COMMAND, middleware=[open_after_answering])(on_peersupport)
+
+
+def open_after_answering(body: dict[str, Any], context: dict[str, Any],
+                         next: Callable[[], None]) -> BoltResponse | None:  # noqa: A002 - Bolt's
+    """The command alone opens the form. Where the transport runs work once Slack has its
+    answer (HTTP), answer at once and open the form then, in the same thread: no listener
+    thread, no wait for an ack(), and the thread stays busy until the form is open, so a burst
+    of commands cannot outrun the forms they open. Anything else runs the listener as usual."""
+    run_after = context.get(AFTER_ANSWER)
+    if run_after is None or str(body.get("text") or "").strip():
+        next()
+        return None
+    services, db = context["services"], context["db"]
+    user_id, trigger_id = str(body.get("user_id", "")), str(body.get("trigger_id", ""))
+    run_after(lambda: in_transaction(
+        db, lambda: open_request(services, db, user_id, trigger_id)))
+    return BoltResponse(status=200, body="")
 
 
 @transactional

@@ -22,6 +22,9 @@ WORK_SLOTS = "work_slots"
 DELIVERY = "delivery"
 # The key, in a request session's `info`, of a delivery recorded in its own transaction.
 RECORDED = "delivery_recorded"
+# The key, in a Bolt request's context, of a function taking work to run in the same thread once
+# the HTTP answer has gone out (set by the web transport; absent in Socket Mode).
+AFTER_ANSWER = "after_answer"
 log = logging.getLogger(__name__)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import threading
 
 import pytest
 from sqlalchemy import select
@@ -23,6 +24,7 @@ from bot.requests.timers import ESCALATION_REMINDER, OFFER_TIMEOUT
 from bot.roster import supporters as roster
 from bot.roster.supporters import SupporterSpec
 from handlers.common.ids import Action, Block, Callback
+from handlers.requests import listeners as requests_listeners
 from handlers.requests.blocks import NOT_SAFE, WELCOME
 from tests.conftest import AppServer, eventually, run_together
 
@@ -137,6 +139,43 @@ def test_the_command_alone_opens_the_request_modal(app_server: AppServer) -> Non
     elements = [b.get("element", {}).get("type") for b in view["blocks"] if b["type"] == "input"]
     assert "plain_text_input" not in elements, "there is no field for what happened"
     assert "never stores it" in json.dumps(view)
+
+
+def test_the_command_is_answered_before_the_form_is_opened(
+        app_server: AppServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = app_server.slack.fake
+    release = threading.Event()
+    opening = fake._api_views_open
+
+    def held(args: dict) -> dict:
+        release.wait(10)  # Slack slow to open it
+        return opening(args)
+
+    monkeypatch.setattr(fake, "_api_views_open", held)
+    reply = app_server.slack.command(REQUESTER, "")
+    assert (reply.status, reply.body) == (200, ""), "Slack has its answer"
+    assert not release.is_set() and not fake.modals.get(REQUESTER), "the form is not open yet"
+    release.set()
+    app_server.settle()
+    assert len(fake.modals[REQUESTER]) == 1, "and then it opens, once"
+
+
+def test_a_form_that_fails_to_open_after_the_answer_is_logged_without_content(
+        app_server: AppServer, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    quoted = "UCLIN00001 typed this"
+
+    def broken(*_args: object) -> dict:
+        raise RuntimeError(quoted)  # an error's message may quote what someone typed
+
+    monkeypatch.setattr(requests_listeners, "personal_form", broken)
+    reply = app_server.slack.command(REQUESTER, "")
+    app_server.settle()
+    assert reply.status == 200
+    failures = [r for r in caplog.records if "after answering Slack" in r.getMessage()]
+    assert len(failures) == 1 and "RuntimeError" in failures[0].getMessage()
+    assert "typed this" not in failures[0].getMessage()
+    assert app_server.slack.command(REQUESTER, "help").status == 200, "the server still answers"
 
 
 def test_the_shortcut_and_home_button_open_it_too(app_server: AppServer) -> None:
