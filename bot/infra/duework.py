@@ -134,7 +134,7 @@ def schedule(
     history, so the key is armed again with the new time and payload; otherwise a timer named
     the same way later (a second escalation's reminder) would silently never run.
     """
-    return _insert(session, [_row(kind, due_at, now, payload, key)], keyed=key is not None) > 0
+    return _insert(session, [new_row(kind, due_at, now, payload, key)], keyed=key is not None) > 0
 
 
 @dataclass(frozen=True)
@@ -151,12 +151,13 @@ def schedule_many(session: Session, timers: Sequence[Timer], *, now: datetime) -
     """Schedule several keyed items in one statement, each by schedule's rules; returns how
     many were added or re-armed. A wave of fifty offers is one round trip, not fifty."""
     unique = {timer.key: timer for timer in timers}  # one statement may touch a row only once
-    rows = [_row(t.kind, t.due_at, now, t.payload, t.key) for t in unique.values()]
+    rows = [new_row(t.kind, t.due_at, now, t.payload, t.key) for t in unique.values()]
     return _insert(session, rows, keyed=True) if rows else 0
 
 
-def _row(kind: str, due_at: datetime, now: datetime, payload: Mapping[str, Any] | None,
-         key: str | None) -> dict[str, Any]:
+def new_row(kind: str, due_at: datetime, now: datetime, payload: Mapping[str, Any] | None,
+            key: str | None) -> dict[str, Any]:
+    """The columns of a newly scheduled item (the ones every insert of one sets)."""
     return {"kind": kind, "key": key, "payload": dict(payload or {}), "due_at": due_at,
             "state": WorkState.PENDING, "attempts": 0, "rescheduled": 0, "created_at": now}
 
@@ -176,7 +177,7 @@ def _inserts(insert: Callable[[Any], Any]) -> dict[bool, Any]:
     plain = insert(table)
     # One statement, so two processes scheduling the same key at once cannot both arm it:
     # PostgreSQL re-checks the WHERE on the row the other one just re-armed.
-    rearm = {name: plain.excluded[name] for name in _row("", datetime.min, datetime.min, None, None)
+    rearm = {name: plain.excluded[name] for name in new_row("", datetime.min, datetime.min, None, None)
              if name != "key"}
     rearm.update(claim_token=None, lease_until=None, last_error=None, finished_at=None)
     keyed = plain.on_conflict_do_update(

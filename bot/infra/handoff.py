@@ -9,7 +9,8 @@ pool's liveness check is the only other. What it does is what the separate state
 
 - the delivery key is inserted first; a copy of the same delivery arriving meanwhile waits on
   that key and then records nothing (its statement returns no row);
-- the item is inserted only when the key was new, with the row outbox.record would write;
+- the item is inserted only when the key was new, with the row outbox.record would write
+  (duework.new_row's columns);
 - NOTIFY is sent only for a recorded item, and PostgreSQL delivers it as the statement commits.
 """
 
@@ -22,8 +23,8 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 
-from bot.infra import outbox, wakeup
-from bot.infra.models import DueWork, SeenDelivery, WorkState
+from bot.infra import duework, outbox, wakeup
+from bot.infra.models import DueWork, SeenDelivery
 
 _WORK = DueWork.__table__
 _SEEN = SeenDelivery.__table__
@@ -31,20 +32,20 @@ _SEEN = SeenDelivery.__table__
 
 def _statement(checked: bool) -> Any:
     """The statement, with or without a delivery key to check; returns one row if recorded."""
+    # duework.new_row's columns: per item what varies, the rest as every new item has them.
+    row = duework.new_row("", datetime.min, datetime.min, None, None)
     columns = _WORK.c
-    values = select(
-        bindparam("kind", type_=columns.kind.type), bindparam("key", type_=columns.key.type),
-        bindparam("payload", type_=columns.payload.type), bindparam("now", type_=columns.due_at.type),
-        literal(WorkState.PENDING.value, columns.state.type), literal(0), literal(0),
-        bindparam("now", type_=columns.created_at.type))
+    varying = {"kind": "kind", "key": "key", "payload": "payload", "due_at": "now",
+               "created_at": "now"}
+    values = select(*(
+        bindparam(varying[name], type_=columns[name].type) if name in varying
+        else literal(row[name], columns[name].type) for name in row))
     if checked:
         seen = (insert(_SEEN).values(key=bindparam("delivery"), seen_at=bindparam("now"))
                 .on_conflict_do_nothing(index_elements=["key"]).returning(_SEEN.c.key)
                 .cte("seen"))
         values = values.select_from(seen)
-    work = (insert(_WORK).from_select(
-        ["kind", "key", "payload", "due_at", "state", "attempts", "rescheduled", "created_at"],
-        values).returning(columns.id).cte("work"))
+    work = insert(_WORK).from_select(list(row), values).returning(columns.id).cte("work")
     return select(func.pg_notify(wakeup.CHANNEL, "")).select_from(work)
 
 

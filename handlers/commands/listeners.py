@@ -96,14 +96,22 @@ def open_after_answering(body: dict[str, Any], context: dict[str, Any],
     thread, no wait for an ack(), and the thread stays busy until the form is open, so a burst
     of commands cannot outrun the forms they open. Anything else runs the listener as usual."""
     run_after = context.get(AFTER_ANSWER)
-    if run_after is None or str(body.get("text") or "").strip():
+    if run_after is None or _words(body)[0]:
         next()
         return None
-    services, db = context["services"], context["db"]
-    user_id, trigger_id = str(body.get("user_id", "")), str(body.get("trigger_id", ""))
-    run_after(lambda: in_transaction(
-        db, lambda: open_request(services, db, user_id, trigger_id)))
+    run_after(lambda: in_transaction(context["db"], lambda: _open_form(body, context)))
     return BoltResponse(status=200, body="")
+
+
+def _words(command: dict[str, Any]) -> tuple[str, str]:
+    """The command's first word (empty when it came alone) and the rest."""
+    word, _, rest = str(command.get("text") or "").strip().partition(" ")
+    return word, rest
+
+
+def _open_form(command: dict[str, Any], context: dict[str, Any]) -> None:
+    open_request(context["services"], context["db"], str(command.get("user_id", "")),
+                 str(command.get("trigger_id", "")))
 
 
 @transactional
@@ -111,13 +119,11 @@ def on_peersupport(ack: Ack, respond: Respond, command: dict[str, Any],
                    context: dict[str, Any]) -> None:
     """Alone, /peersupport asks for support; otherwise dispatch by its first word, and an
     unknown word gets the help list."""
-    text = str(command.get("text") or "").strip()
-    word, _, rest = text.partition(" ")
+    word, rest = _words(command)
     if not word:
         # The command alone asks for support: the modal opens at once.
         ack()
-        open_request(context["services"], context["db"], str(command.get("user_id", "")),
-                     str(command.get("trigger_id", "")))
+        _open_form(command, context)
         return
     sub = SUBCOMMANDS.get(word.lower())
     if sub is None:

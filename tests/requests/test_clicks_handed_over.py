@@ -27,6 +27,7 @@ from bot.infra.models import (
     WorkState,
 )
 from bot.infra.outbox import Effect
+from bot.sandbox.driver import Reply
 from bot.sandbox.slack_api import FakeSlack
 from handlers.common.ids import Action
 from tests.checkins.test_checkins import connect_with_checkins, first_checkin, run_to_first
@@ -89,7 +90,7 @@ def accept_handed_to_a_dead_clock(web: AppServer, clock: ManualClock) -> DueWork
     web.settle()
     assert runtime.deliver_due() >= 1, "the offer, sent as the clock would have"
     posted_offers(web, 1)
-    web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER, offer_value(web, SUPPORTERS[0]))
+    accept(web)
     web.settle()
     [click] = clicks(runtime)
     return click
@@ -171,7 +172,7 @@ def test_with_no_clock_listening_the_web_applies_the_click_itself(web: AppServer
     add_supporters(web, SUPPORTERS[0])
     ask(web, REQUESTER)
     posted_offers(web, 1)
-    web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER, offer_value(web, SUPPORTERS[0]))
+    accept(web)
     assert eventually(lambda: current(web, "state") == RequestState.ASSIGNED)
     assert clicks(web.runtime) == [], "nothing handed over"
 
@@ -248,22 +249,30 @@ def test_a_click_a_clock_died_applying_is_applied_once_its_lease_runs_out(
     assert runtime.sweep_outbox() == 0
 
 
-def test_a_handed_click_is_saved_before_slack_gets_its_answer(
-        web: AppServer, listening: Runtime) -> None:
+def one_offer_out(web: AppServer) -> None:
+    """A request whose one offer, to the first supporter, is out."""
     add_supporters(web, SUPPORTERS[0])
     ask(web)
     posted_offers(web, 1)
-    reply = web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
-                                   offer_value(web, SUPPORTERS[0]))
+
+
+def accept(web: AppServer) -> Reply:
+    """The first supporter clicks Accept on their offer."""
+    return web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
+                                  offer_value(web, SUPPORTERS[0]))
+
+
+def test_a_handed_click_is_saved_before_slack_gets_its_answer(
+        web: AppServer, listening: Runtime) -> None:
+    one_offer_out(web)
+    reply = accept(web)
     assert reply.status == 200
     assert len(clicks(web.runtime)) == 1, "in the database by the time Slack has its answer"
 
 
 def test_a_click_that_cannot_be_saved_is_refused_not_answered_ok(
         web: AppServer, listening: Runtime) -> None:
-    add_supporters(web, SUPPORTERS[0])
-    ask(web)
-    posted_offers(web, 1)
+    one_offer_out(web)
 
     def database_gone(_connection: object, _cursor: object, statement: str,
                       *_args: object) -> None:
@@ -272,8 +281,7 @@ def test_a_click_that_cannot_be_saved_is_refused_not_answered_ok(
 
     event.listen(web.runtime.engine, "before_cursor_execute", database_gone)
     try:
-        reply = web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
-                                       offer_value(web, SUPPORTERS[0]))
+        reply = accept(web)
     finally:
         event.remove(web.runtime.engine, "before_cursor_execute", database_gone)
     # Slack shows the supporter the click did not go through, so they can click again.
@@ -283,11 +291,8 @@ def test_a_click_that_cannot_be_saved_is_refused_not_answered_ok(
 
 def test_a_copy_of_a_handed_click_is_answered_empty_and_recorded_once(
         web: AppServer, listening: Runtime) -> None:
-    add_supporters(web, SUPPORTERS[0])
-    ask(web)
-    posted_offers(web, 1)
-    first = web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
-                                   offer_value(web, SUPPORTERS[0]))
+    one_offer_out(web)
+    first = accept(web)
     # A proxy replays the same delivery (same trigger_id), signed again.
     copy = web.slack.post_raw(web.slack.sent[-1], "application/x-www-form-urlencoded")
     assert (first.status, copy.status, copy.body) == (200, 200, "")
@@ -297,12 +302,9 @@ def test_a_copy_of_a_handed_click_is_answered_empty_and_recorded_once(
 
 def test_copies_of_a_handed_click_arriving_together_are_recorded_once(
         web: AppServer, listening: Runtime) -> None:
-    add_supporters(web, SUPPORTERS[0])
-    ask(web)
-    posted_offers(web, 1)
+    one_offer_out(web)
     with mock.patch.object(web.slack, "post_raw", lambda body, _type: body):
-        body = web.slack.block_action(SUPPORTERS[0], Action.ACCEPT_OFFER,
-                                      offer_value(web, SUPPORTERS[0]))
+        body = accept(web)
 
     def send(_n: int, go) -> int:  # noqa: ANN001
         go()
