@@ -362,12 +362,13 @@ def _run_socket_mode(runtime: Runtime, bolt: App, scheduler: BackgroundScheduler
                      engine: DueWorkEngine) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.app.runtime import SWEEP_SECONDS
+    from bot.app.runtime import SWEEP_SECONDS, freeze_startup_heap
     from bot.app.scheduler import StopSignal, Watch, stop_scheduler
     from bot.infra.metrics import start_clock_metrics
 
     stop = StopSignal()
     start_clock_metrics(runtime.settings, runtime.sessions, runtime.clock)
+    freeze_startup_heap()
     scheduler.start()
     watch = Watch(runtime.watch_clock).start()
     sweep = Watch(runtime.sweep_outbox, SWEEP_SECONDS, "outbox-sweep").start()
@@ -396,7 +397,7 @@ def _web(settings: Settings) -> int:
 
 def _clock(settings: Settings) -> int:
     settings.require_slack(transport="clock")
-    from bot.app.runtime import build_runtime
+    from bot.app.runtime import build_runtime, freeze_startup_heap
     from bot.app.scheduler import run_clock
     from bot.infra.metrics import start_clock_metrics
     from handlers import bootstrap_jobs
@@ -405,6 +406,7 @@ def _clock(settings: Settings) -> int:
     runtime = build_runtime(settings)
     bootstrap_jobs(runtime.services)
     start_clock_metrics(settings, runtime.sessions, runtime.clock)
+    freeze_startup_heap()
     listens = runtime.listens()
     log.info("clock started: ticking every %.1f s%s", settings.tick_seconds,
              "; sending messages as soon as they are committed" if listens else "")
@@ -427,16 +429,18 @@ def _socket(settings: Settings) -> int:
     settings.require_slack(transport="socket")
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.app.runtime import SWEEP_SECONDS, build_runtime
+    from bot.app.runtime import SWEEP_SECONDS, build_runtime, freeze_startup_heap
     from bot.app.scheduler import Watch
     from bot.app.slack_app import create_app
     from bot.infra.metrics import start_clock_metrics
 
     runtime = build_runtime(settings)
+    bolt = create_app(runtime)
     start_clock_metrics(settings, runtime.sessions, runtime.clock)
+    freeze_startup_heap()
     Watch(runtime.watch_clock).start()  # daemon threads: they end with the process
     Watch(runtime.sweep_outbox, SWEEP_SECONDS, "outbox-sweep").start()
-    SocketModeHandler(create_app(runtime), settings.slack_app_token).start()
+    SocketModeHandler(bolt, settings.slack_app_token).start()
     return 0
 
 

@@ -16,7 +16,7 @@ from slack_bolt.adapter.flask.handler import to_bolt_request, to_flask_response
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.app.runtime import SWEEP_SECONDS, Runtime
+from bot.app.runtime import SWEEP_SECONDS, Runtime, freeze_startup_heap
 from bot.app.scheduler import Watch
 from bot.infra import health, metrics
 from bot.infra.envelope import malformed, too_deep
@@ -201,4 +201,6 @@ def serve(runtime: Runtime, bolt: App, *, workers: int,
                    on_starting=metrics.gunicorn_on_starting,
                    child_exit=metrics.gunicorn_child_exit,
                    logger_class=gunicorn_logger(settings.log_format))
-    GunicornServer(create_wsgi_app(runtime, bolt), options).run()
+    application = create_wsgi_app(runtime, bolt)
+    freeze_startup_heap()  # in the master, so every worker forked from it starts frozen
+    GunicornServer(application, options).run()
