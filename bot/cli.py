@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from slack_bolt import App
 
     from bot.app.runtime import Runtime
+    from bot.app.scheduler import Watch
     from bot.infra.duework import DueWorkEngine
 
 log = logging.getLogger("peersupport")
@@ -362,16 +363,11 @@ def _run_socket_mode(runtime: Runtime, bolt: App, scheduler: BackgroundScheduler
                      engine: DueWorkEngine) -> int:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.app.runtime import SWEEP_SECONDS, freeze_startup_heap
-    from bot.app.scheduler import StopSignal, Watch, stop_scheduler
-    from bot.infra.metrics import start_clock_metrics
+    from bot.app.scheduler import StopSignal, stop_scheduler
 
     stop = StopSignal()
-    start_clock_metrics(runtime.settings, runtime.sessions, runtime.clock)
-    freeze_startup_heap()
+    watch, sweep = _start_socket_process(runtime)
     scheduler.start()
-    watch = Watch(runtime.watch_clock).start()
-    sweep = Watch(runtime.sweep_outbox, SWEEP_SECONDS, "outbox-sweep").start()
     log.info("connecting to Slack over Socket Mode")
     handler = SocketModeHandler(bolt, runtime.settings.slack_app_token)
     handler.connect()  # not start(): that would block this thread past any stop signal
@@ -429,19 +425,28 @@ def _socket(settings: Settings) -> int:
     settings.require_slack(transport="socket")
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.app.runtime import SWEEP_SECONDS, build_runtime, freeze_startup_heap
-    from bot.app.scheduler import Watch
+    from bot.app.runtime import build_runtime
     from bot.app.slack_app import create_app
-    from bot.infra.metrics import start_clock_metrics
 
     runtime = build_runtime(settings)
     bolt = create_app(runtime)
-    start_clock_metrics(settings, runtime.sessions, runtime.clock)
-    freeze_startup_heap()
-    Watch(runtime.watch_clock).start()  # daemon threads: they end with the process
-    Watch(runtime.sweep_outbox, SWEEP_SECONDS, "outbox-sweep").start()
+    _start_socket_process(runtime)  # daemon threads: they end with the process
     SocketModeHandler(bolt, settings.slack_app_token).start()
     return 0
+
+
+def _start_socket_process(runtime: Runtime) -> tuple[Watch, Watch]:
+    """What a Socket Mode process starts before connecting, once its app is built: its metrics,
+    its start-up heap frozen, and the two watches a web process runs in each worker (the
+    clock's heartbeat, the outbox sweep), returned so a caller may stop them."""
+    from bot.app.runtime import SWEEP_SECONDS, freeze_startup_heap
+    from bot.app.scheduler import Watch
+    from bot.infra.metrics import start_clock_metrics
+
+    start_clock_metrics(runtime.settings, runtime.sessions, runtime.clock)
+    freeze_startup_heap()
+    return (Watch(runtime.watch_clock).start(),
+            Watch(runtime.sweep_outbox, SWEEP_SECONDS, "outbox-sweep").start())
 
 
 _COMMANDS = {"run": _run, "web": _web, "clock": _clock, "socket": _socket, "migrate": _migrate,

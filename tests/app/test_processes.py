@@ -164,6 +164,21 @@ def test_run_process_over_socket_mode_answers_and_ticks(tmp_path: Path,
     assert opened and opened[0].token == "xapp-1-test"
 
 
+def test_socket_process_answers_over_socket_mode(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    """`python -m bot socket`, the Slack app alone over Socket Mode, connects and answers."""
+    db_url = f"sqlite:///{tmp_path / 'socket.sqlite3'}"
+    with SocketModeServer() as slack_socket:
+        fake_slack.socket_url = slack_socket.url
+        with process(tmp_path, "socket", fake_slack, db_url, SLACK_APP_TOKEN="xapp-1-test"):
+            assert slack_socket.connected.wait(timeout=30), (tmp_path / "socket.log").read_text()
+            ack = slack_socket.send("slash_commands", {
+                "command": "/peersupport", "text": "help", "user_id": "UCLIN00001",
+                "channel_id": "C0GENERAL1", "team_id": "T0PEERSUP", "trigger_id": "1.2.3",
+                "response_url": fake_slack.response_url(), "api_app_id": "APEERSUP1"})
+    assert ack["payload"]["response_type"] == "ephemeral"
+    assert "/peersupport help" in json.dumps(ack["payload"]["blocks"])
+
+
 def test_the_clock_sends_what_the_web_commits_and_a_killed_clock_loses_nothing(
         tmp_path: Path, fake_slack: FakeSlack, pg_database: Database) -> None:
     """On PostgreSQL the web process commits and answers; the clock, woken by NOTIFY, sends the
